@@ -1,0 +1,275 @@
+//! Lock names, and the Redis keys and channel derived from one.
+//!
+//! A lock named `N` under prefix `P` lives at the plain key `P + N`, holding
+//! the owner's token as a plain string, so Baton's locks exclude (and are
+//! excluded by) other libraries' `SET key token NX PX` locks on the same key.
+//!
+//! Two companions go with it: the fence counter (a key) and the release
+//! channel (a pub/sub channel). Both must hash to the same Redis Cluster slot
+//! as the lock key, because one script touches the lock key and the fence
+//! counter together. Companions contain the [`SEPARATOR`] control character,
+//! which names and prefixes may not contain, so no lock key can ever equal a
+//! companion key.
+
+use std::fmt;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "baton:";
+/// The longest lock name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 512;
+/// The longest key prefix accepted, in bytes.
+pub const MAX_PREFIX_LEN: usize = 128;
+/// Separates a lock key from a companion's suffix. Names and prefixes may not
+/// contain control characters, which is what keeps companions out of the
+/// lock keys' namespace.
+pub const SEPARATOR: char = '\u{1f}';
+
+/// Why a lock name or key prefix was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// The name is empty.
+    Empty,
+    /// The name or prefix is longer than the limit, in bytes.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The name or prefix contains a control character (which companions use).
+    ControlChar {
+        /// The byte offset of the first control character.
+        at: usize,
+    },
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "is empty"),
+            NameError::TooLong { len, max } => write!(f, "is {len} bytes long (at most {max})"),
+            NameError::ControlChar { at } => {
+                write!(f, "contains a control character at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Checks a lock name: 1 to [`MAX_NAME_LEN`] bytes, no control characters.
+///
+/// ```
+/// use baton_core::name::{validate_name, NameError};
+/// assert!(validate_name("nightly-report").is_ok());
+/// assert_eq!(validate_name(""), Err(NameError::Empty));
+/// ```
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    check_text(name, MAX_NAME_LEN)
+}
+
+/// Checks a key prefix: at most [`MAX_PREFIX_LEN`] bytes, no control
+/// characters. The empty prefix is allowed (the key is then the bare name).
+pub fn validate_prefix(prefix: &str) -> Result<(), NameError> {
+    check_text(prefix, MAX_PREFIX_LEN)
+}
+
+fn check_text(text: &str, max: usize) -> Result<(), NameError> {
+    if text.len() > max {
+        return Err(NameError::TooLong {
+            len: text.len(),
+            max,
+        });
+    }
+    match text.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, _)) => Err(NameError::ControlChar { at }),
+        None => Ok(()),
+    }
+}
+
+/// The Redis names one lock uses.
+///
+/// ```
+/// use baton_core::Keys;
+/// let keys = Keys::new("baton:", "nightly-report").unwrap();
+/// assert_eq!(keys.lock, "baton:nightly-report");
+/// // Companions hash to the lock key's cluster slot:
+/// use baton_core::name::hash_slot;
+/// assert_eq!(hash_slot(keys.fence.as_bytes()), hash_slot(keys.lock.as_bytes()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Keys {
+    /// The lock key: `prefix + name`, holding the owner's token.
+    pub lock: String,
+    /// The fence counter: incremented by every successful acquire, never deleted.
+    pub fence: String,
+    /// The pub/sub channel a release is announced on.
+    pub channel: String,
+}
+
+impl Keys {
+    /// Validates `prefix` and `name` and derives the keys.
+    pub fn new(prefix: &str, name: &str) -> Result<Keys, NameError> {
+        validate_prefix(prefix)?;
+        validate_name(name)?;
+        let lock = format!("{prefix}{name}");
+        Ok(Keys {
+            fence: companion(&lock, "fence"),
+            channel: companion(&lock, "released"),
+            lock,
+        })
+    }
+}
+
+/// A companion of `key` named by `suffix`, in the same cluster slot as `key`.
+///
+/// Redis Cluster hashes only the first `{...}` section of a key when it is
+/// non-empty (the hash tag), otherwise the whole key. So:
+/// - a key with a hash tag keeps it when a brace-free suffix is appended;
+/// - a key without one, and without any `}`, becomes the tag of `{key}`;
+/// - a key without a tag but with a `}` cannot be a tag itself: a short
+///   brace-free tag with the same slot is found, and the key follows it to
+///   keep companions of different keys distinct.
+fn companion(key: &str, suffix: &str) -> String {
+    if hash_tag(key.as_bytes()).is_some() {
+        format!("{key}{SEPARATOR}{suffix}")
+    } else if !key.contains('}') {
+        format!("{{{key}}}{SEPARATOR}{suffix}")
+    } else {
+        let tag = tag_for_slot(hash_slot(key.as_bytes()));
+        format!("{{{tag}}}{key}{SEPARATOR}{suffix}")
+    }
+}
+
+/// The hash tag of a key, if it has a non-empty one.
+fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
+}
+
+/// The Redis Cluster slot of a key (CRC16/XMODEM of its hash tag or whole key, mod 16384).
+pub fn hash_slot(key: &[u8]) -> u16 {
+    crc16(hash_tag(key).unwrap_or(key)) % 16384
+}
+
+/// The first brace-free, base-36 string whose slot is `slot`: about 16,384
+/// candidates on average, tried only for keys with a `}` and no hash tag.
+fn tag_for_slot(slot: u16) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0u32..)
+        .map(|mut n| {
+            let mut s = Vec::new();
+            loop {
+                s.push(DIGITS[(n % 36) as usize]);
+                n /= 36;
+                if n == 0 {
+                    break;
+                }
+            }
+            s
+        })
+        .find(|s| crc16(s) % 16384 == slot)
+        .map(|s| String::from_utf8(s).expect("ascii digits"))
+        .expect("every slot has a tag")
+}
+
+/// CRC16/XMODEM, as Redis Cluster uses for key slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn crc16_matches_the_redis_cluster_spec_examples() {
+        // From the Redis Cluster specification: CRC16 of "123456789" is 0x31C3.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+        assert_eq!(hash_slot(b"foo{}{bar}"), hash_slot(b"foo{}{bar}"));
+        assert_ne!(hash_slot(b"foo{}{bar}"), hash_slot(b"bar"));
+        assert_eq!(hash_slot(b"foo{{bar}}zap"), hash_slot(b"{bar"));
+        assert_eq!(hash_slot(b"foo{bar}{zap}"), hash_slot(b"bar"));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_name(""), Err(NameError::Empty));
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            validate_name(&long),
+            Err(NameError::TooLong {
+                len: MAX_NAME_LEN + 1,
+                max: MAX_NAME_LEN
+            })
+        );
+        assert!(validate_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
+        assert_eq!(validate_name("a\nb"), Err(NameError::ControlChar { at: 1 }));
+        assert_eq!(validate_name("é\u{1f}"), Err(NameError::ControlChar { at: 2 }));
+        assert!(validate_name("orders/{eu}/nightly report ✓").is_ok());
+        assert!(validate_prefix("").is_ok());
+        assert_eq!(
+            validate_prefix("p\0"),
+            Err(NameError::ControlChar { at: 1 })
+        );
+    }
+
+    #[test]
+    fn the_lock_key_is_prefix_plus_name() {
+        assert_eq!(Keys::new("baton:", "job").unwrap().lock, "baton:job");
+        assert_eq!(Keys::new("", "job").unwrap().lock, "job");
+    }
+
+    #[test]
+    fn companions_of_awkward_keys_share_the_slot() {
+        for name in ["plain", "{tag}x", "a}b", "x{}y", "{", "}", "}{", "{}", "a{b", "{{a}}"] {
+            let keys = Keys::new("", name).unwrap();
+            let slot = hash_slot(keys.lock.as_bytes());
+            assert_eq!(hash_slot(keys.fence.as_bytes()), slot, "fence of {name:?}");
+            assert_eq!(hash_slot(keys.channel.as_bytes()), slot, "channel of {name:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn companions_share_the_slot_and_are_distinct(
+            prefix in "[a-z:{}]{0,6}",
+            name in "[a-z{}é ]{1,12}",
+            other in "[a-z{}é ]{1,12}",
+        ) {
+            let keys = Keys::new(&prefix, &name).unwrap();
+            let slot = hash_slot(keys.lock.as_bytes());
+            prop_assert_eq!(hash_slot(keys.fence.as_bytes()), slot);
+            prop_assert_eq!(hash_slot(keys.channel.as_bytes()), slot);
+            prop_assert!(keys.fence.contains(SEPARATOR));
+            prop_assert!(!keys.lock.contains(SEPARATOR));
+            let them = Keys::new(&prefix, &other).unwrap();
+            if name != other {
+                prop_assert_ne!(keys.fence, them.fence);
+                prop_assert_ne!(keys.channel, them.channel);
+            }
+        }
+
+        #[test]
+        fn validation_never_panics(name in ".{0,600}") {
+            let _ = Keys::new("baton:", &name);
+        }
+    }
+}

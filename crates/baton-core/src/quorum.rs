@@ -1,0 +1,302 @@
+//! One acquire round over N nodes: who answered what, and what it means.
+//!
+//! A single Redis server is the case N = 1. The rules (Redlock's, made
+//! exact):
+//! - the quorum is `N/2 + 1` of the **configured** N, never of the nodes
+//!   that happen to be reachable;
+//! - validity is measured on the monotonic clock from the start of the
+//!   attempt: `ttl - elapsed - drift`, drift = `ttl/100 + 2 ms`; a lease with
+//!   no validity left is not acquired;
+//! - a failed attempt releases on every node that may hold our token: those
+//!   that said yes, those that failed (the SET may have landed) and those
+//!   that have not answered yet.
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::HolderTtl;
+use crate::token::Fence;
+
+/// The number of nodes that must agree out of `n` configured nodes.
+///
+/// ```
+/// use baton_core::quorum::quorum;
+/// assert_eq!([1, 2, 3, 4, 5].map(quorum), [1, 2, 2, 3, 3]);
+/// ```
+pub fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// The clock-drift allowance for a lease of `ttl`: `ttl/100 + 2 ms`.
+pub fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+/// How long a lease of `ttl` is still valid `elapsed` after its attempt
+/// started, or `None` when nothing is left.
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_core::quorum::validity;
+/// let ms = Duration::from_millis;
+/// assert_eq!(validity(ms(1000), ms(100)), Some(ms(888)));
+/// assert_eq!(validity(ms(1000), ms(988)), None);
+/// ```
+pub fn validity(ttl: Duration, elapsed: Duration) -> Option<Duration> {
+    ttl.checked_sub(elapsed)?
+        .checked_sub(drift(ttl))
+        .filter(|left| !left.is_zero())
+}
+
+/// What one node answered to the acquire script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The lock is ours on this node, with the node's fence value.
+    Acquired {
+        /// The node's fence counter after our increment.
+        fence: u64,
+    },
+    /// Another token holds the key on this node.
+    Busy {
+        /// What the node said about the holder's expiry.
+        holder: HolderTtl,
+    },
+    /// The node errored or timed out: our SET may or may not have landed.
+    Failed,
+}
+
+/// The outcome of a round, once it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Not enough replies yet to decide.
+    Pending,
+    /// A quorum is ours and validity remains.
+    Won {
+        /// The fence: the highest value among the nodes that said yes.
+        fence: Fence,
+        /// The local deadline of the lease (monotonic).
+        valid_until: Instant,
+    },
+    /// The attempt failed; release on `release` before trying again.
+    Lost {
+        /// Nodes that may hold our token (said yes, failed, or not answered).
+        release: Vec<usize>,
+        /// How many nodes said another holds the key.
+        busy: usize,
+        /// How many nodes failed.
+        failed: usize,
+        /// The soonest expiry among the holders' keys, to bound a wait.
+        holder: Option<HolderTtl>,
+        /// True when the quorum was ours but no validity was left.
+        expired: bool,
+    },
+}
+
+/// One acquire attempt over `n` nodes.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use baton_core::quorum::{Decision, Reply, Round};
+/// let start = Instant::now();
+/// let mut round = Round::new(3, Duration::from_secs(10), start);
+/// round.reply(0, Reply::Acquired { fence: 4 });
+/// assert_eq!(round.decide(start), Decision::Pending);
+/// round.reply(2, Reply::Acquired { fence: 5 });
+/// assert!(matches!(round.decide(start), Decision::Won { fence, .. } if fence.0 == 5));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Round {
+    ttl: Duration,
+    started: Instant,
+    replies: Vec<Option<Reply>>,
+}
+
+impl Round {
+    /// A round over `n` nodes for a lease of `ttl`, started at `started`.
+    pub fn new(n: usize, ttl: Duration, started: Instant) -> Round {
+        Round {
+            ttl,
+            started,
+            replies: vec![None; n],
+        }
+    }
+
+    /// Records node `node`'s reply. A second reply from the same node is ignored.
+    pub fn reply(&mut self, node: usize, reply: Reply) {
+        if let Some(slot @ None) = self.replies.get_mut(node) {
+            *slot = Some(reply);
+        }
+    }
+
+    /// The decision at `now`, as early as it is certain.
+    pub fn decide(&self, now: Instant) -> Decision {
+        let n = self.replies.len();
+        let need = quorum(n);
+        let acquired = self.count(|r| matches!(r, Reply::Acquired { .. }));
+        let busy = self.count(|r| matches!(r, Reply::Busy { .. }));
+        let failed = self.count(|r| matches!(r, Reply::Failed));
+        let elapsed = now.saturating_duration_since(self.started);
+        if acquired >= need {
+            if let Some(left) = validity(self.ttl, elapsed) {
+                let fence = self
+                    .replies
+                    .iter()
+                    .filter_map(|r| match r {
+                        Some(Reply::Acquired { fence }) => Some(*fence),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or_default();
+                return Decision::Won {
+                    fence: Fence(fence),
+                    valid_until: now + left,
+                };
+            }
+            return self.lost(busy, failed, true);
+        }
+        if busy + failed > n - need {
+            return self.lost(busy, failed, false);
+        }
+        Decision::Pending
+    }
+
+    fn count(&self, pred: impl Fn(&Reply) -> bool) -> usize {
+        self.replies.iter().flatten().filter(|r| pred(r)).count()
+    }
+
+    fn lost(&self, busy: usize, failed: usize, expired: bool) -> Decision {
+        let release = (0..self.replies.len())
+            .filter(|&i| !matches!(self.replies[i], Some(Reply::Busy { .. })))
+            .collect();
+        let holder = self
+            .replies
+            .iter()
+            .filter_map(|r| match r {
+                Some(Reply::Busy { holder }) => Some(*holder),
+                _ => None,
+            })
+            .min_by_key(|h| match h {
+                HolderTtl::Expires(d) => *d,
+                HolderTtl::Persistent => Duration::MAX,
+            });
+        Decision::Lost {
+            release,
+            busy,
+            failed,
+            holder,
+            expired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn drift_and_validity_edges() {
+        assert_eq!(drift(MS(10_000)), MS(102));
+        assert_eq!(validity(MS(10_000), MS(0)), Some(MS(9_898)));
+        assert_eq!(validity(MS(10_000), MS(9_897)), Some(MS(1)));
+        assert_eq!(validity(MS(10_000), MS(9_898)), None);
+        assert_eq!(validity(MS(10_000), MS(20_000)), None);
+        assert_eq!(validity(MS(2), MS(0)), None, "a ttl inside the drift is never valid");
+    }
+
+    #[test]
+    fn single_node_busy_and_failed() {
+        let t0 = Instant::now();
+        let mut busy = Round::new(1, MS(1000), t0);
+        busy.reply(0, Reply::Busy { holder: HolderTtl::Expires(MS(70)) });
+        assert_eq!(
+            busy.decide(t0),
+            Decision::Lost { release: vec![], busy: 1, failed: 0, holder: Some(HolderTtl::Expires(MS(70))), expired: false }
+        );
+        let mut failed = Round::new(1, MS(1000), t0);
+        failed.reply(0, Reply::Failed);
+        assert_eq!(
+            failed.decide(t0),
+            Decision::Lost { release: vec![0], busy: 0, failed: 1, holder: None, expired: false }
+        );
+    }
+
+    #[test]
+    fn a_slow_win_is_a_loss_that_releases() {
+        let t0 = Instant::now();
+        let mut round = Round::new(1, MS(100), t0);
+        round.reply(0, Reply::Acquired { fence: 1 });
+        let late = t0 + MS(98);
+        assert!(matches!(round.decide(late), Decision::Lost { ref release, expired: true, .. } if release == &[0]));
+        assert!(matches!(round.decide(t0 + MS(50)), Decision::Won { valid_until, .. } if valid_until == t0 + MS(97)));
+    }
+
+    /// Every mask of node outcomes for N = 1..=7: the round is won exactly
+    /// when the acquired nodes reach the quorum of the configured N, and a
+    /// loss releases every node that is not busy.
+    #[test]
+    fn every_outcome_mask_for_up_to_seven_nodes() {
+        let t0 = Instant::now();
+        for n in 1..=7usize {
+            for mask in 0..3u32.pow(n as u32) {
+                let mut round = Round::new(n, MS(10_000), t0);
+                let mut digits = mask;
+                let mut outcome = Vec::new();
+                for node in 0..n {
+                    let reply = match digits % 3 {
+                        0 => Reply::Acquired { fence: node as u64 + 1 },
+                        1 => Reply::Busy { holder: HolderTtl::Expires(MS(50 + node as u64)) },
+                        _ => Reply::Failed,
+                    };
+                    digits /= 3;
+                    round.reply(node, reply);
+                    outcome.push(reply);
+                }
+                let acquired = outcome.iter().filter(|r| matches!(r, Reply::Acquired { .. })).count();
+                match round.decide(t0 + MS(1)) {
+                    Decision::Won { fence, .. } => {
+                        assert!(acquired >= quorum(n), "n={n} mask={mask}");
+                        let max = outcome.iter().filter_map(|r| match r { Reply::Acquired { fence } => Some(*fence), _ => None }).max();
+                        assert_eq!(Some(fence.0), max);
+                    }
+                    Decision::Lost { release, .. } => {
+                        assert!(acquired < quorum(n), "n={n} mask={mask}");
+                        let want: Vec<usize> = (0..n).filter(|&i| !matches!(outcome[i], Reply::Busy { .. })).collect();
+                        assert_eq!(release, want);
+                    }
+                    Decision::Pending => panic!("all replied yet pending: n={n} mask={mask}"),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Replies arriving in any order: the decision never flips once made,
+        /// and it is made as soon as it is certain.
+        #[test]
+        fn early_decisions_are_final(n in 1usize..=7, outcomes in proptest::collection::vec(0u8..3, 7), order in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle()) {
+            let t0 = Instant::now();
+            let mut round = Round::new(n, MS(10_000), t0);
+            let mut first: Option<bool> = None;
+            let (mut acquired, mut refused) = (0, 0);
+            for &node in order.iter().filter(|&&i| i < n) {
+                let reply = match outcomes[node] {
+                    0 => { acquired += 1; Reply::Acquired { fence: 1 } }
+                    1 => { refused += 1; Reply::Busy { holder: HolderTtl::Persistent } }
+                    _ => { refused += 1; Reply::Failed }
+                };
+                round.reply(node, reply);
+                let won = match round.decide(t0) {
+                    Decision::Pending => None,
+                    Decision::Won { .. } => Some(true),
+                    Decision::Lost { .. } => Some(false),
+                };
+                let certain = acquired >= quorum(n) || refused > n - quorum(n);
+                prop_assert_eq!(won.is_some(), certain);
+                if let (Some(a), Some(b)) = (first, won) { prop_assert_eq!(a, b); }
+                first = first.or(won);
+            }
+        }
+    }
+}

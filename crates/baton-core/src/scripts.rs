@@ -1,0 +1,77 @@
+//! The Lua scripts, one per operation, with their SHA1s pinned.
+//!
+//! Each script opens with a contract line: its keys, arguments and replies.
+//! Scripts take data only through `KEYS` and `ARGV`, never by string
+//! building. The SHA1 is pinned here (and checked by a test) so the I/O layer
+//! can send `EVALSHA` first and fall back to `EVAL` on `NOSCRIPT` without
+//! hashing at run time.
+
+/// One Lua script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Script {
+    /// A short name for logs and errors.
+    pub name: &'static str,
+    /// The Lua source, as sent with `EVAL`.
+    pub source: &'static str,
+    /// The SHA1 of `source`, as sent with `EVALSHA`.
+    pub sha1: &'static str,
+}
+
+/// Takes the lock and draws a fence in one round trip.
+///
+/// `KEYS = [lock, fence]`, `ARGV = [token, ttl_ms]`; replies `[1, fence]`
+/// when the lock is ours, `[0, pttl]` when another holds it (`pttl` is the
+/// holder's remaining TTL in ms, `-1` if its key has none).
+pub const ACQUIRE: Script = Script {
+    name: "acquire",
+    source: include_str!("scripts/acquire.lua"),
+    sha1: "7a1b5111b89bd40592704065105b15fe345165af",
+};
+
+/// Deletes the lock only if it holds our token, and announces the release.
+///
+/// `KEYS = [lock]`, `ARGV = [token, channel]`; replies 1 if released, 0 if
+/// the key was absent or another's.
+pub const RELEASE: Script = Script {
+    name: "release",
+    source: include_str!("scripts/release.lua"),
+    sha1: "9861139bf7991b587329f367a681d0794fb0dd53",
+};
+
+/// Resets the lock's TTL only if it holds our token; never creates the key.
+///
+/// `KEYS = [lock]`, `ARGV = [token, ttl_ms]`; replies 1 if extended, 0 if
+/// the key was absent or another's.
+pub const EXTEND: Script = Script {
+    name: "extend",
+    source: include_str!("scripts/extend.lua"),
+    sha1: "dfeceaaf261d10c70b2eeeac24de374fa4c261b8",
+};
+
+/// Every script, for loading and checking.
+pub const ALL: [Script; 3] = [ACQUIRE, RELEASE, EXTEND];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_sha1s_match_the_sources() {
+        for script in ALL {
+            let actual = sha1_smol::Sha1::from(script.source).digest().to_string();
+            assert_eq!(script.sha1, actual, "{} changed: pin the new SHA1", script.name);
+        }
+    }
+
+    #[test]
+    fn every_script_opens_with_its_contract_line() {
+        for script in ALL {
+            let first = script.source.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("-- {}(", script.name)),
+                "{}: {first}",
+                script.name
+            );
+        }
+    }
+}
