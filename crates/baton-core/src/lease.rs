@@ -20,7 +20,7 @@ use crate::quorum::drift;
 /// let mut lease = Lease::new(ttl, t0 + Duration::from_millis(295), t0);
 /// assert_eq!(lease.next_renewal(), t0 + Duration::from_millis(100));
 /// // A renewal sent at t0 + 100 ms succeeded: valid until then + ttl - drift.
-/// lease.on_renewed(t0 + Duration::from_millis(100));
+/// lease.on_renewed(t0 + Duration::from_millis(100), ttl);
 /// assert_eq!(lease.valid_until(), t0 + Duration::from_millis(395));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,18 +63,25 @@ impl Lease {
             .unwrap_or(self.valid_until)
     }
 
-    /// A renewal (or extend) sent at `sent` succeeded: the key now outlives
-    /// `sent + ttl` on the server, so locally it is valid until
-    /// `sent + ttl - drift`.
-    pub fn on_renewed(&mut self, sent: Instant) {
-        self.valid_until = sent + self.ttl.saturating_sub(drift(self.ttl));
+    /// A renewal (or extend) to `ttl`, sent at `sent`, succeeded: the key now
+    /// outlives `sent + ttl` on the server, so locally it is valid until
+    /// `sent + ttl - drift`. The next renewal is a third of the lease's
+    /// current TTL later.
+    ///
+    /// `ttl` is the one that was sent; it differs from the lease's when an
+    /// extend to a new TTL overtook the renewal. Commands to one node are
+    /// applied in the order they were sent, so the reply that completes last
+    /// describes the server's state: it overwrites the deadline.
+    pub fn on_renewed(&mut self, sent: Instant, ttl: Duration) {
+        self.valid_until = sent + ttl.saturating_sub(drift(ttl));
         self.next = sent + self.ttl / 3;
     }
 
-    /// An extend to a new `ttl`, sent at `sent`, succeeded.
+    /// An extend to a new `ttl`, sent at `sent`, succeeded: renewals use the
+    /// new TTL from now on.
     pub fn on_extended(&mut self, ttl: Duration, sent: Instant) {
         self.ttl = ttl;
-        self.on_renewed(sent);
+        self.on_renewed(sent, ttl);
     }
 
     /// A renewal failed transiently at `now` (error or timeout, not a refusal).
@@ -101,7 +108,7 @@ mod tests {
         let t0 = Instant::now();
         let mut lease = Lease::new(MS(3000), t0 + MS(2968), t0);
         assert_eq!(lease.next_renewal(), t0 + MS(1000));
-        lease.on_renewed(t0 + MS(1000));
+        lease.on_renewed(t0 + MS(1000), MS(3000));
         assert_eq!(lease.valid_until(), t0 + MS(1000) + MS(3000) - MS(32));
         assert_eq!(lease.next_renewal(), t0 + MS(2000));
         lease.on_extended(MS(600), t0 + MS(1500));
@@ -121,7 +128,11 @@ mod tests {
             assert!(lease.next_renewal() > now && lease.next_renewal() <= lease.give_up_at());
             now = lease.next_renewal();
         }
-        assert_eq!(now, lease.give_up_at(), "gives up exactly at the give-up point");
+        assert_eq!(
+            now,
+            lease.give_up_at(),
+            "gives up exactly at the give-up point"
+        );
         assert!(now < lease.valid_until(), "and so before the deadline");
         assert_eq!(tries, 6, "retries every ttl/10 from 333 ms to 888 ms");
     }

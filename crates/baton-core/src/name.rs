@@ -222,7 +222,10 @@ mod tests {
         );
         assert!(validate_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
         assert_eq!(validate_name("a\nb"), Err(NameError::ControlChar { at: 1 }));
-        assert_eq!(validate_name("é\u{1f}"), Err(NameError::ControlChar { at: 2 }));
+        assert_eq!(
+            validate_name("é\u{1f}"),
+            Err(NameError::ControlChar { at: 2 })
+        );
         assert!(validate_name("orders/{eu}/nightly report ✓").is_ok());
         assert!(validate_prefix("").is_ok());
         assert_eq!(
@@ -239,11 +242,17 @@ mod tests {
 
     #[test]
     fn companions_of_awkward_keys_share_the_slot() {
-        for name in ["plain", "{tag}x", "a}b", "x{}y", "{", "}", "}{", "{}", "a{b", "{{a}}"] {
+        for name in [
+            "plain", "{tag}x", "a}b", "x{}y", "{", "}", "}{", "{}", "a{b", "{{a}}",
+        ] {
             let keys = Keys::new("", name).unwrap();
             let slot = hash_slot(keys.lock.as_bytes());
             assert_eq!(hash_slot(keys.fence.as_bytes()), slot, "fence of {name:?}");
-            assert_eq!(hash_slot(keys.channel.as_bytes()), slot, "channel of {name:?}");
+            assert_eq!(
+                hash_slot(keys.channel.as_bytes()),
+                slot,
+                "channel of {name:?}"
+            );
         }
     }
 

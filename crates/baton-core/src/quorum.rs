@@ -64,6 +64,37 @@ pub enum Reply {
     Failed,
 }
 
+/// What a quorum of nodes said to an extend (or renewal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// A quorum reset the TTL of a key holding our token.
+    Extended,
+    /// So many nodes said the key is not ours that a quorum can no longer
+    /// agree: the lease is lost.
+    Refused,
+    /// Neither: too many nodes failed. The lease may still be ours.
+    Unknown,
+}
+
+/// Combines per-node extend replies over `n` configured nodes.
+///
+/// ```
+/// use baton_core::quorum::{extension, Extension};
+/// assert_eq!(extension(5, 3, 0), Extension::Extended);
+/// assert_eq!(extension(5, 2, 3), Extension::Refused);
+/// assert_eq!(extension(5, 2, 2), Extension::Unknown);
+/// assert_eq!(extension(1, 0, 0), Extension::Unknown);
+/// ```
+pub fn extension(n: usize, extended: usize, refused: usize) -> Extension {
+    if extended >= quorum(n) {
+        Extension::Extended
+    } else if refused > n - quorum(n) {
+        Extension::Refused
+    } else {
+        Extension::Unknown
+    }
+}
+
 /// The outcome of a round, once it is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -202,23 +233,44 @@ mod tests {
         assert_eq!(validity(MS(10_000), MS(9_897)), Some(MS(1)));
         assert_eq!(validity(MS(10_000), MS(9_898)), None);
         assert_eq!(validity(MS(10_000), MS(20_000)), None);
-        assert_eq!(validity(MS(2), MS(0)), None, "a ttl inside the drift is never valid");
+        assert_eq!(
+            validity(MS(2), MS(0)),
+            None,
+            "a ttl inside the drift is never valid"
+        );
     }
 
     #[test]
     fn single_node_busy_and_failed() {
         let t0 = Instant::now();
         let mut busy = Round::new(1, MS(1000), t0);
-        busy.reply(0, Reply::Busy { holder: HolderTtl::Expires(MS(70)) });
+        busy.reply(
+            0,
+            Reply::Busy {
+                holder: HolderTtl::Expires(MS(70)),
+            },
+        );
         assert_eq!(
             busy.decide(t0),
-            Decision::Lost { release: vec![], busy: 1, failed: 0, holder: Some(HolderTtl::Expires(MS(70))), expired: false }
+            Decision::Lost {
+                release: vec![],
+                busy: 1,
+                failed: 0,
+                holder: Some(HolderTtl::Expires(MS(70))),
+                expired: false
+            }
         );
         let mut failed = Round::new(1, MS(1000), t0);
         failed.reply(0, Reply::Failed);
         assert_eq!(
             failed.decide(t0),
-            Decision::Lost { release: vec![0], busy: 0, failed: 1, holder: None, expired: false }
+            Decision::Lost {
+                release: vec![0],
+                busy: 0,
+                failed: 1,
+                holder: None,
+                expired: false
+            }
         );
     }
 
@@ -228,8 +280,12 @@ mod tests {
         let mut round = Round::new(1, MS(100), t0);
         round.reply(0, Reply::Acquired { fence: 1 });
         let late = t0 + MS(98);
-        assert!(matches!(round.decide(late), Decision::Lost { ref release, expired: true, .. } if release == &[0]));
-        assert!(matches!(round.decide(t0 + MS(50)), Decision::Won { valid_until, .. } if valid_until == t0 + MS(97)));
+        assert!(
+            matches!(round.decide(late), Decision::Lost { ref release, expired: true, .. } if release == &[0])
+        );
+        assert!(
+            matches!(round.decide(t0 + MS(50)), Decision::Won { valid_until, .. } if valid_until == t0 + MS(97))
+        );
     }
 
     /// Every mask of node outcomes for N = 1..=7: the round is won exactly
@@ -245,24 +301,39 @@ mod tests {
                 let mut outcome = Vec::new();
                 for node in 0..n {
                     let reply = match digits % 3 {
-                        0 => Reply::Acquired { fence: node as u64 + 1 },
-                        1 => Reply::Busy { holder: HolderTtl::Expires(MS(50 + node as u64)) },
+                        0 => Reply::Acquired {
+                            fence: node as u64 + 1,
+                        },
+                        1 => Reply::Busy {
+                            holder: HolderTtl::Expires(MS(50 + node as u64)),
+                        },
                         _ => Reply::Failed,
                     };
                     digits /= 3;
                     round.reply(node, reply);
                     outcome.push(reply);
                 }
-                let acquired = outcome.iter().filter(|r| matches!(r, Reply::Acquired { .. })).count();
+                let acquired = outcome
+                    .iter()
+                    .filter(|r| matches!(r, Reply::Acquired { .. }))
+                    .count();
                 match round.decide(t0 + MS(1)) {
                     Decision::Won { fence, .. } => {
                         assert!(acquired >= quorum(n), "n={n} mask={mask}");
-                        let max = outcome.iter().filter_map(|r| match r { Reply::Acquired { fence } => Some(*fence), _ => None }).max();
+                        let max = outcome
+                            .iter()
+                            .filter_map(|r| match r {
+                                Reply::Acquired { fence } => Some(*fence),
+                                _ => None,
+                            })
+                            .max();
                         assert_eq!(Some(fence.0), max);
                     }
                     Decision::Lost { release, .. } => {
                         assert!(acquired < quorum(n), "n={n} mask={mask}");
-                        let want: Vec<usize> = (0..n).filter(|&i| !matches!(outcome[i], Reply::Busy { .. })).collect();
+                        let want: Vec<usize> = (0..n)
+                            .filter(|&i| !matches!(outcome[i], Reply::Busy { .. }))
+                            .collect();
                         assert_eq!(release, want);
                     }
                     Decision::Pending => panic!("all replied yet pending: n={n} mask={mask}"),

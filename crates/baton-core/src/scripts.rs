@@ -59,7 +59,11 @@ mod tests {
     fn pinned_sha1s_match_the_sources() {
         for script in ALL {
             let actual = sha1_smol::Sha1::from(script.source).digest().to_string();
-            assert_eq!(script.sha1, actual, "{} changed: pin the new SHA1", script.name);
+            assert_eq!(
+                script.sha1, actual,
+                "{} changed: pin the new SHA1",
+                script.name
+            );
         }
     }
 

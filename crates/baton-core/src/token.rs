@@ -39,10 +39,7 @@ impl Token {
 /// The first 8 characters of a stored token value (or all of a shorter one),
 /// for showing whose lock a key is without revealing the whole secret.
 pub fn fingerprint(value: &str) -> &str {
-    let end = value
-        .char_indices()
-        .nth(8)
-        .map_or(value.len(), |(i, _)| i);
+    let end = value.char_indices().nth(8).map_or(value.len(), |(i, _)| i);
     &value[..end]
 }
 

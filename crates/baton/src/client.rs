@@ -1,0 +1,204 @@
+//! [`Client`]: a handle to one lock backend, and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::name::{validate_prefix, DEFAULT_PREFIX};
+
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::memory::MemoryStore;
+use crate::node::{self, Connection, Node};
+use crate::redlock::Nodes;
+use crate::renew::Renewer;
+
+/// The default per-node timeout: how long one Redis command may take before
+/// the node counts as failed for that call.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A handle to a lock backend: cheap to clone, shared by every lock and
+/// guard made from it.
+///
+/// All leases held through one client are renewed by a single background
+/// task, which runs only while there is a lease to renew.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), baton::Error> {
+/// let client = baton::Client::connect("redis://127.0.0.1:6379").await?;
+/// if let Some(guard) = client.lock("nightly-report").try_acquire().await? {
+///     // ... the work only one worker may do ...
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) renewer: Renewer,
+    pub(crate) prefix: Arc<str>,
+}
+
+impl Client {
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host:port[/db]`).
+    ///
+    /// Fails with [`Error::InvalidUrl`] for a URL that cannot be used, and
+    /// [`Error::Redis`] or [`Error::NodeTimeout`] when the server cannot be
+    /// reached or refuses the password. Once connected, the client
+    /// reconnects by itself after the server comes back.
+    pub async fn connect(url: &str) -> Result<Client> {
+        Client::builder().node(url).build().await
+    }
+
+    /// A client on a redis-rs connection you already have: a
+    /// `ConnectionManager` (which reconnects) or a `MultiplexedConnection`.
+    ///
+    /// Such a client cannot open a pub/sub connection of its own, so waiters
+    /// are not woken by release notifications: they retry on the timed
+    /// fallback (bounded by the holder's remaining TTL and
+    /// [`Lock::retry_interval`]). Use [`Client::connect`] for prompt wake-ups.
+    pub fn from_connection(conn: impl Into<Connection>) -> Client {
+        Client::from_nodes(vec![conn.into().into_node()])
+    }
+
+    /// A client of a fresh in-process store: the same semantics as Redis,
+    /// for tests and single-process applications. To share one store between
+    /// several clients, use [`MemoryStore`].
+    pub fn in_memory() -> Client {
+        MemoryStore::new().client()
+    }
+
+    /// Options beyond a single URL: key prefix, node timeout.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A lock named `name` (stored at key `prefix + name`). Cheap: nothing is
+    /// sent until it is acquired, and an invalid name is reported then.
+    pub fn lock(&self, name: &str) -> Lock {
+        Lock::new(self.clone(), name)
+    }
+
+    /// The key prefix of this client's locks.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub(crate) fn from_nodes(nodes: Vec<Arc<dyn Node>>) -> Client {
+        Client::assemble(nodes, DEFAULT_PREFIX, DEFAULT_NODE_TIMEOUT)
+    }
+
+    fn assemble(nodes: Vec<Arc<dyn Node>>, prefix: &str, timeout: Duration) -> Client {
+        let nodes = Arc::new(Nodes::new(nodes, timeout));
+        Client {
+            inner: Arc::new(Inner {
+                renewer: Renewer::new(Arc::clone(&nodes)),
+                nodes,
+                prefix: prefix.into(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("nodes", &self.inner.nodes.len())
+            .field("prefix", &self.inner.prefix)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`] with options.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), baton::Error> {
+/// let client = baton::Client::builder()
+///     .node("redis://127.0.0.1:6379")
+///     .prefix("myapp:locks:")
+///     .node_timeout(std::time::Duration::from_millis(200))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct ClientBuilder {
+    urls: Vec<String>,
+    connections: Vec<Connection>,
+    prefix: Option<String>,
+    node_timeout: Option<Duration>,
+}
+
+impl ClientBuilder {
+    /// Adds a Redis server by URL. A comma-separated list adds several.
+    pub fn node(mut self, url: &str) -> ClientBuilder {
+        self.urls
+            .extend(url.split(',').map(str::trim).map(str::to_owned));
+        self
+    }
+
+    /// Adds a Redis server through a redis-rs connection you already have
+    /// (see [`Client::from_connection`] for what that costs).
+    pub fn connection(mut self, conn: impl Into<Connection>) -> ClientBuilder {
+        self.connections.push(conn.into());
+        self
+    }
+
+    /// The key prefix (default `baton:`; `""` for bare names). At most 128
+    /// bytes, no control characters.
+    pub fn prefix(mut self, prefix: &str) -> ClientBuilder {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// How long one command to one server may take (default 1 s).
+    pub fn node_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.node_timeout = Some(timeout);
+        self
+    }
+
+    /// Validates the options and connects to every URL.
+    pub async fn build(self) -> Result<Client> {
+        let prefix = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+        validate_prefix(prefix).map_err(|reason| Error::InvalidPrefix {
+            prefix: prefix.to_owned(),
+            reason,
+        })?;
+        let timeout = self.node_timeout.unwrap_or(DEFAULT_NODE_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(Error::InvalidTtl {
+                ttl: timeout,
+                reason: "the node timeout must be positive",
+            });
+        }
+        let count = self.urls.len() + self.connections.len();
+        if count == 0 {
+            return Err(Error::InvalidUrl {
+                url: String::new(),
+                reason: "no redis url given".to_owned(),
+            });
+        }
+        if count > 1 {
+            // Several nodes mean Redlock: not offered until its fences and
+            // failure handling are complete and tested.
+            return Err(Error::InvalidUrl {
+                url: self
+                    .urls
+                    .iter()
+                    .map(|u| node::redact_url(u))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: "several redis servers (Redlock) are not supported yet".to_owned(),
+            });
+        }
+        let mut nodes: Vec<Arc<dyn Node>> = Vec::with_capacity(count);
+        for url in &self.urls {
+            nodes.push(node::connect(url, timeout).await?);
+        }
+        nodes.extend(self.connections.into_iter().map(Connection::into_node));
+        Ok(Client::assemble(nodes, prefix, timeout))
+    }
+}

@@ -1,0 +1,134 @@
+//! The one error type of the library.
+
+use std::time::Duration;
+
+use baton_core::NameError;
+
+/// A boxed error from a backend (kept as the `source` of [`Error::Redis`]).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong with a lock.
+///
+/// An outcome callers branch on is a variant, not a string. "Held by
+/// another" is not an error: [`Lock::try_acquire`](crate::Lock::try_acquire)
+/// returns `Ok(None)` for it. Messages never contain a password: servers
+/// are named by `host:port`.
+///
+/// ```
+/// # async fn demo() -> Result<(), baton::Error> {
+/// let client = baton::Client::in_memory();
+/// match client.lock("").try_acquire().await {
+///     Err(baton::Error::InvalidName { .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lock name is empty, too long or contains a control character.
+    #[error("invalid lock name {name:?}: it {reason}")]
+    InvalidName {
+        /// The refused name (cut to 64 characters).
+        name: String,
+        /// Why it was refused.
+        reason: NameError,
+    },
+    /// The key prefix is too long or contains a control character.
+    #[error("invalid key prefix {prefix:?}: it {reason}")]
+    InvalidPrefix {
+        /// The refused prefix.
+        prefix: String,
+        /// Why it was refused.
+        reason: NameError,
+    },
+    /// A lease length or wait is zero, too short, too long or not whole milliseconds.
+    #[error("invalid ttl {ttl:?}: {reason}")]
+    InvalidTtl {
+        /// The refused duration.
+        ttl: Duration,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A Redis URL could not be used.
+    #[error("invalid redis url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A Redis server failed: cannot connect, refused the password, or
+    /// answered an error.
+    #[error("redis at {node}: {source}")]
+    Redis {
+        /// The server, as `host:port` (never with a password).
+        node: String,
+        /// What the client library reported.
+        source: BoxError,
+    },
+    /// A Redis server did not answer within the node timeout.
+    #[error("redis at {node} did not answer within {timeout:?}")]
+    NodeTimeout {
+        /// The server, as `host:port`.
+        node: String,
+        /// The node timeout that passed.
+        timeout: Duration,
+    },
+    /// [`Lock::acquire`](crate::Lock::acquire) waited as long as it was
+    /// allowed to and the lock stayed taken.
+    #[error("lock {name:?} still held by another after waiting {waited:?}")]
+    Timeout {
+        /// The lock name.
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The lease is no longer ours: it expired, or its key was deleted or
+    /// taken by another. Work under it may have overlapped another holder's.
+    #[error("lease on lock {name:?} was lost")]
+    Lost {
+        /// The lock name.
+        name: String,
+    },
+}
+
+impl Error {
+    /// True for failures that may pass if the same call is made again later:
+    /// a server error or timeout, or a wait that ran out. False for bad input
+    /// and for a lost lease (retrying does not bring a lease back).
+    ///
+    /// ```
+    /// let e = baton::Error::Lost { name: "x".into() };
+    /// assert!(!e.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Redis { .. } | Error::NodeTimeout { .. } | Error::Timeout { .. }
+        )
+    }
+
+    /// True when the lease was lost ([`Error::Lost`]).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::Lost { .. })
+    }
+
+    /// True when the error comes from reaching or talking to a server
+    /// ([`Error::Redis`] or [`Error::NodeTimeout`]), as opposed to bad input
+    /// or a lock outcome.
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Error::Redis { .. } | Error::NodeTimeout { .. })
+    }
+
+    pub(crate) fn invalid_name(name: &str, reason: NameError) -> Error {
+        Error::InvalidName {
+            name: name.chars().take(64).collect(),
+            reason,
+        }
+    }
+}
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,319 @@
+//! [`Lock`]: a named lock and how to take it (once, or waiting).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::backoff::{next_try_in, HolderTtl};
+use baton_core::quorum::Decision;
+use baton_core::{Keys, Token};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::guard::{Guard, Lease, Released};
+use crate::random;
+use crate::redlock::now;
+use crate::wait::Waiter;
+
+/// The default lease length.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// The shortest lease accepted: shorter ones would be spent on the clock
+/// drift allowance (`ttl/100 + 2 ms`) and a round trip.
+pub const MIN_TTL: Duration = Duration::from_millis(10);
+/// The longest lease accepted. Longer work keeps a shorter lease renewed.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default fallback between attempts while waiting, when no release
+/// notification arrives first.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A named lock: cheap to clone, holds no connection or state of its own.
+///
+/// Configure it with [`ttl`](Lock::ttl), [`wait`](Lock::wait),
+/// [`auto_renew`](Lock::auto_renew) and
+/// [`retry_interval`](Lock::retry_interval), then take it with
+/// [`try_acquire`](Lock::try_acquire) ("skip if busy"),
+/// [`acquire`](Lock::acquire) (wait), or [`run`](Lock::run) (acquire, work,
+/// release).
+///
+/// ```
+/// # async fn demo() -> Result<(), baton::Error> {
+/// use std::time::Duration;
+/// let client = baton::Client::in_memory();
+/// let lock = client
+///     .lock("nightly-report")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(30));
+/// let guard = lock.acquire().await?;
+/// println!("holding with fence {}", guard.fence());
+/// guard.release().await?;
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    client: Client,
+    name: Arc<str>,
+    keys: Result<Arc<Keys>, baton_core::NameError>,
+    ttl: Duration,
+    wait: Option<Duration>,
+    auto_renew: bool,
+    retry_interval: Duration,
+}
+
+impl Lock {
+    pub(crate) fn new(client: Client, name: &str) -> Lock {
+        let keys = Keys::new(&client.inner.prefix, name).map(Arc::new);
+        Lock {
+            client,
+            name: name.into(),
+            keys,
+            ttl: DEFAULT_TTL,
+            wait: None,
+            auto_renew: true,
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+        }
+    }
+
+    /// The lease length (default 10 s), rounded down to whole milliseconds;
+    /// from 10 ms to 24 h, else acquiring fails with [`Error::InvalidTtl`].
+    pub fn ttl(mut self, ttl: Duration) -> Lock {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long [`acquire`](Lock::acquire) may wait before it fails with
+    /// [`Error::Timeout`]. Unset, it waits until the lock is acquired.
+    pub fn wait(mut self, wait: Duration) -> Lock {
+        self.wait = Some(wait);
+        self
+    }
+
+    /// Whether a held lease is renewed in the background (default `true`):
+    /// about every third of its TTL, by the client's one renewal task.
+    pub fn auto_renew(mut self, on: bool) -> Lock {
+        self.auto_renew = on;
+        self
+    }
+
+    /// While waiting, the longest pause between attempts when no release
+    /// notification comes (default 200 ms, jittered to between half and all
+    /// of it). Attempts also follow the holder's expiry at once.
+    pub fn retry_interval(mut self, interval: Duration) -> Lock {
+        self.retry_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One attempt: `Some(guard)` if the lock is now ours, `None` if another
+    /// holds it. One round trip.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let lock = client.lock("cache-rebuild");
+    /// match lock.try_acquire().await? {
+    ///     Some(guard) => { /* rebuild */ guard.release().await?; }
+    ///     None => { /* someone else is on it: skip */ }
+    /// }
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn try_acquire(&self) -> Result<Option<Guard>> {
+        let (keys, ttl) = self.plan()?;
+        match self.attempt(&keys, ttl, &random::token()).await? {
+            Attempt::Won(guard) => Ok(Some(guard)),
+            Attempt::Busy(_) => Ok(None),
+        }
+    }
+
+    /// Takes the lock, waiting while another holds it, up to the
+    /// [`wait`](Lock::wait) limit ([`Error::Timeout`] past it).
+    ///
+    /// A waiter is woken by the holder's release notification; a holder
+    /// that never announces its release (another library, a crash) is
+    /// followed when its key expires, or after the retry interval.
+    pub async fn acquire(&self) -> Result<Guard> {
+        let (keys, ttl) = self.plan()?;
+        // One token for every attempt of this call: an attempt whose reply
+        // was lost but whose SET landed is recognised as ours by the next.
+        let token = random::token();
+        let start = tokio::time::Instant::now();
+        let deadline = self.wait.and_then(|wait| start.checked_add(wait));
+        let mut waiter: Option<Waiter> = None;
+        loop {
+            let holder = match self.attempt(&keys, ttl, &token).await? {
+                Attempt::Won(guard) => return Ok(guard),
+                Attempt::Busy(holder) => holder,
+            };
+            let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(Error::Timeout {
+                    name: self.name.to_string(),
+                    waited: start.elapsed(),
+                });
+            }
+            match &mut waiter {
+                None => {
+                    // Subscribe before the retry that precedes the wait, so a
+                    // release between the two is not missed.
+                    let subscriptions = self.client.inner.nodes.subscribe(&keys.channel).await;
+                    let w = Waiter::new(subscriptions);
+                    tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
+                    waiter = Some(w);
+                }
+                Some(waiter) => {
+                    let holder = holder.unwrap_or(HolderTtl::Expires(Duration::ZERO));
+                    let pause = next_try_in(holder, self.retry_interval, left, random::jitter());
+                    waiter.wait(pause).await;
+                }
+            }
+        }
+    }
+
+    /// Acquires (waiting as [`acquire`](Lock::acquire) does), runs `work`
+    /// while the lease is renewed, then releases.
+    ///
+    /// If the lease is lost while `work` runs, `work` is dropped at its next
+    /// await point and this returns [`Error::Lost`]; it also returns
+    /// `Lost` when the work finished but the release found the lease already
+    /// gone, since the work was then not protected to its end.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let total = client.lock("ledger").run(|lease| async move {
+    ///     // write with lease.fence() so storage can refuse a stale holder
+    ///     lease.fence().0
+    /// }).await?;
+    /// assert_eq!(total, 1);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn run<F, Fut, T>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.acquire().await?;
+        let lease = guard.lease().clone();
+        let outcome = tokio::select! {
+            biased;
+            () = lease.lost() => None,
+            value = work(lease.clone()) => Some(value),
+        };
+        let lost = || Error::Lost {
+            name: self.name.to_string(),
+        };
+        match outcome {
+            None => {
+                drop(guard);
+                Err(lost())
+            }
+            Some(value) => match guard.release().await? {
+                Released::Released => Ok(value),
+                Released::AlreadyExpired => Err(lost()),
+            },
+        }
+    }
+
+    fn plan(&self) -> Result<(Arc<Keys>, Duration)> {
+        let keys = match &self.keys {
+            Ok(keys) => Arc::clone(keys),
+            Err(reason) => return Err(Error::invalid_name(&self.name, reason.clone())),
+        };
+        Ok((keys, validate_ttl(self.ttl)?))
+    }
+
+    async fn attempt(&self, keys: &Arc<Keys>, ttl: Duration, token: &Token) -> Result<Attempt> {
+        let nodes = &self.client.inner.nodes;
+        let round = nodes.acquire(keys, token, ttl).await;
+        match round.decision {
+            Decision::Won { fence, valid_until } => {
+                let lease = Lease::new(
+                    Arc::clone(&self.name),
+                    Arc::clone(keys),
+                    token.clone(),
+                    fence,
+                    ttl,
+                    valid_until,
+                    now(),
+                );
+                tracing::debug!(lock = %self.name, %fence, "acquired");
+                Ok(Attempt::Won(Guard::new(
+                    lease,
+                    self.client.clone(),
+                    self.auto_renew,
+                )))
+            }
+            Decision::Pending => unreachable!("rounds are returned decided"),
+            Decision::Lost {
+                release,
+                busy,
+                holder,
+                expired,
+                ..
+            } => {
+                if busy == 0 && !expired {
+                    // Nothing follows with this token: take back what may
+                    // have landed without making the caller wait for it.
+                    if !release.is_empty() {
+                        self.release_in_background(keys, token, release);
+                    }
+                    let mut errors = round.errors;
+                    return Err(errors.swap_remove(0));
+                }
+                // The caller may try again with this token: the release must
+                // land first, or it could delete the next attempt's key.
+                if !release.is_empty() {
+                    let _ = nodes.release(keys, token, &release).await;
+                }
+                Ok(Attempt::Busy(holder))
+            }
+        }
+    }
+
+    /// After a failed final attempt, takes back whatever of it may have
+    /// landed, so others need not wait out its TTL.
+    fn release_in_background(&self, keys: &Arc<Keys>, token: &Token, which: Vec<usize>) {
+        let nodes = Arc::clone(&self.client.inner.nodes);
+        let (keys, token) = (Arc::clone(keys), token.clone());
+        tokio::spawn(async move {
+            let _ = nodes.release(&keys, &token, &which).await;
+        });
+    }
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("name", &self.name)
+            .field("ttl", &self.ttl)
+            .field("wait", &self.wait)
+            .field("auto_renew", &self.auto_renew)
+            .finish()
+    }
+}
+
+enum Attempt {
+    Won(Guard),
+    Busy(Option<HolderTtl>),
+}
+
+/// Checks a lease length and rounds it down to whole milliseconds.
+pub(crate) fn validate_ttl(ttl: Duration) -> Result<Duration> {
+    let ms = Duration::from_millis(ttl.as_millis().min(u128::from(u64::MAX)) as u64);
+    let reason = if ttl.is_zero() {
+        "a lease must have a positive ttl"
+    } else if ms < MIN_TTL {
+        "a lease must last at least 10ms"
+    } else if ms > MAX_TTL {
+        "a lease may last at most 24h (renew a shorter one instead)"
+    } else {
+        return Ok(ms);
+    };
+    Err(Error::InvalidTtl { ttl, reason })
+}

@@ -1,0 +1,484 @@
+//! One lock server as the library sees it: the [`Node`] trait, and its Redis
+//! implementation.
+//!
+//! This is the only module that names `redis::` types. Everything above it
+//! talks to `dyn Node`, so the in-memory backend ([`crate::memory`]) and Redis
+//! behave the same to the lock logic, and a redis-rs upgrade stays here.
+//!
+//! Scripts go out as `EVALSHA` with the SHA1 pinned in `baton-core`; on
+//! `NOSCRIPT` (a `SCRIPT FLUSH`, a restart, a failover) they are sent again
+//! as `EVAL`, which also loads them. Pipelined renewals do the same for the
+//! commands of the pipeline that came back `NOSCRIPT`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use baton_core::backoff::HolderTtl;
+use baton_core::quorum::Reply;
+use baton_core::scripts::{self, Script};
+use baton_core::{Keys, Token};
+use futures_util::StreamExt;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use tokio::task::AbortHandle;
+
+use crate::error::{Error, Result};
+use crate::wait::{Hub, OnLastLeave, Subscription};
+
+/// A boxed future, so that nodes of different kinds fit behind `dyn Node`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One renewal in a batch: the lock's keys, our token and the new TTL in ms.
+pub(crate) type Renewal<'a> = (&'a Keys, &'a Token, u64);
+
+/// A lock server. Each method is one round trip.
+pub(crate) trait Node: Send + Sync + 'static {
+    /// The server as shown in errors and logs (`host:port`, never a password).
+    fn name(&self) -> &str;
+
+    /// Runs the acquire script: the lock is ours (with the node's fence) or busy.
+    fn acquire<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Reply>>;
+
+    /// Runs the release script: `true` if the key held our token and is gone.
+    fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>>;
+
+    /// Runs the extend script for each renewal, in one pipeline: per renewal,
+    /// `true` if the key held our token and its TTL was reset.
+    fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>>;
+
+    /// Subscribes to a release channel; `None` when this node cannot notify
+    /// (waiters then rely on the timed fallback alone).
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>>;
+}
+
+/// A Redis server reached through a redis-rs connection (a
+/// `ConnectionManager`, which reconnects, or a `MultiplexedConnection`).
+pub(crate) struct RedisNode<C> {
+    conn: C,
+    name: String,
+    notifications: Option<Arc<PubSubLink>>,
+}
+
+/// Opens a Redis node from a URL: a reconnecting connection for commands,
+/// and (lazily) a separate pub/sub connection for release notifications.
+pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Arc<dyn Node>> {
+    let client = redis::Client::open(url).map_err(|e| invalid_url(url, &e))?;
+    let name = client.get_connection_info().addr().to_string();
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(500));
+    let conn = tokio::time::timeout(
+        timeout * 3,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| Error::NodeTimeout {
+        node: name.clone(),
+        timeout: timeout * 3,
+    })?
+    .map_err(|e| redis_error(&name, e))?;
+    Ok(Arc::new(RedisNode {
+        conn,
+        notifications: Some(PubSubLink::new(client, name.clone())),
+        name,
+    }))
+}
+
+/// A redis-rs connection handed to Baton: a `ConnectionManager` (which
+/// reconnects by itself) or a `MultiplexedConnection`.
+///
+/// It has no URL to open a pub/sub connection with, so waiters on it rely on
+/// timed retries (see [`Client::from_connection`](crate::Client::from_connection)).
+pub struct Connection(Arc<dyn Node>);
+
+impl Connection {
+    pub(crate) fn into_node(self) -> Arc<dyn Node> {
+        self.0
+    }
+
+    fn new<C>(conn: C) -> Connection
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        let name = format!("redis db {}", conn.get_db());
+        Connection(Arc::new(RedisNode {
+            conn,
+            name,
+            notifications: None,
+        }))
+    }
+}
+
+impl From<ConnectionManager> for Connection {
+    fn from(conn: ConnectionManager) -> Connection {
+        Connection::new(conn)
+    }
+}
+
+impl From<redis::aio::MultiplexedConnection> for Connection {
+    fn from(conn: redis::aio::MultiplexedConnection) -> Connection {
+        Connection::new(conn)
+    }
+}
+
+impl<C> RedisNode<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`.
+    async fn eval(&self, script: &Script, keys: &[&str], args: &[&str]) -> Result<Value> {
+        let mut conn = self.conn.clone();
+        let reply = invocation(script, true, keys, args)
+            .query_async::<Value>(&mut conn)
+            .await;
+        let reply = match reply {
+            Err(e) if is_noscript(&e) => {
+                invocation(script, false, keys, args)
+                    .query_async::<Value>(&mut conn)
+                    .await
+            }
+            other => other,
+        };
+        reply.map_err(|e| redis_error(&self.name, e))
+    }
+
+    async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
+        let ttls: Vec<String> = renewals.iter().map(|r| r.2.to_string()).collect();
+        let build = |use_sha: bool, which: &[usize]| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in which {
+                let (keys, token, _) = renewals[i];
+                pipe.add_command(invocation(
+                    &scripts::EXTEND,
+                    use_sha,
+                    &[&keys.lock],
+                    &[token.as_str(), &ttls[i]],
+                ));
+            }
+            pipe
+        };
+        let mut conn = self.conn.clone();
+        let all: Vec<usize> = (0..renewals.len()).collect();
+        let replies = match self
+            .run_pipeline(build(true, &all), all.len(), &mut conn)
+            .await
+        {
+            Ok(replies) => replies,
+            Err(e) => return all.iter().map(|_| Err(self.shared_error(&e))).collect(),
+        };
+        // Redis does not fall back to EVAL inside a pipeline: resend the
+        // commands that came back NOSCRIPT as EVAL (which loads the script).
+        let missing: Vec<usize> = all
+            .into_iter()
+            .filter(|&i| {
+                matches!(&replies[i], Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
+            })
+            .collect();
+        let mut out: Vec<Result<bool>> =
+            replies.into_iter().map(|v| self.parse_extend(v)).collect();
+        if !missing.is_empty() {
+            match self
+                .run_pipeline(build(false, &missing), missing.len(), &mut conn)
+                .await
+            {
+                Ok(again) => {
+                    for (i, value) in missing.into_iter().zip(again) {
+                        out[i] = self.parse_extend(value);
+                    }
+                }
+                Err(e) => {
+                    for i in missing {
+                        out[i] = Err(self.shared_error(&e));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn run_pipeline(
+        &self,
+        pipe: redis::Pipeline,
+        expected: usize,
+        conn: &mut C,
+    ) -> std::result::Result<Vec<Value>, Arc<RedisError>> {
+        match pipe.query_async::<Vec<Value>>(conn).await {
+            Ok(replies) if replies.len() == expected => Ok(replies),
+            Ok(_) => Err(Arc::new(RedisError::from((
+                ErrorKind::Parse,
+                "pipeline reply count mismatch",
+            )))),
+            Err(e) => Err(Arc::new(e)),
+        }
+    }
+
+    fn parse_extend(&self, value: Value) -> Result<bool> {
+        value
+            .extract_error()
+            .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
+            .map(|n| n == 1)
+            .map_err(|e| redis_error(&self.name, e))
+    }
+
+    fn shared_error(&self, e: &Arc<RedisError>) -> Error {
+        redis_error(&self.name, SharedError(Arc::clone(e)))
+    }
+}
+
+impl<C> Node for RedisNode<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Reply>> {
+        Box::pin(async move {
+            let ttl = ttl_ms.to_string();
+            let value = self
+                .eval(
+                    &scripts::ACQUIRE,
+                    &[&keys.lock, &keys.fence],
+                    &[token.as_str(), &ttl],
+                )
+                .await?;
+            let (ours, n) = redis::from_redis_value::<(i64, i64)>(value)
+                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
+            Ok(if ours == 1 {
+                Reply::Acquired { fence: n as u64 }
+            } else {
+                Reply::Busy {
+                    holder: HolderTtl::from_pttl(n),
+                }
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let value = self
+                .eval(
+                    &scripts::RELEASE,
+                    &[&keys.lock],
+                    &[token.as_str(), &keys.channel],
+                )
+                .await?;
+            let n = redis::from_redis_value::<i64>(value)
+                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
+        Box::pin(self.extend_batch(renewals))
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
+        Box::pin(async move {
+            match &self.notifications {
+                Some(link) => link.subscribe(channel).await.map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+fn invocation(script: &Script, use_sha: bool, keys: &[&str], args: &[&str]) -> redis::Cmd {
+    let mut cmd = if use_sha {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.sha1);
+        cmd
+    } else {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script.source);
+        cmd
+    };
+    cmd.arg(keys.len()).arg(keys).arg(args);
+    cmd
+}
+
+fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// The pub/sub connection of one Redis node, opened on first use, shared by
+/// every waiter of the client, and reopened after it drops.
+struct PubSubLink {
+    client: redis::Client,
+    name: String,
+    hub: Arc<Hub>,
+    me: Weak<PubSubLink>,
+    state: tokio::sync::Mutex<LinkState>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    sink: Option<PubSubSink>,
+    reader: Option<AbortHandle>,
+    subscribed: HashSet<String>,
+}
+
+impl PubSubLink {
+    fn new(client: redis::Client, name: String) -> Arc<PubSubLink> {
+        Arc::new_cyclic(|me| PubSubLink {
+            client,
+            name,
+            hub: Arc::default(),
+            me: me.clone(),
+            state: tokio::sync::Mutex::default(),
+        })
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Subscription> {
+        // Join the hub first, so a message that follows the SUBSCRIBE
+        // confirmation at once already has a receiver.
+        let me = self.me.clone();
+        let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
+            if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
+                let channel = channel.to_owned();
+                rt.spawn(async move { link.unsubscribe(&channel).await });
+            }
+        });
+        let subscription = self.hub.join(channel, Some(on_last_leave));
+        let mut state = self.state.lock().await;
+        let alive = state.reader.as_ref().is_some_and(|r| !r.is_finished());
+        if !alive {
+            self.open(&mut state).await?;
+        }
+        if !state.subscribed.contains(channel) {
+            let sink = state.sink.as_mut().expect("opened above");
+            sink.subscribe(channel)
+                .await
+                .map_err(|e| redis_error(&self.name, e))?;
+            state.subscribed.insert(channel.to_owned());
+        }
+        Ok(subscription)
+    }
+
+    async fn open(&self, state: &mut LinkState) -> Result<()> {
+        if let Some(reader) = state.reader.take() {
+            reader.abort();
+        }
+        let pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| redis_error(&self.name, e))?;
+        let (sink, mut stream) = pubsub.split();
+        let hub = Arc::clone(&self.hub);
+        let reader = tokio::spawn(async move {
+            while let Some(msg) = stream.next().await {
+                hub.publish(msg.get_channel_name());
+            }
+            // The connection dropped: releases may have gone unseen.
+            hub.publish_all();
+        });
+        *state = LinkState {
+            sink: Some(sink),
+            reader: Some(reader.abort_handle()),
+            subscribed: HashSet::new(),
+        };
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        let mut state = self.state.lock().await;
+        // A new waiter may have joined since the last one left.
+        if self.hub.has_subscribers(channel) || !state.subscribed.remove(channel) {
+            return;
+        }
+        if let Some(sink) = state.sink.as_mut() {
+            if let Err(e) = sink.unsubscribe(channel).await {
+                tracing::debug!(node = %self.name, error = %e, "unsubscribe failed");
+            }
+        }
+    }
+}
+
+impl Drop for PubSubLink {
+    fn drop(&mut self) {
+        if let Some(reader) = self.state.get_mut().reader.take() {
+            reader.abort();
+        }
+    }
+}
+
+/// A redis error shared by every command of a failed pipeline.
+#[derive(Debug)]
+struct SharedError(Arc<RedisError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {}
+
+fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Redis {
+        node: node.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+fn invalid_url(url: &str, e: &RedisError) -> Error {
+    let reason = match password_of(url) {
+        Some(pw) if !pw.is_empty() => e.to_string().replace(pw, "***"),
+        _ => e.to_string(),
+    };
+    Error::InvalidUrl {
+        url: redact_url(url),
+        reason,
+    }
+}
+
+/// The password part of a URL's user info, if any.
+fn password_of(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    userinfo.split_once(':').map(|(_, pw)| pw)
+}
+
+/// The URL with its password (if any) replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match password_of(url) {
+        Some(pw) if !pw.is_empty() => {
+            let at = url.find(pw).expect("the password is part of the url");
+            format!("{}***{}", &url[..at], &url[at + pw.len()..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(redact_url("redis://:s3cret@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://u:p@ss@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact_url("redis://u@h:1"), "redis://u@h:1");
+        assert_eq!(redact_url("redis://h:1/x@y"), "redis://h:1/x@y");
+        assert_eq!(redact_url("nonsense"), "nonsense");
+    }
+}

@@ -1,0 +1,235 @@
+//! The renewal of every held lease of a client, by one background task.
+//!
+//! A held lease is an entry in a timer queue, not a task of its own. The
+//! task sleeps until the earliest renewal is due, takes every lease due
+//! within a short window, and renews them together: one pipeline per node.
+//! It exits when no lease is left and is started again by the next one, so
+//! an idle client runs nothing.
+//!
+//! Ordering: a lease is registered only after its acquire succeeded, and
+//! unregistered before its release is sent. A renewal already in flight when
+//! a release is sent cannot keep the key alive: it only resets the TTL of a
+//! key that still holds our token, and the release deletes that key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::guard::Lease;
+use crate::redlock::{now, Nodes};
+
+/// Leases due this soon after the earliest are renewed in the same batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
+/// The renewal queue of one client.
+pub(crate) struct Renewer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    nodes: Arc<Nodes>,
+    queue: Mutex<Queue>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    due: BTreeSet<(Instant, u64)>,
+    leases: HashMap<u64, Slot>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Slot {
+    lease: Lease,
+    /// When it is queued for; `None` while its renewal is in flight.
+    at: Option<Instant>,
+}
+
+impl Renewer {
+    pub(crate) fn new(nodes: Arc<Nodes>) -> Renewer {
+        Renewer {
+            shared: Arc::new(Shared {
+                nodes,
+                queue: Mutex::default(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Starts renewing `lease`. Must be called on a tokio runtime.
+    pub(crate) fn register(&self, lease: &Lease) {
+        let mut queue = self.shared.lock();
+        let id = lease.0.id;
+        let at = lease.0.next_renewal();
+        queue.leases.insert(
+            id,
+            Slot {
+                lease: lease.clone(),
+                at,
+            },
+        );
+        if let Some(at) = at {
+            queue.due.insert((at, id));
+        }
+        // (Re)start the task if there is none: it exits when idle, and dies
+        // with the runtime it was spawned on.
+        if queue.task.as_ref().is_none_or(JoinHandle::is_finished) {
+            queue.task = Some(tokio::spawn(run(Arc::clone(&self.shared))));
+        }
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops renewing the lease `id` (a no-op if it is not registered).
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut queue = self.shared.lock();
+        if let Some(Slot { at: Some(at), .. }) = queue.leases.remove(&id) {
+            queue.due.remove(&(at, id));
+        }
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// Re-reads the lease's next renewal time after an extend.
+    pub(crate) fn reschedule(&self, lease: &Lease) {
+        let mut queue = self.shared.lock();
+        let id = lease.0.id;
+        let Some(slot) = queue.leases.get_mut(&id) else {
+            return;
+        };
+        // In flight: the batch requeues it from the fresh schedule.
+        let Some(old) = slot.at else { return };
+        let new = lease.0.next_renewal();
+        slot.at = new;
+        queue.due.remove(&(old, id));
+        if let Some(at) = new {
+            queue.due.insert((at, id));
+        }
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// The number of leases being renewed.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shared.lock().leases.len()
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        if let Some(task) = self.shared.lock().task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every critical section leaves the queue consistent; poison is moot.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the leases due within the batch window, or says when to look again.
+    fn take_due(&self) -> Step {
+        let mut queue = self.lock();
+        if queue.leases.is_empty() {
+            queue.task = None;
+            return Step::Exit;
+        }
+        let Some(&(first, _)) = queue.due.first() else {
+            return Step::Sleep(None);
+        };
+        let now = now();
+        if first > now {
+            return Step::Sleep(Some(first));
+        }
+        let horizon = now + BATCH_WINDOW;
+        let mut batch = Vec::new();
+        while let Some(&(at, id)) = queue.due.first() {
+            if at > horizon {
+                break;
+            }
+            queue.due.pop_first();
+            if let Some(slot) = queue.leases.get_mut(&id) {
+                slot.at = None;
+                batch.push(slot.lease.clone());
+            }
+        }
+        Step::Renew(batch)
+    }
+
+    /// Puts a renewed lease back in the queue, or drops it if it is lost or
+    /// was unregistered meanwhile.
+    fn requeue(&self, lease: &Lease, held: bool) {
+        let mut queue = self.lock();
+        let id = lease.0.id;
+        let next = lease.0.next_renewal().filter(|_| held);
+        match (queue.leases.get_mut(&id), next) {
+            (Some(slot), Some(at)) => {
+                slot.at = Some(at);
+                queue.due.insert((at, id));
+            }
+            (Some(_), None) => {
+                queue.leases.remove(&id);
+            }
+            (None, _) => {}
+        }
+    }
+
+    async fn renew(&self, batch: Vec<Lease>) {
+        let sent = now();
+        let ttls: Vec<Duration> = batch.iter().map(|l| l.0.ttl()).collect();
+        let renewals: Vec<_> = batch
+            .iter()
+            .zip(&ttls)
+            .map(|(l, ttl)| (&*l.0.keys, &l.0.token, ttl.as_millis() as u64))
+            .collect();
+        // A stalled node must not hold the batch past its earliest give-up point.
+        let give_up = batch.iter().map(|l| l.0.give_up_at()).min().unwrap_or(sent);
+        let timeout = self
+            .nodes
+            .timeout()
+            .min(give_up.saturating_duration_since(sent))
+            .max(Duration::from_millis(1));
+        let verdicts = self.nodes.extend(&renewals, timeout).await;
+        let at = now();
+        for ((lease, ttl), (verdict, error)) in batch.iter().zip(ttls).zip(verdicts) {
+            if let Some(e) = error {
+                tracing::debug!(lock = %lease.0.name, error = %e, "renewal error");
+            }
+            let held = lease.0.on_renewal(verdict, sent, ttl, at);
+            self.requeue(lease, held);
+        }
+    }
+}
+
+enum Step {
+    Exit,
+    Sleep(Option<Instant>),
+    Renew(Vec<Lease>),
+}
+
+async fn run(shared: Arc<Shared>) {
+    loop {
+        match shared.take_due() {
+            Step::Exit => return,
+            Step::Sleep(until) => {
+                let sleep = async {
+                    match until {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = shared.wake.notified() => {}
+                    () = sleep => {}
+                }
+            }
+            Step::Renew(batch) => shared.renew(batch).await,
+        }
+    }
+}

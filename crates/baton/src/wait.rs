@@ -1,0 +1,199 @@
+//! Release notifications, and the wait that uses them with a timed fallback.
+//!
+//! A [`Hub`] maps release channels to watch counters; a backend bumps a
+//! channel's counter when it sees a release (the Redis node from its pub/sub
+//! connection, the memory node directly). A [`Subscription`] is a receiver on
+//! one counter: a bump that happens after subscribing is never missed, even
+//! if nobody was awaiting at that moment — which is what lets a waiter
+//! subscribe, *then* retry, *then* wait, without a gap.
+//!
+//! This module never decides how long to wait: that is
+//! [`baton_core::backoff`]'s job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::select_all;
+use tokio::sync::watch;
+
+/// Called with a channel's name when its last subscriber leaves.
+pub(crate) type OnLastLeave = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Release channels with at least one subscriber.
+#[derive(Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+struct Channel {
+    bumps: watch::Sender<u64>,
+    subscribers: usize,
+}
+
+impl Hub {
+    /// Subscribes to `channel`; `on_last_leave` runs when the last
+    /// subscriber of the channel is dropped.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        channel: &str,
+        on_last_leave: Option<OnLastLeave>,
+    ) -> Subscription {
+        let mut channels = lock(&self.channels);
+        let entry = channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| Channel {
+                bumps: watch::Sender::new(0),
+                subscribers: 0,
+            });
+        entry.subscribers += 1;
+        Subscription {
+            bumps: entry.bumps.subscribe(),
+            hub: Arc::clone(self),
+            channel: channel.to_owned(),
+            on_last_leave,
+        }
+    }
+
+    /// Wakes the subscribers of `channel` (a release was seen).
+    pub(crate) fn publish(&self, channel: &str) {
+        if let Some(entry) = lock(&self.channels).get(channel) {
+            entry.bumps.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Wakes every subscriber: notifications may have been lost (the
+    /// connection that carried them dropped), so everyone should look again.
+    pub(crate) fn publish_all(&self) {
+        for entry in lock(&self.channels).values() {
+            entry.bumps.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// True while `channel` has subscribers.
+    pub(crate) fn has_subscribers(&self, channel: &str) -> bool {
+        lock(&self.channels).contains_key(channel)
+    }
+
+    fn leave(&self, channel: &str) -> bool {
+        let mut channels = lock(&self.channels);
+        let Some(entry) = channels.get_mut(channel) else {
+            return false;
+        };
+        entry.subscribers -= 1;
+        if entry.subscribers == 0 {
+            channels.remove(channel);
+            return true;
+        }
+        false
+    }
+}
+
+/// One subscriber's view of a release channel. Unsubscribes on drop.
+pub(crate) struct Subscription {
+    bumps: watch::Receiver<u64>,
+    hub: Arc<Hub>,
+    channel: String,
+    on_last_leave: Option<OnLastLeave>,
+}
+
+impl Subscription {
+    /// Resolves at the first release seen since the last call (or since
+    /// subscribing).
+    async fn released(&mut self) {
+        if self.bumps.changed().await.is_err() {
+            // The channel cannot be dropped while we hold it; never spin.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.hub.leave(&self.channel) {
+            if let Some(on_last_leave) = &self.on_last_leave {
+                on_last_leave(&self.channel);
+            }
+        }
+    }
+}
+
+/// A waiter's subscriptions to one lock's release channel on every node
+/// that supports notifications.
+pub(crate) struct Waiter {
+    subscriptions: Vec<Subscription>,
+}
+
+impl Waiter {
+    pub(crate) fn new(subscriptions: Vec<Subscription>) -> Waiter {
+        Waiter { subscriptions }
+    }
+
+    /// True when at least one node will announce releases.
+    pub(crate) fn is_notified(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
+    /// Waits for a release notification from any node, or `fallback`,
+    /// whichever comes first.
+    pub(crate) async fn wait(&mut self, fallback: Duration) {
+        if self.subscriptions.is_empty() {
+            tokio::time::sleep(fallback).await;
+            return;
+        }
+        let released = select_all(
+            self.subscriptions
+                .iter_mut()
+                .map(|s| Box::pin(s.released())),
+        );
+        let _ = tokio::time::timeout(fallback, released).await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent
+    // (every update is a single insert/remove/increment), so poison is moot.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_before_the_wait_is_not_missed() {
+        let hub = Arc::new(Hub::default());
+        let mut waiter = Waiter::new(vec![hub.join("c", None)]);
+        hub.publish("c");
+        let start = tokio::time::Instant::now();
+        waiter.wait(Duration::from_secs(30)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "woken at once, not by the fallback"
+        );
+        waiter.wait(Duration::from_secs(30)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(30),
+            "no second wake-up without a second release"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_subscriber_leaving_is_reported_once() {
+        let hub = Arc::new(Hub::default());
+        let left = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record: OnLastLeave = {
+            let left = Arc::clone(&left);
+            Arc::new(move |c: &str| lock(&left).push(c.to_owned()))
+        };
+        let a = hub.join("c", Some(Arc::clone(&record)));
+        let b = hub.join("c", Some(record));
+        drop(a);
+        assert!(hub.has_subscribers("c"));
+        drop(b);
+        assert!(!hub.has_subscribers("c"));
+        assert_eq!(*lock(&left), vec!["c".to_owned()]);
+    }
+}
