@@ -1,1 +1,36 @@
-//! placeholder
+//! Dev-only test harness for Baton's integration tests.
+//!
+//! This crate owns everything a test needs to exercise Baton against real
+//! infrastructure and real faults, and nothing else:
+//!
+//! - [`RedisServer`]: a private `redis-server` process on a free loopback
+//!   port, in its own temporary directory, with fault injection (kill, pause,
+//!   resume, restart) and small helpers for assertions
+//!   ([`RedisServer::cmd`], [`RedisServer::keys`], ...).
+//! - [`FaultProxy`]: an in-process TCP proxy in front of one server whose
+//!   [`Mode`] (pass, delay, blackhole, drop replies, reset) can be switched at
+//!   run time to simulate network faults.
+//! - [`unique_name`]: names that do not collide between tests or processes.
+//!
+//! It never touches a shared Redis (such as one on port 6379): every server
+//! it talks to is one it started. It is `publish = false` and must only ever
+//! be a dev-dependency.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod conn;
+mod launch;
+mod mode;
+mod names;
+mod options;
+mod proxy;
+mod scratch;
+mod server;
+mod signal;
+mod url;
+
+pub use mode::Mode;
+pub use names::unique_name;
+pub use options::ServerOptions;
+pub use proxy::FaultProxy;
+pub use server::RedisServer;

@@ -91,3 +91,8 @@ pub use guard::{Guard, Lease, Released};
 pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;
 pub use node::Connection;
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -67,21 +67,26 @@ impl MemoryStore {
 
     /// The live keys (lock keys and fence counters), sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.node.with(|map| map.keys().cloned().collect());
+        let now = Instant::now();
+        let mut keys: Vec<String> = self.node.with(|map| {
+            map.retain(|_, e| e.expires.is_none_or(|at| at > now));
+            map.keys().cloned().collect()
+        });
         keys.sort();
         keys
     }
 
     /// The value of a live key.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.node.with(|map| map.get(key).map(|e| e.value.clone()))
+        self.node
+            .with(|map| live(map, key).map(|e| e.value.clone()))
     }
 
     /// The remaining time to live of a live key; `None` if absent or without expiry.
     pub fn ttl(&self, key: &str) -> Option<Duration> {
         let now = Instant::now();
         self.node
-            .with(|map| map.get(key).and_then(|e| e.expires).map(|at| at - now))
+            .with(|map| live(map, key).and_then(|e| e.expires).map(|at| at - now))
     }
 
     /// Sets a key, as another client (or library) would: for tests of
@@ -101,23 +106,32 @@ impl MemoryStore {
 
     /// Deletes a key; `true` if it existed.
     pub fn delete(&self, key: &str) -> bool {
-        self.node.with(|map| map.remove(key).is_some())
+        self.node
+            .with(|map| live(map, key).is_some() && map.remove(key).is_some())
     }
 }
 
 impl MemoryNode {
-    /// Runs `f` on the map after dropping expired keys, as Redis would
-    /// before answering.
+    /// Runs `f` on the map. Keys expire lazily, as in Redis: a read of an
+    /// expired key through [`live`] removes it first.
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        map.retain(|_, e| e.expires.is_none_or(|at| at > now));
         f(&mut map)
     }
 
-    fn holds(map: &HashMap<String, Entry>, key: &str, token: &Token) -> bool {
-        map.get(key).is_some_and(|e| e.value == token.as_str())
+    fn holds(map: &mut HashMap<String, Entry>, key: &str, token: &Token) -> bool {
+        live(map, key).is_some_and(|e| e.value == token.as_str())
     }
+}
+
+/// The entry at `key` if it has not expired (an expired one is removed).
+fn live<'m>(map: &'m mut HashMap<String, Entry>, key: &str) -> Option<&'m mut Entry> {
+    let now = Instant::now();
+    if map.get(key)?.expires.is_some_and(|at| at <= now) {
+        map.remove(key);
+        return None;
+    }
+    map.get_mut(key)
 }
 
 impl Node for MemoryNode {
@@ -134,7 +148,7 @@ impl Node for MemoryNode {
         Box::pin(async move {
             let expires = Some(Instant::now() + Duration::from_millis(ttl_ms));
             self.with(|map| {
-                if let Some(holder) = map.get(&keys.lock) {
+                if let Some(holder) = live(map, &keys.lock) {
                     if holder.value != token.as_str() {
                         let pttl = holder
                             .expires
@@ -144,7 +158,7 @@ impl Node for MemoryNode {
                         });
                     }
                 }
-                let fence = match map.get(&keys.fence) {
+                let fence = match live(map, &keys.fence) {
                     None => 1,
                     Some(e) => match e.value.parse::<i64>() {
                         Ok(n) => n + 1,
@@ -163,7 +177,7 @@ impl Node for MemoryNode {
                         expires,
                     },
                 );
-                let persist = map.get(&keys.fence).and_then(|e| e.expires);
+                let persist = live(map, &keys.fence).and_then(|e| e.expires);
                 map.insert(
                     keys.fence.clone(),
                     Entry {
@@ -200,7 +214,7 @@ impl Node for MemoryNode {
                         if !MemoryNode::holds(map, &keys.lock, token) {
                             return Ok(false);
                         }
-                        if let Some(e) = map.get_mut(&keys.lock) {
+                        if let Some(e) = live(map, &keys.lock) {
                             e.expires = Some(now + Duration::from_millis(*ttl_ms));
                         }
                         Ok(true)

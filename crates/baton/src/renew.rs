@@ -233,3 +233,35 @@ async fn run(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::Client;
+
+    const TTL: Duration = Duration::from_millis(300);
+
+    /// Many held leases are entries of one queue: they all stay held for many
+    /// TTLs, and once released the queue is empty and the task gone.
+    #[tokio::test(start_paused = true)]
+    async fn one_task_renews_every_lease_and_exits_when_idle() {
+        let client = Client::in_memory();
+        let mut guards = Vec::new();
+        for i in 0..200 {
+            let lock = client.lock(&format!("lease-{i}")).ttl(TTL);
+            guards.push(lock.try_acquire().await.unwrap().expect("free"));
+        }
+        let renewer = &client.inner.renewer;
+        assert_eq!(renewer.len(), 200);
+        tokio::time::sleep(TTL * 10).await;
+        assert!(guards.iter().all(|g| g.is_held()), "renewed throughout");
+        for guard in guards {
+            guard.release().await.unwrap();
+        }
+        assert_eq!(renewer.len(), 0);
+        tokio::time::sleep(TTL).await;
+        let task = renewer.shared.lock().task.take();
+        assert!(task.is_none_or(|t| t.is_finished()), "no task left running");
+    }
+}

@@ -1,1 +1,12 @@
+//! Baton's behaviour, against real `redis-server` processes started by the
+//! tests themselves (and, for every behaviour test, the in-memory store).
 
+mod support;
+
+mod blocking;
+mod exclusion;
+mod faults;
+mod input;
+mod ownership;
+mod renewal;
+mod waiting;

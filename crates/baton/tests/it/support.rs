@@ -1,0 +1,180 @@
+//! The backends every behaviour test runs against, and small helpers.
+//!
+//! `both!` turns one test body into two tests: one against a private
+//! `redis-server` process, one against the in-memory store on tokio's
+//! paused clock. Every test body runs under a deadline, so a bug fails
+//! instead of hanging.
+
+use std::future::Future;
+use std::time::Duration;
+
+use baton::{Client, MemoryStore};
+use baton_test_support::RedisServer;
+
+/// How long any one test may take before it fails.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `fut` under the test deadline.
+pub async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_DEADLINE, fut)
+        .await
+        .expect("the test did not finish within its deadline")
+}
+
+/// A lock backend under test, with raw access to its keys for assertions.
+pub enum Backend {
+    Redis(RedisServer),
+    Memory(MemoryStore),
+}
+
+impl Backend {
+    pub fn redis() -> Backend {
+        Backend::Redis(RedisServer::start())
+    }
+
+    pub fn memory() -> Backend {
+        Backend::Memory(MemoryStore::new())
+    }
+
+    /// A new client with a connection of its own.
+    pub async fn client(&self) -> Client {
+        match self {
+            Backend::Redis(server) => Client::connect(&server.url()).await.expect("connect"),
+            Backend::Memory(store) => store.client(),
+        }
+    }
+
+    pub fn server(&self) -> &RedisServer {
+        match self {
+            Backend::Redis(server) => server,
+            Backend::Memory(_) => panic!("this test needs a redis server"),
+        }
+    }
+
+    pub fn server_mut(&mut self) -> &mut RedisServer {
+        match self {
+            Backend::Redis(server) => server,
+            Backend::Memory(_) => panic!("this test needs a redis server"),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self {
+            Backend::Redis(server) => server.cmd(&["GET", key]),
+            Backend::Memory(store) => store.get(key),
+        }
+    }
+
+    /// The key's remaining TTL in ms: `None` if absent, `Some(-1)` if none.
+    pub fn pttl(&self, key: &str) -> Option<i64> {
+        match self {
+            Backend::Redis(server) => match server.cmd::<i64>(&["PTTL", key]) {
+                -2 => None,
+                ms => Some(ms),
+            },
+            Backend::Memory(store) => store
+                .get(key)
+                .map(|_| store.ttl(key).map_or(-1, |d| d.as_millis() as i64)),
+        }
+    }
+
+    /// Sets a key as another library's lock would (`SET key value NX PX`).
+    pub fn set_foreign(&self, key: &str, value: &str, ttl: Option<Duration>) {
+        match self {
+            Backend::Redis(server) => {
+                let mut args = vec!["SET", key, value];
+                let ms = ttl.map(|t| t.as_millis().to_string());
+                if let Some(ms) = &ms {
+                    args.extend(["PX", ms]);
+                }
+                server.cmd::<()>(&args);
+            }
+            Backend::Memory(store) => store.set(key, value, ttl),
+        }
+    }
+
+    pub fn del(&self, key: &str) {
+        match self {
+            Backend::Redis(server) => server.cmd::<()>(&["DEL", key]),
+            Backend::Memory(store) => {
+                store.delete(key);
+            }
+        }
+    }
+
+    /// Every key in the backend, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Backend::Redis(server) => server.keys(),
+            Backend::Memory(store) => store.keys(),
+        }
+    }
+}
+
+/// One behaviour test per backend: `both! { async fn name(b: Backend) { ... } }`.
+/// The memory variant runs on tokio's paused clock (time advances only when
+/// every task is idle), the Redis one on a multi-thread runtime in real time.
+macro_rules! both {
+    ($($(#[doc = $doc:expr])* async fn $name:ident($b:ident: Backend) $body:block)*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($b: $crate::support::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                $crate::support::within(body($crate::support::Backend::redis())).await
+            }
+
+            #[tokio::test(start_paused = true)]
+            async fn memory() {
+                $crate::support::within(body($crate::support::Backend::memory())).await
+            }
+        }
+    )*};
+}
+pub(crate) use both;
+
+/// The key of lock `name` under the default prefix.
+pub fn key(name: &str) -> String {
+    format!("baton:{name}")
+}
+
+/// Polls `cond` until it holds, for conditions no event announces (like a
+/// subscriber count on a server). Fails after the test deadline.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < TEST_DEADLINE, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// After every holder of `name` released: nothing but its fence counter.
+pub fn assert_only_the_fence_counter_left(b: &Backend, name: &str) {
+    let keys = baton_core::Keys::new("baton:", name).expect("valid name");
+    assert_eq!(
+        b.keys(),
+        vec![keys.fence],
+        "only the fence counter of {name:?} is left"
+    );
+}
+
+/// Retries `attempt` until it yields something, for recoveries that no
+/// event announces (a client reconnecting). Fails after the test deadline.
+pub async fn eventually_async<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(start.elapsed() < TEST_DEADLINE, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
