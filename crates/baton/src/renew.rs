@@ -3,8 +3,10 @@
 //! A held lease is an entry in a timer queue, not a task of its own. The
 //! task sleeps until the earliest renewal is due, takes every lease due
 //! within a short window, and renews them together: one pipeline per node.
-//! It exits when no lease is left and is started again by the next one, so
-//! an idle client runs nothing.
+//! It is started by the first lease (and again if the runtime it ran on has
+//! gone), parks while no lease is held, and is aborted with the client.
+//! Registering a lease wakes it only when that lease is due before the
+//! task's next planned look, so taking a lock costs no task wake-up.
 //!
 //! Ordering: a lease is registered only after its acquire succeeded, and
 //! unregistered before its release is sent. A renewal already in flight when
@@ -40,6 +42,20 @@ struct Queue {
     due: BTreeSet<(Instant, u64)>,
     leases: HashMap<u64, Slot>,
     task: Option<JoinHandle<()>>,
+    /// When the task will look at the queue next: `None` while it is busy
+    /// renewing (it looks again right after), `Some(None)` while parked.
+    looks_at: Option<Option<Instant>>,
+}
+
+impl Queue {
+    /// Whether the task must be woken for a lease due at `at`.
+    fn needs_wake(&self, at: Instant) -> bool {
+        match self.looks_at {
+            None => false,
+            Some(None) => true,
+            Some(Some(look)) => at < look,
+        }
+    }
 }
 
 struct Slot {
@@ -71,26 +87,30 @@ impl Renewer {
                 at,
             },
         );
+        let mut wake = false;
         if let Some(at) = at {
             queue.due.insert((at, id));
+            wake = queue.needs_wake(at);
         }
-        // (Re)start the task if there is none: it exits when idle, and dies
-        // with the runtime it was spawned on.
+        // (Re)start the task if there is none, or if the runtime it was
+        // spawned on has gone.
         if queue.task.as_ref().is_none_or(JoinHandle::is_finished) {
+            queue.looks_at = None;
             queue.task = Some(tokio::spawn(run(Arc::clone(&self.shared))));
         }
         drop(queue);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Stops renewing the lease `id` (a no-op if it is not registered).
+    /// The task is not woken: at its next look it finds nothing due.
     pub(crate) fn unregister(&self, id: u64) {
         let mut queue = self.shared.lock();
         if let Some(Slot { at: Some(at), .. }) = queue.leases.remove(&id) {
             queue.due.remove(&(at, id));
         }
-        drop(queue);
-        self.shared.wake.notify_one();
     }
 
     /// Re-reads the lease's next renewal time after an extend.
@@ -105,11 +125,15 @@ impl Renewer {
         let new = lease.0.next_renewal();
         slot.at = new;
         queue.due.remove(&(old, id));
+        let mut wake = false;
         if let Some(at) = new {
             queue.due.insert((at, id));
+            wake = queue.needs_wake(at);
         }
         drop(queue);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// The number of leases being renewed.
@@ -136,17 +160,16 @@ impl Shared {
     /// Takes the leases due within the batch window, or says when to look again.
     fn take_due(&self) -> Step {
         let mut queue = self.lock();
-        if queue.leases.is_empty() {
-            queue.task = None;
-            return Step::Exit;
-        }
-        let Some(&(first, _)) = queue.due.first() else {
-            return Step::Sleep(None);
-        };
         let now = now();
-        if first > now {
-            return Step::Sleep(Some(first));
+        match queue.due.first() {
+            Some(&(first, _)) if first <= now => {}
+            next => {
+                let look = next.map(|&(at, _)| at);
+                queue.looks_at = Some(look);
+                return Step::Sleep(look);
+            }
         }
+        queue.looks_at = None;
         let horizon = now + BATCH_WINDOW;
         let mut batch = Vec::new();
         while let Some(&(at, id)) = queue.due.first() {
@@ -208,7 +231,6 @@ impl Shared {
 }
 
 enum Step {
-    Exit,
     Sleep(Option<Instant>),
     Renew(Vec<Lease>),
 }
@@ -216,7 +238,6 @@ enum Step {
 async fn run(shared: Arc<Shared>) {
     loop {
         match shared.take_due() {
-            Step::Exit => return,
             Step::Sleep(until) => {
                 let sleep = async {
                     match until {
@@ -243,7 +264,7 @@ mod tests {
     const TTL: Duration = Duration::from_millis(300);
 
     /// Many held leases are entries of one queue: they all stay held for many
-    /// TTLs, and once released the queue is empty and the task gone.
+    /// TTLs, and once released the queue is empty and the one task parked.
     #[tokio::test(start_paused = true)]
     async fn one_task_renews_every_lease_and_exits_when_idle() {
         let client = Client::in_memory();
@@ -261,7 +282,10 @@ mod tests {
         }
         assert_eq!(renewer.len(), 0);
         tokio::time::sleep(TTL).await;
-        let task = renewer.shared.lock().task.take();
-        assert!(task.is_none_or(|t| t.is_finished()), "no task left running");
+        assert_eq!(
+            renewer.shared.lock().looks_at,
+            Some(None),
+            "parked: no timer set"
+        );
     }
 }
