@@ -4,6 +4,7 @@
 mod support;
 
 mod blocking;
+mod costs;
 mod exclusion;
 mod faults;
 mod input;
