@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use baton_test_support::{FaultProxy, Mode, RedisServer};
+use baton_test_support::{Mode, RedisServer};
 
-use crate::support::{eventually, within};
+use crate::support::{behind_proxy, eventually, within};
 
 /// The calls of each command the server has served, from `INFO commandstats`.
 fn calls(server: &RedisServer, command: &str) -> u64 {
@@ -61,9 +61,7 @@ async fn acquire_and_release_are_one_round_trip_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_release_leaves_nothing_beyond_the_ttl() {
     within(async {
-        let server = RedisServer::start();
-        let proxy = FaultProxy::start(server.addr()).await;
-        let client = baton::Client::connect(&proxy.url()).await.unwrap();
+        let (server, proxy, client) = behind_proxy(baton::DEFAULT_NODE_TIMEOUT).await;
         let guard = client
             .lock("job")
             .ttl(Duration::from_millis(600))

@@ -62,14 +62,7 @@ async fn connecting_to_nothing_is_a_clean_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_costs_the_node_timeout() {
     within(async {
-        let b = Backend::redis();
-        let proxy = baton_test_support::FaultProxy::start(b.server().addr()).await;
-        let client = baton::Client::builder()
-            .node(&proxy.url())
-            .node_timeout(Duration::from_millis(200))
-            .build()
-            .await
-            .unwrap();
+        let (_server, proxy, client) = crate::support::behind_proxy(Duration::from_millis(200)).await;
         proxy.set_mode(baton_test_support::Mode::Blackhole);
         let err = client.lock("job").try_acquire().await.unwrap_err();
         assert!(matches!(err, Error::NodeTimeout { timeout, .. } if timeout == Duration::from_millis(200)), "{err:?}");

@@ -129,9 +129,8 @@ async fn renewal_survives_a_script_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_survives_a_reconnect() {
     crate::support::within(async {
-        let b = Backend::redis();
-        let proxy = baton_test_support::FaultProxy::start(b.server().addr()).await;
-        let client = baton::Client::connect(&proxy.url()).await.unwrap();
+        let (_server, proxy, client) =
+            crate::support::behind_proxy(baton::DEFAULT_NODE_TIMEOUT).await;
         let guard = client
             .lock("job")
             .ttl(Duration::from_millis(600))

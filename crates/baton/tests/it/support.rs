@@ -178,3 +178,19 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A private server behind a fault proxy, and a client that reaches the
+/// server only through the proxy (with the given node timeout).
+pub async fn behind_proxy(
+    node_timeout: Duration,
+) -> (RedisServer, baton_test_support::FaultProxy, Client) {
+    let server = RedisServer::start();
+    let proxy = baton_test_support::FaultProxy::start(server.addr()).await;
+    let client = Client::builder()
+        .node(&proxy.url())
+        .node_timeout(node_timeout)
+        .build()
+        .await
+        .expect("connect through the proxy");
+    (server, proxy, client)
+}
