@@ -136,6 +136,9 @@ impl Lock {
     /// A waiter is woken by the holder's release notification; a holder
     /// that never announces its release (another library, a crash) is
     /// followed when its key expires, or after the retry interval.
+    ///
+    /// A server error ends the wait with that error rather than retrying
+    /// behind the caller's back: check [`Error::is_retryable`] to decide.
     pub async fn acquire(&self) -> Result<Guard> {
         let (keys, ttl) = self.plan()?;
         // One token for every attempt of this call: an attempt whose reply
