@@ -65,16 +65,13 @@ impl Lease {
 
     /// A renewal (or extend) to `ttl`, sent at `sent`, succeeded: the key now
     /// outlives `sent + ttl` on the server, so locally it is valid until
-    /// `sent + ttl - drift`. The next renewal is a third of the lease's
-    /// current TTL later.
-    ///
-    /// `ttl` is the one that was sent; it differs from the lease's when an
-    /// extend to a new TTL overtook the renewal. Commands to one node are
-    /// applied in the order they were sent, so the reply that completes last
-    /// describes the server's state: it overwrites the deadline.
+    /// `sent + ttl - drift`, and the next renewal is due a third of `ttl`
+    /// after `sent`. The caller must not have another renewal or extend of
+    /// the same lease in flight (the later reply would not describe the
+    /// server's state).
     pub fn on_renewed(&mut self, sent: Instant, ttl: Duration) {
         self.valid_until = sent + ttl.saturating_sub(drift(ttl));
-        self.next = sent + self.ttl / 3;
+        self.next = sent + ttl / 3;
     }
 
     /// An extend to a new `ttl`, sent at `sent`, succeeded: renewals use the
@@ -82,6 +79,15 @@ impl Lease {
     pub fn on_extended(&mut self, ttl: Duration, sent: Instant) {
         self.ttl = ttl;
         self.on_renewed(sent, ttl);
+    }
+
+    /// An extend to `ttl`, sent at `sent`, got no verdict: the server may
+    /// have applied it. Trust the lease only up to the earlier of the two
+    /// possible deadlines, and renew in time for the earlier one.
+    pub fn on_extend_unknown(&mut self, ttl: Duration, sent: Instant) {
+        let if_applied = sent + ttl.saturating_sub(drift(ttl));
+        self.valid_until = self.valid_until.min(if_applied);
+        self.next = self.next.min(sent + ttl / 3);
     }
 
     /// A renewal failed transiently at `now` (error or timeout, not a refusal).
@@ -114,6 +120,21 @@ mod tests {
         lease.on_extended(MS(600), t0 + MS(1500));
         assert_eq!(lease.ttl(), MS(600));
         assert_eq!(lease.next_renewal(), t0 + MS(1700));
+    }
+
+    #[test]
+    fn an_unknown_extend_keeps_the_earlier_deadline() {
+        let t0 = Instant::now();
+        let mut lease = Lease::new(MS(10_000), t0 + MS(9_898), t0);
+        lease.on_extend_unknown(MS(100), t0 + MS(10));
+        assert_eq!(lease.valid_until(), t0 + MS(10) + MS(97));
+        assert_eq!(lease.next_renewal(), t0 + MS(10) + MS(100) / 3);
+        lease.on_extend_unknown(MS(60_000), t0 + MS(20));
+        assert_eq!(
+            lease.valid_until(),
+            t0 + MS(107),
+            "a longer unknown extend changes nothing"
+        );
     }
 
     #[test]

@@ -126,22 +126,27 @@ impl Keys {
 
 /// A companion of `key` named by `suffix`, in the same cluster slot as `key`.
 ///
-/// Redis Cluster hashes only the first `{...}` section of a key when it is
-/// non-empty (the hash tag), otherwise the whole key. So:
-/// - a key with a hash tag keeps it when a brace-free suffix is appended;
-/// - a key without one, and without any `}`, becomes the tag of `{key}`;
-/// - a key without a tag but with a `}` cannot be a tag itself: a short
-///   brace-free tag with the same slot is found, and the key follows it to
-///   keep companions of different keys distinct.
+/// The form is `{TAG}` SEP `REST` SEP `suffix`, where `{TAG}` makes the slot:
+/// - a key with a hash tag keeps its tag (Redis hashes only the tag);
+/// - a key without one, and without any `}`, is itself the tag;
+/// - a key without a tag but with a `}` cannot be a tag: a short brace-free
+///   tag with the same slot is found instead.
+///
+/// `REST` is the key itself, or empty when the tag *is* the key. Tags never
+/// contain `}` and keys never contain SEP, so the key can be read back from a
+/// companion: companions of different keys never coincide.
 fn companion(key: &str, suffix: &str) -> String {
-    if hash_tag(key.as_bytes()).is_some() {
-        format!("{key}{SEPARATOR}{suffix}")
-    } else if !key.contains('}') {
-        format!("{{{key}}}{SEPARATOR}{suffix}")
-    } else {
-        let tag = tag_for_slot(hash_slot(key.as_bytes()));
-        format!("{{{tag}}}{key}{SEPARATOR}{suffix}")
-    }
+    let found;
+    let tag = match hash_tag(key.as_bytes()) {
+        Some(tag) => std::str::from_utf8(tag).expect("a tag is cut at ASCII braces"),
+        None if !key.contains('}') => key,
+        None => {
+            found = tag_for_slot(hash_slot(key.as_bytes()));
+            &found
+        }
+    };
+    let rest = if tag == key { "" } else { key };
+    format!("{{{tag}}}{SEPARATOR}{rest}{SEPARATOR}{suffix}")
 }
 
 /// The hash tag of a key, if it has a non-empty one.
@@ -240,6 +245,32 @@ mod tests {
         assert_eq!(Keys::new("", "job").unwrap().lock, "job");
     }
 
+    /// Reads the lock key back out of a companion (the inverse that makes
+    /// companions of different keys distinct).
+    fn key_of(companion: &str) -> String {
+        let tag = &companion[1..companion.find('}').unwrap()];
+        let parts: Vec<&str> = companion.split(SEPARATOR).collect();
+        assert_eq!(parts.len(), 3, "{companion:?}");
+        if parts[1].is_empty() {
+            tag.to_owned()
+        } else {
+            parts[1].to_owned()
+        }
+    }
+
+    #[test]
+    fn companions_of_brace_keys_do_not_collide() {
+        for (a, b) in [("x}", "{2nl}x}"), ("ab", "{ab}"), ("{ab}", "{ab}x")] {
+            let (a, b) = (Keys::new("", a).unwrap(), Keys::new("", b).unwrap());
+            assert_ne!(a.fence, b.fence);
+            assert_ne!(a.channel, b.channel);
+        }
+        assert_eq!(
+            Keys::new("baton:", "job").unwrap().fence,
+            "{baton:job}\u{1f}\u{1f}fence"
+        );
+    }
+
     #[test]
     fn companions_of_awkward_keys_share_the_slot() {
         for name in [
@@ -269,6 +300,8 @@ mod tests {
             prop_assert_eq!(hash_slot(keys.channel.as_bytes()), slot);
             prop_assert!(keys.fence.contains(SEPARATOR));
             prop_assert!(!keys.lock.contains(SEPARATOR));
+            prop_assert_eq!(key_of(&keys.fence), keys.lock.clone());
+            prop_assert_eq!(key_of(&keys.channel), keys.lock.clone());
             let them = Keys::new(&prefix, &other).unwrap();
             if name != other {
                 prop_assert_ne!(keys.fence, them.fence);

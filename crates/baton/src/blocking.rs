@@ -29,7 +29,33 @@ use crate::{Fence, Lease, Released};
 #[derive(Clone)]
 pub struct Client {
     client: crate::Client,
-    runtime: Arc<Runtime>,
+    runtime: Shared,
+}
+
+/// The runtime shared by a blocking client and its locks and guards.
+///
+/// Tokio panics if a runtime is dropped inside an async context; the last
+/// holder dropped there hands the runtime to a plain thread to drop.
+#[derive(Clone)]
+struct Shared(Option<Arc<Runtime>>);
+
+impl Shared {
+    fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("present until dropped")
+            .block_on(fut)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(runtime));
+            }
+        }
+    }
 }
 
 impl Client {
@@ -53,7 +79,7 @@ impl Client {
     fn wrap(client: crate::Client, runtime: Runtime) -> Client {
         Client {
             client,
-            runtime: Arc::new(runtime),
+            runtime: Shared(Some(Arc::new(runtime))),
         }
     }
 
@@ -61,7 +87,7 @@ impl Client {
     pub fn lock(&self, name: &str) -> Lock {
         Lock {
             lock: self.client.lock(name),
-            runtime: Arc::clone(&self.runtime),
+            runtime: self.runtime.clone(),
         }
     }
 }
@@ -82,7 +108,7 @@ fn runtime() -> Result<Runtime> {
 #[derive(Clone)]
 pub struct Lock {
     lock: crate::Lock,
-    runtime: Arc<Runtime>,
+    runtime: Shared,
 }
 
 impl Lock {
@@ -140,7 +166,7 @@ impl Lock {
     fn wrap(&self, guard: crate::Guard) -> Guard {
         Guard {
             guard: Some(guard),
-            runtime: Arc::clone(&self.runtime),
+            runtime: self.runtime.clone(),
         }
     }
 }
@@ -148,7 +174,7 @@ impl Lock {
 /// A held lock, released when dropped (see [`crate::Guard`]).
 pub struct Guard {
     guard: Option<crate::Guard>,
-    runtime: Arc<Runtime>,
+    runtime: Shared,
 }
 
 impl Guard {

@@ -16,11 +16,15 @@ use crate::renew::Renewer;
 /// the node counts as failed for that call.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The longest per-node timeout accepted.
+pub const MAX_NODE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A handle to a lock backend: cheap to clone, shared by every lock and
 /// guard made from it.
 ///
 /// All leases held through one client are renewed by a single background
-/// task, which runs only while there is a lease to renew.
+/// task, started by the first lease, parked while no lease is held, and
+/// stopped when the client (and every guard made from it) is dropped.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), baton::Error> {
@@ -154,7 +158,7 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one command to one server may take (default 1 s).
+    /// How long one command to one server may take (default 1 s, at most 1 h).
     pub fn node_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.node_timeout = Some(timeout);
         self
@@ -168,10 +172,10 @@ impl ClientBuilder {
             reason,
         })?;
         let timeout = self.node_timeout.unwrap_or(DEFAULT_NODE_TIMEOUT);
-        if timeout.is_zero() {
+        if timeout.is_zero() || timeout > MAX_NODE_TIMEOUT {
             return Err(Error::InvalidTtl {
                 ttl: timeout,
-                reason: "the node timeout must be positive",
+                reason: "the node timeout must be positive and at most 1h",
             });
         }
         let count = self.urls.len() + self.connections.len();

@@ -35,6 +35,10 @@ pub(crate) struct LeaseCell {
     pub(crate) token: Token,
     fence: Fence,
     status: watch::Sender<Status>,
+    /// Held while an extend or a renewal of this lease is in flight: two at
+    /// once could be applied by the server in one order and by us in the
+    /// other, leaving a local deadline later than the server's.
+    pub(crate) in_flight: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The mutable part of a lease: once `lost` is set it is never cleared.
@@ -81,6 +85,7 @@ impl Lease {
                 schedule: Schedule::new(ttl, valid_until, started),
                 lost: false,
             }),
+            in_flight: Arc::default(),
         }))
     }
 
@@ -289,7 +294,8 @@ impl Guard {
     /// already passed.
     pub async fn extend(&mut self, ttl: Duration) -> Result<()> {
         let ttl = validate_ttl(ttl)?;
-        let cell = &self.lease.0;
+        let cell = Arc::clone(&self.lease.0);
+        let _turn = cell.in_flight.lock().await;
         if !self.lease.is_held() {
             cell.mark_lost("it was extended after its deadline");
             return Err(self.lost_error());
@@ -302,7 +308,7 @@ impl Guard {
             .await
             .pop()
             .expect("one verdict per renewal");
-        match verdict {
+        let result = match verdict {
             Extension::Extended => {
                 let mut late = false;
                 cell.status.send_modify(|s| {
@@ -315,17 +321,24 @@ impl Guard {
                     cell.mark_lost("its extend came back after the deadline");
                     return Err(self.lost_error());
                 }
-                if self.renewing {
-                    self.client.inner.renewer.reschedule(&self.lease);
-                }
                 Ok(())
             }
             Extension::Refused => {
                 cell.mark_lost("its key is gone or another's");
-                Err(self.lost_error())
+                return Err(self.lost_error());
             }
-            Extension::Unknown => Err(error.expect("an unknown verdict comes with an error")),
+            Extension::Unknown => {
+                // The server may have applied it: a shorter TTL must shorten
+                // our deadline too.
+                cell.status
+                    .send_modify(|s| s.schedule.on_extend_unknown(ttl, sent));
+                Err(error.expect("an unknown verdict comes with an error"))
+            }
+        };
+        if self.renewing {
+            self.client.inner.renewer.reschedule(&self.lease);
         }
+        result
     }
 
     /// Releases the lock: deletes the key only if it still holds our token,

@@ -12,7 +12,6 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, Lease, Released};
 use crate::random;
-use crate::redlock::now;
 use crate::wait::Waiter;
 
 /// The default lease length.
@@ -126,7 +125,7 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         match self.attempt(&keys, ttl, &random::token()).await? {
             Attempt::Won(guard) => Ok(Some(guard)),
-            Attempt::Busy(_) => Ok(None),
+            Attempt::Busy(_) | Attempt::Spoiled(_) => Ok(None),
         }
     }
 
@@ -143,7 +142,7 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         // One token for every attempt of this call: an attempt whose reply
         // was lost but whose SET landed is recognised as ours by the next.
-        let token = random::token();
+        let mut token = random::token();
         let start = tokio::time::Instant::now();
         let deadline = self.wait.and_then(|wait| start.checked_add(wait));
         let mut waiter: Option<Waiter> = None;
@@ -151,6 +150,12 @@ impl Lock {
             let holder = match self.attempt(&keys, ttl, &token).await? {
                 Attempt::Won(guard) => return Ok(guard),
                 Attempt::Busy(holder) => holder,
+                Attempt::Spoiled(holder) => {
+                    // What the last attempt may have left could not be taken
+                    // back: a late release must not meet our next key.
+                    token = random::token();
+                    holder
+                }
             };
             let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
             if left == Some(Duration::ZERO) {
@@ -243,7 +248,7 @@ impl Lock {
                     fence,
                     ttl,
                     valid_until,
-                    now(),
+                    round.started,
                 );
                 tracing::debug!(lock = %self.name, %fence, "acquired");
                 Ok(Attempt::Won(Guard::new(
@@ -271,8 +276,8 @@ impl Lock {
                 }
                 // The caller may try again with this token: the release must
                 // land first, or it could delete the next attempt's key.
-                if !release.is_empty() {
-                    let _ = nodes.release(keys, token, &release).await;
+                if !release.is_empty() && nodes.release(keys, token, &release).await.is_err() {
+                    return Ok(Attempt::Spoiled(holder));
                 }
                 Ok(Attempt::Busy(holder))
             }
@@ -304,6 +309,8 @@ impl std::fmt::Debug for Lock {
 enum Attempt {
     Won(Guard),
     Busy(Option<HolderTtl>),
+    /// Busy, and the token must not be used again.
+    Spoiled(Option<HolderTtl>),
 }
 
 /// Checks a lease length and rounds it down to whole milliseconds.

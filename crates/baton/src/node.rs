@@ -72,24 +72,28 @@ pub(crate) struct RedisNode<C> {
 pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Arc<dyn Node>> {
     let client = redis::Client::open(url).map_err(|e| invalid_url(url, &e))?;
     let name = client.get_connection_info().addr().to_string();
+    // redis-rs's own response timeout is a backstop behind ours (which
+    // reports `NodeTimeout`), never in front of it.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout.saturating_mul(2)))
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_millis(500));
+    let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(
-        timeout * 3,
+        connect_for,
         ConnectionManager::new_with_config(client.clone(), config),
     )
     .await
     .map_err(|_| Error::NodeTimeout {
         node: name.clone(),
-        timeout: timeout * 3,
+        timeout: connect_for,
     })?
     .map_err(|e| redis_error(&name, e))?;
     Ok(Arc::new(RedisNode {
         conn,
-        notifications: Some(PubSubLink::new(client, name.clone())),
+        notifications: Some(PubSubLink::new(client, name.clone(), timeout)),
         name,
     }))
 }
@@ -319,10 +323,12 @@ fn is_noscript(e: &RedisError) -> bool {
 }
 
 /// The pub/sub connection of one Redis node, opened on first use, shared by
-/// every waiter of the client, and reopened after it drops.
+/// every waiter of the client. When it drops, it is reopened in the
+/// background and every channel that still has waiters is subscribed again.
 struct PubSubLink {
     client: redis::Client,
     name: String,
+    timeout: Duration,
     hub: Arc<Hub>,
     me: Weak<PubSubLink>,
     state: tokio::sync::Mutex<LinkState>,
@@ -336,10 +342,11 @@ struct LinkState {
 }
 
 impl PubSubLink {
-    fn new(client: redis::Client, name: String) -> Arc<PubSubLink> {
+    fn new(client: redis::Client, name: String, timeout: Duration) -> Arc<PubSubLink> {
         Arc::new_cyclic(|me| PubSubLink {
             client,
             name,
+            timeout,
             hub: Arc::default(),
             me: me.clone(),
             state: tokio::sync::Mutex::default(),
@@ -358,37 +365,60 @@ impl PubSubLink {
         });
         let subscription = self.hub.join(channel, Some(on_last_leave));
         let mut state = self.state.lock().await;
-        let alive = state.reader.as_ref().is_some_and(|r| !r.is_finished());
-        if !alive {
-            self.open(&mut state).await?;
-        }
-        if !state.subscribed.contains(channel) {
-            let sink = state.sink.as_mut().expect("opened above");
-            sink.subscribe(channel)
-                .await
-                .map_err(|e| redis_error(&self.name, e))?;
-            state.subscribed.insert(channel.to_owned());
-        }
+        self.ensure_subscribed(&mut state, &[channel.to_owned()])
+            .await?;
         Ok(subscription)
     }
 
-    async fn open(&self, state: &mut LinkState) -> Result<()> {
-        if let Some(reader) = state.reader.take() {
-            reader.abort();
+    /// Opens the connection if it is down and subscribes `channels` on it.
+    /// On any failure the connection is dropped, so the next call starts
+    /// afresh instead of waiting on a half-open socket.
+    async fn ensure_subscribed(&self, state: &mut LinkState, channels: &[String]) -> Result<()> {
+        let outcome = tokio::time::timeout(self.timeout, async {
+            if !state.reader.as_ref().is_some_and(|r| !r.is_finished()) {
+                self.open(state).await?;
+            }
+            for channel in channels {
+                if !state.subscribed.contains(channel) {
+                    let sink = state.sink.as_mut().expect("opened above");
+                    sink.subscribe(channel)
+                        .await
+                        .map_err(|e| redis_error(&self.name, e))?;
+                    state.subscribed.insert(channel.clone());
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::NodeTimeout {
+                node: self.name.clone(),
+                timeout: self.timeout,
+            })
+        });
+        if outcome.is_err() {
+            close(state);
         }
+        outcome
+    }
+
+    async fn open(&self, state: &mut LinkState) -> Result<()> {
+        close(state);
         let pubsub = self
             .client
             .get_async_pubsub()
             .await
             .map_err(|e| redis_error(&self.name, e))?;
         let (sink, mut stream) = pubsub.split();
-        let hub = Arc::clone(&self.hub);
+        let (hub, link) = (Arc::clone(&self.hub), self.me.clone());
         let reader = tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
                 hub.publish(msg.get_channel_name());
             }
-            // The connection dropped: releases may have gone unseen.
+            // The connection dropped: releases may have gone unseen, and
+            // the waiters' subscriptions with it.
             hub.publish_all();
+            tokio::spawn(resubscribe(link));
         });
         *state = LinkState {
             sink: Some(sink),
@@ -404,11 +434,55 @@ impl PubSubLink {
         if self.hub.has_subscribers(channel) || !state.subscribed.remove(channel) {
             return;
         }
-        if let Some(sink) = state.sink.as_mut() {
-            if let Err(e) = sink.unsubscribe(channel).await {
-                tracing::debug!(node = %self.name, error = %e, "unsubscribe failed");
+        let Some(sink) = state.sink.as_mut() else {
+            return;
+        };
+        match tokio::time::timeout(self.timeout, sink.unsubscribe(channel)).await {
+            Ok(Ok(())) => {}
+            failed => {
+                tracing::debug!(node = %self.name, ?failed, "unsubscribe failed; reopening later");
+                close(&mut state);
             }
         }
+    }
+}
+
+/// Drops a link's connection (its reader stops; the next use reopens).
+fn close(state: &mut LinkState) {
+    if let Some(reader) = state.reader.take() {
+        reader.abort();
+    }
+    *state = LinkState::default();
+}
+
+/// After the pub/sub connection dropped: reopen it and subscribe every
+/// channel that still has waiters, retrying with backoff while there are
+/// waiters and the client lives.
+/// (Boxed with an explicit `Send`: it is spawned from inside `open`, which
+/// it calls, and the compiler cannot see through that cycle.)
+fn resubscribe(link: Weak<PubSubLink>) -> BoxFuture<'static, ()> {
+    Box::pin(resubscribe_loop(link))
+}
+
+async fn resubscribe_loop(link: Weak<PubSubLink>) {
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let Some(link) = link.upgrade() else { return };
+        let channels = link.hub.channels();
+        if channels.is_empty() {
+            return;
+        }
+        let mut state = link.state.lock().await;
+        if link.ensure_subscribed(&mut state, &channels).await.is_ok() {
+            drop(state);
+            // A release between the drop and now went unseen: look again.
+            link.hub.publish_all();
+            return;
+        }
+        drop(state);
+        drop(link);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -462,7 +536,9 @@ fn password_of(url: &str) -> Option<&str> {
 pub(crate) fn redact_url(url: &str) -> String {
     match password_of(url) {
         Some(pw) if !pw.is_empty() => {
-            let at = url.find(pw).expect("the password is part of the url");
+            // The password's own position (a subslice of `url`), not the
+            // first place its text occurs.
+            let at = pw.as_ptr() as usize - url.as_ptr() as usize;
             format!("{}***{}", &url[..at], &url[at + pw.len()..])
         }
         _ => url.to_owned(),
@@ -480,5 +556,10 @@ mod tests {
         assert_eq!(redact_url("redis://u@h:1"), "redis://u@h:1");
         assert_eq!(redact_url("redis://h:1/x@y"), "redis://h:1/x@y");
         assert_eq!(redact_url("nonsense"), "nonsense");
+        assert_eq!(
+            redact_url("redis://:is@127.0.0.1:1"),
+            "redis://:***@127.0.0.1:1"
+        );
+        assert_eq!(redact_url("redis://:d@h:1/0"), "redis://:***@h:1/0");
     }
 }

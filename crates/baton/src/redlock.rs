@@ -27,6 +27,8 @@ pub(crate) struct Nodes {
 pub(crate) struct RoundOutcome {
     pub(crate) decision: Decision,
     pub(crate) errors: Vec<Error>,
+    /// When the round's requests went out: the lease's clock starts here.
+    pub(crate) started: std::time::Instant,
 }
 
 impl Nodes {
@@ -72,7 +74,11 @@ impl Nodes {
             round.reply(i, reply);
             let decision = round.decide(now());
             if decision != Decision::Pending {
-                return RoundOutcome { decision, errors };
+                return RoundOutcome {
+                    decision,
+                    errors,
+                    started,
+                };
             }
         }
         unreachable!("a round with every reply in is decided")

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
 use crate::guard::Lease;
@@ -172,14 +172,36 @@ impl Shared {
         queue.looks_at = None;
         let horizon = now + BATCH_WINDOW;
         let mut batch = Vec::new();
+        let mut busy = Vec::new();
         while let Some(&(at, id)) = queue.due.first() {
             if at > horizon {
                 break;
             }
             queue.due.pop_first();
+            let Some(slot) = queue.leases.get_mut(&id) else {
+                continue;
+            };
+            if slot.lease.0.next_renewal().is_none() {
+                // Lost meanwhile (its deadline passed): renewing it now could
+                // keep a key alive that nobody trusts any more.
+                queue.leases.remove(&id);
+                continue;
+            }
+            match Arc::clone(&slot.lease.0.in_flight).try_lock_owned() {
+                Ok(turn) => {
+                    slot.at = None;
+                    batch.push((slot.lease.clone(), turn));
+                }
+                // An extend is in flight: it reschedules the lease when it
+                // completes; look again shortly in case it does not.
+                Err(_) => busy.push(id),
+            }
+        }
+        for id in busy {
+            let at = now + BATCH_WINDOW;
             if let Some(slot) = queue.leases.get_mut(&id) {
-                slot.at = None;
-                batch.push(slot.lease.clone());
+                slot.at = Some(at);
+                queue.due.insert((at, id));
             }
         }
         Step::Renew(batch)
@@ -203,7 +225,8 @@ impl Shared {
         }
     }
 
-    async fn renew(&self, batch: Vec<Lease>) {
+    async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>) {
+        let (batch, _turns): (Vec<Lease>, Vec<_>) = batch.into_iter().unzip();
         let sent = now();
         let ttls: Vec<Duration> = batch.iter().map(|l| l.0.ttl()).collect();
         let renewals: Vec<_> = batch
@@ -232,7 +255,7 @@ impl Shared {
 
 enum Step {
     Sleep(Option<Instant>),
-    Renew(Vec<Lease>),
+    Renew(Vec<(Lease, OwnedMutexGuard<()>)>),
 }
 
 async fn run(shared: Arc<Shared>) {

@@ -70,6 +70,11 @@ impl Hub {
         }
     }
 
+    /// The channels that have subscribers.
+    pub(crate) fn channels(&self) -> Vec<String> {
+        lock(&self.channels).keys().cloned().collect()
+    }
+
     /// True while `channel` has subscribers.
     pub(crate) fn has_subscribers(&self, channel: &str) -> bool {
         lock(&self.channels).contains_key(channel)
