@@ -375,7 +375,7 @@ impl PubSubLink {
     /// afresh instead of waiting on a half-open socket.
     async fn ensure_subscribed(&self, state: &mut LinkState, channels: &[String]) -> Result<()> {
         let outcome = tokio::time::timeout(self.timeout, async {
-            if !state.reader.as_ref().is_some_and(|r| !r.is_finished()) {
+            if state.reader.as_ref().is_none_or(|r| r.is_finished()) {
                 self.open(state).await?;
             }
             for channel in channels {
