@@ -35,22 +35,29 @@ async fn acquire_and_release_are_one_round_trip_each() {
         assert_eq!(calls(&server, "evalsha"), 1, "acquire");
         guard.release().await.unwrap();
         assert_eq!(calls(&server, "evalsha"), 2, "release");
-        // The stats also count the commands the scripts run inside; any
-        // other command would be a round trip of its own.
-        let inside_scripts = [
-            "evalsha", "get", "set", "incr", "del", "publish", "info", "config",
-        ];
+        // The stats count the commands run inside scripts too: acquire runs
+        // SET and INCR, release GET, DEL and PUBLISH. Exact counts, so any
+        // extra round trip (even of one of these) shows.
         let info: String = server.cmd(&["INFO", "commandstats"]);
-        let others: Vec<&str> = info
+        let mut seen: Vec<String> = info
             .lines()
             .filter_map(|l| l.strip_prefix("cmdstat_"))
-            .filter(|l| {
-                !inside_scripts
-                    .iter()
-                    .any(|c| l.starts_with(&format!("{c}:")) || l.starts_with(&format!("{c}|")))
-            })
+            .filter(|l| !l.starts_with("info:") && !l.starts_with("config|"))
+            .map(|l| l.split(",usec=").next().unwrap().to_owned())
             .collect();
-        assert!(others.is_empty(), "nothing else was sent: {others:?}");
+        seen.sort();
+        let want = [
+            "del:calls=1",
+            "evalsha:calls=2",
+            "get:calls=1",
+            "incr:calls=1",
+            "publish:calls=1",
+            "set:calls=1",
+        ];
+        assert_eq!(
+            seen, want,
+            "one script call each for acquire and release, nothing else"
+        );
     })
     .await
 }
@@ -145,6 +152,79 @@ async fn the_empty_prefix_uses_the_bare_name() {
             .expect("free");
         assert!(server.cmd::<Option<String>>(&["GET", "bare"]).is_some());
         guard.release().await.unwrap();
+    })
+    .await
+}
+
+/// An extend whose reply never comes may still have been applied: a shorter
+/// TTL must shorten the local deadline too, or the guard would claim a lease
+/// the server has already ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_without_a_verdict_shortens_the_deadline() {
+    within(async {
+        let (server, proxy, client) = behind_proxy(Duration::from_millis(200)).await;
+        let mut guard = client
+            .lock("job")
+            .ttl(Duration::from_secs(10))
+            .auto_renew(false)
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        guard.extend(Duration::from_secs(10)).await.unwrap(); // loads the script, so the next EVALSHA lands
+        proxy.set_mode(Mode::DropReplies);
+        let err = guard.extend(Duration::from_millis(100)).await.unwrap_err();
+        assert!(err.is_backend(), "{err:?}");
+        assert!(
+            guard.lease().remaining() <= Duration::from_millis(100),
+            "deadline now {:?}",
+            guard.lease().remaining()
+        );
+        proxy.set_mode(Mode::Pass);
+        guard.lost().await;
+        let pttl: i64 = server.cmd(&["PTTL", "baton:job"]);
+        assert!(pttl <= 100, "the server applied the short TTL: {pttl}");
+    })
+    .await
+}
+
+/// An extend in flight and a renewal falling due meanwhile never overlap:
+/// the server applies the extend's TTL last, as the guard believes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_and_a_renewal_never_overlap() {
+    within(async {
+        let mut server = RedisServer::start();
+        let client = baton::Client::builder()
+            .node(&server.url())
+            .node_timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .unwrap();
+        let mut guard = client
+            .lock("job")
+            .ttl(Duration::from_secs(1))
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        guard.extend(Duration::from_secs(1)).await.unwrap(); // loads the script: no NOSCRIPT resends below
+        server.pause();
+        let extend =
+            tokio::spawn(
+                async move { guard.extend(Duration::from_secs(60)).await.map(|()| guard) },
+            );
+        // Past the first renewal's due time (ttl/3) while the extend is stuck.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.resume();
+        let guard = extend.await.unwrap().expect("extended");
+        // A renewal sent while the extend was stuck would have been applied
+        // after it, with the old 1 s TTL.
+        let pttl: i64 = server.cmd(&["PTTL", "baton:job"]);
+        assert!(
+            pttl > 50_000,
+            "the server holds the extend's TTL, not a stale renewal's: {pttl}"
+        );
+        assert!(guard.lease().remaining() <= Duration::from_millis(pttl as u64));
     })
     .await
 }

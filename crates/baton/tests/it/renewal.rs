@@ -28,8 +28,10 @@ both! {
     async fn lost_fires_when_the_key_is_deleted(b: Backend) {
         let client = b.client().await;
         let guard = client.lock("job").ttl(TTL).try_acquire().await.unwrap().expect("free");
+        let deadline = tokio::time::Instant::now() + guard.lease().remaining();
         b.del(&key("job"));
         guard.lost().await;
+        assert!(tokio::time::Instant::now() < deadline, "noticed by a renewal, not by the deadline passing");
         assert!(!guard.is_held());
         assert_eq!(b.get(&key("job")), None, "renewal never re-creates the key");
     }

@@ -116,3 +116,47 @@ async fn a_client_on_a_users_connection_waits_on_the_fallback() {
     })
     .await
 }
+
+/// The pub/sub connection is killed under a waiter: it is reopened and the
+/// waiter's channel subscribed again, so the release still wakes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_resubscribed_after_its_connection_drops() {
+    crate::support::within(async {
+        let b = Backend::redis();
+        let (holder_client, waiter_client) = (b.client().await, b.client().await);
+        let held = holder_client
+            .lock("job")
+            .ttl(Duration::from_secs(60))
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let lock = waiter_client
+            .lock("job")
+            .ttl(Duration::from_secs(60))
+            .retry_interval(SLOW_RETRY);
+        let waiter = tokio::spawn(async move { lock.acquire().await.map(|g| (g, Instant::now())) });
+        wait_for_a_subscriber(&b, "job").await;
+        let pubsub_clients = || -> String { b.server().cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]) };
+        let before = pubsub_clients();
+        let killed: i64 = b.server().cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert_eq!(killed, 1);
+        // A new pub/sub connection (another client id), subscribed again.
+        eventually("a new pub/sub connection", || {
+            let now = pubsub_clients();
+            !now.is_empty() && now.split(' ').next() != before.split(' ').next()
+        })
+        .await;
+        wait_for_a_subscriber(&b, "job").await;
+        let released_at = Instant::now();
+        held.release().await.unwrap();
+        let (guard, acquired_at) = waiter.await.unwrap().unwrap();
+        assert!(
+            acquired_at - released_at < Duration::from_secs(1),
+            "woke after {:?}",
+            acquired_at - released_at
+        );
+        guard.release().await.unwrap();
+    })
+    .await
+}
