@@ -193,7 +193,7 @@ async fn an_extend_without_a_verdict_shortens_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extend_and_a_renewal_never_overlap() {
     within(async {
-        let mut server = RedisServer::start();
+        let server = RedisServer::start();
         let client = baton::Client::builder()
             .node(&server.url())
             .node_timeout(Duration::from_secs(5))
