@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use baton_test_support::{Mode, RedisServer};
 
-use crate::support::{behind_proxy, eventually, within};
+use crate::support::{behind_proxy, eventually, hold, within};
 
 /// The calls of each command the server has served, from `INFO commandstats`.
 fn calls(server: &RedisServer, command: &str) -> u64 {
@@ -69,13 +69,7 @@ async fn acquire_and_release_are_one_round_trip_each() {
 async fn a_cancelled_release_leaves_nothing_beyond_the_ttl() {
     within(async {
         let (server, proxy, client) = behind_proxy(baton::DEFAULT_NODE_TIMEOUT).await;
-        let guard = client
-            .lock("job")
-            .ttl(Duration::from_millis(600))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let guard = hold(&client, "job", Duration::from_millis(600)).await;
         proxy.set_mode(Mode::Blackhole);
         let cancelled = tokio::time::timeout(Duration::from_millis(50), guard.release()).await;
         assert!(cancelled.is_err(), "the release was cut off mid-flight");
@@ -200,13 +194,7 @@ async fn an_extend_and_a_renewal_never_overlap() {
             .build()
             .await
             .unwrap();
-        let mut guard = client
-            .lock("job")
-            .ttl(Duration::from_secs(1))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let mut guard = hold(&client, "job", Duration::from_secs(1)).await;
         guard.extend(Duration::from_secs(1)).await.unwrap(); // loads the script: no NOSCRIPT resends below
         server.pause();
         let extend =

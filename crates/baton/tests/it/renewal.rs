@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use baton::Error;
 
-use crate::support::{both, key, Backend};
+use crate::support::{both, hold, key, Backend};
 
 const TTL: Duration = Duration::from_millis(300);
 
@@ -13,7 +13,7 @@ both! {
     /// the key keeps our token and nobody else can take it meanwhile.
     async fn renewal_keeps_a_short_lease_held(b: Backend) {
         let (a, other) = (b.client().await, b.client().await);
-        let guard = a.lock("long-job").ttl(TTL).try_acquire().await.unwrap().expect("free");
+        let guard = hold(&a, "long-job", TTL).await;
         let token = b.get(&key("long-job")).unwrap();
         for _ in 0..10 {
             tokio::time::sleep(TTL).await;
@@ -27,7 +27,7 @@ both! {
     /// Deleting the key under a holder is noticed at the next renewal.
     async fn lost_fires_when_the_key_is_deleted(b: Backend) {
         let client = b.client().await;
-        let guard = client.lock("job").ttl(TTL).try_acquire().await.unwrap().expect("free");
+        let guard = hold(&client, "job", TTL).await;
         let deadline = tokio::time::Instant::now() + guard.lease().remaining();
         b.del(&key("job"));
         guard.lost().await;
@@ -74,13 +74,7 @@ async fn lost_fires_before_the_deadline_when_the_server_dies() {
     crate::support::within(async {
         let mut b = Backend::redis();
         let client = b.client().await;
-        let guard = client
-            .lock("job")
-            .ttl(Duration::from_secs(1))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let guard = hold(&client, "job", Duration::from_secs(1)).await;
         b.server_mut().kill();
         let deadline = tokio::time::Instant::now() + guard.lease().remaining();
         guard.lost().await;
@@ -100,13 +94,7 @@ async fn renewal_survives_a_script_flush() {
     crate::support::within(async {
         let b = Backend::redis();
         let client = b.client().await;
-        let guard = client
-            .lock("job")
-            .ttl(TTL)
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let guard = hold(&client, "job", TTL).await;
         for _ in 0..5 {
             b.server().flush_scripts();
             tokio::time::sleep(TTL).await;
@@ -133,13 +121,7 @@ async fn renewal_survives_a_reconnect() {
     crate::support::within(async {
         let (_server, proxy, client) =
             crate::support::behind_proxy(baton::DEFAULT_NODE_TIMEOUT).await;
-        let guard = client
-            .lock("job")
-            .ttl(Duration::from_millis(600))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let guard = hold(&client, "job", Duration::from_millis(600)).await;
         for _ in 0..3 {
             proxy.reset_connections();
             tokio::time::sleep(Duration::from_millis(600)).await;

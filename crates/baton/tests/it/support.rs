@@ -194,3 +194,14 @@ pub async fn behind_proxy(
         .expect("connect through the proxy");
     (server, proxy, client)
 }
+
+/// Takes lock `name` with `ttl` (auto-renewed) through `client`; it must be free.
+pub async fn hold(client: &Client, name: &str, ttl: Duration) -> baton::Guard {
+    client
+        .lock(name)
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .expect("try_acquire")
+        .unwrap_or_else(|| panic!("{name} should be free"))
+}

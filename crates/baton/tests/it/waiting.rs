@@ -6,7 +6,7 @@ use std::time::Duration;
 use baton::Error;
 use tokio::time::Instant;
 
-use crate::support::{both, eventually, key, Backend};
+use crate::support::{both, eventually, hold, key, Backend};
 
 /// Far longer than any wake-up these tests accept, so a waiter that is
 /// woken promptly can only have been woken by a notification or expiry.
@@ -17,7 +17,7 @@ both! {
     /// release: proof that the notification arrives.
     async fn a_release_wakes_a_waiter_at_once(b: Backend) {
         let (holder_client, waiter_client) = (b.client().await, b.client().await);
-        let held = holder_client.lock("job").ttl(Duration::from_secs(60)).try_acquire().await.unwrap().expect("free");
+        let held = hold(&holder_client, "job", Duration::from_secs(60)).await;
         let lock = waiter_client.lock("job").ttl(Duration::from_secs(60)).retry_interval(SLOW_RETRY);
         let waiter = tokio::spawn(async move { lock.acquire().await.map(|g| (g, Instant::now())) });
         wait_for_a_subscriber(&b, "job").await;
@@ -124,13 +124,7 @@ async fn a_waiter_is_resubscribed_after_its_connection_drops() {
     crate::support::within(async {
         let b = Backend::redis();
         let (holder_client, waiter_client) = (b.client().await, b.client().await);
-        let held = holder_client
-            .lock("job")
-            .ttl(Duration::from_secs(60))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let held = hold(&holder_client, "job", Duration::from_secs(60)).await;
         let lock = waiter_client
             .lock("job")
             .ttl(Duration::from_secs(60))
