@@ -67,6 +67,24 @@ pub fn next_try_in(
     }
 }
 
+/// After a split vote (a round over several nodes lost with some of them
+/// ours), how long to stay back before the next round: a random share
+/// (`jitter` in `[0, 1)`) of `spread`, so contenders stop colliding.
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_core::backoff::after_split;
+/// assert_eq!(after_split(Duration::from_millis(50), 0.5), Duration::from_millis(25));
+/// ```
+pub fn after_split(spread: Duration, jitter: f64) -> Duration {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    spread.mul_f64(jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,24 @@
 //! - a failed attempt releases on every node that may hold our token: those
 //!   that said yes, those that failed (the SET may have landed) and those
 //!   that have not answered yet.
+//!
+//! # Fences over several nodes
+//! Each node keeps its own counter, incremented by every acquire on it; the
+//! fence of a won round is the highest value among the nodes that said yes.
+//! That alone is not monotonic: holder A may see 100 on node 1 and 5 on
+//! node 2, while B's quorum shares only node 2 with A's and sees 6. So a
+//! round whose yes-nodes disagree is not won until its fence `M` is
+//! *settled*: a quorum of nodes has a counter of at least `M` while the lock
+//! is ours there — the nodes that reported `M`, plus nodes raised to `M` by
+//! a script that checks our token first ([`Decision::Won::raise`]).
+//!
+//! Why that suffices: the next holder B wins a quorum, which shares a node
+//! `n` with A's settled quorum. On `n`, the counter reached `M` while A's key
+//! was there, so before A's key left `n`, so before B's `SET` succeeded on
+//! `n`; B's increment on `n` then yields more than `M`, and B's fence (a
+//! maximum that includes it) is greater than A's. This holds as long as
+//! counters survive: a node restarted without persistence forgets its
+//! counter, and then fences can repeat.
 
 use std::time::{Duration, Instant};
 
@@ -95,6 +113,20 @@ pub fn extension(n: usize, extended: usize, refused: usize) -> Extension {
     }
 }
 
+/// Whether a won round's fence is settled: the nodes that reported it plus
+/// those raised to it form a quorum of the `n` configured nodes (see the
+/// module docs for why that keeps fences increasing).
+///
+/// ```
+/// use baton_core::quorum::fence_settled;
+/// assert!(fence_settled(5, 3, 0));
+/// assert!(!fence_settled(5, 1, 1));
+/// assert!(fence_settled(5, 1, 2));
+/// ```
+pub fn fence_settled(n: usize, at_fence: usize, raised: usize) -> bool {
+    at_fence + raised >= quorum(n)
+}
+
 /// The outcome of a round, once it is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -106,11 +138,19 @@ pub enum Decision {
         fence: Fence,
         /// The local deadline of the lease (monotonic).
         valid_until: Instant,
+        /// Yes-nodes whose counter is below `fence`: unless the nodes that
+        /// reported `fence` are a quorum already ([`fence_settled`] with no
+        /// raises), they must be raised to it before the lease is used.
+        raise: Vec<usize>,
+        /// How many yes-nodes reported `fence` itself.
+        at_fence: usize,
     },
     /// The attempt failed; release on `release` before trying again.
     Lost {
         /// Nodes that may hold our token (said yes, failed, or not answered).
         release: Vec<usize>,
+        /// How many nodes said yes (more than zero on a loss: a split vote).
+        acquired: usize,
         /// How many nodes said another holds the key.
         busy: usize,
         /// How many nodes failed.
@@ -168,24 +208,30 @@ impl Round {
         let elapsed = now.saturating_duration_since(self.started);
         if acquired >= need {
             if let Some(left) = validity(self.ttl, elapsed) {
-                let fence = self
-                    .replies
-                    .iter()
-                    .filter_map(|r| match r {
-                        Some(Reply::Acquired { fence }) => Some(*fence),
-                        _ => None,
-                    })
-                    .max()
-                    .unwrap_or_default();
+                let fences = || {
+                    self.replies
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| match r {
+                            Some(Reply::Acquired { fence }) => Some((i, *fence)),
+                            _ => None,
+                        })
+                };
+                let fence = fences().map(|(_, f)| f).max().unwrap_or_default();
                 return Decision::Won {
                     fence: Fence(fence),
                     valid_until: now + left,
+                    raise: fences()
+                        .filter(|&(_, f)| f < fence)
+                        .map(|(i, _)| i)
+                        .collect(),
+                    at_fence: fences().filter(|&(_, f)| f == fence).count(),
                 };
             }
-            return self.lost(busy, failed, true);
+            return self.lost(acquired, busy, failed, true);
         }
         if busy + failed > n - need {
-            return self.lost(busy, failed, false);
+            return self.lost(acquired, busy, failed, false);
         }
         Decision::Pending
     }
@@ -194,7 +240,7 @@ impl Round {
         self.replies.iter().flatten().filter(|r| pred(r)).count()
     }
 
-    fn lost(&self, busy: usize, failed: usize, expired: bool) -> Decision {
+    fn lost(&self, acquired: usize, busy: usize, failed: usize, expired: bool) -> Decision {
         let release = (0..self.replies.len())
             .filter(|&i| !matches!(self.replies[i], Some(Reply::Busy { .. })))
             .collect();
@@ -211,6 +257,7 @@ impl Round {
             });
         Decision::Lost {
             release,
+            acquired,
             busy,
             failed,
             holder,
@@ -254,6 +301,7 @@ mod tests {
             busy.decide(t0),
             Decision::Lost {
                 release: vec![],
+                acquired: 0,
                 busy: 1,
                 failed: 0,
                 holder: Some(HolderTtl::Expires(MS(70))),
@@ -266,6 +314,7 @@ mod tests {
             failed.decide(t0),
             Decision::Lost {
                 release: vec![0],
+                acquired: 0,
                 busy: 0,
                 failed: 1,
                 holder: None,

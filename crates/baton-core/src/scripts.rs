@@ -48,8 +48,20 @@ pub const EXTEND: Script = Script {
     sha1: "dfeceaaf261d10c70b2eeeac24de374fa4c261b8",
 };
 
+/// Raises the fence counter to at least a value, only while the lock holds
+/// our token (Redlock: makes the fence a quorum agreed on the floor of every
+/// later fence).
+///
+/// `KEYS = [lock, fence]`, `ARGV = [token, fence]`; replies 1 if the lock is
+/// ours and the counter is now at least `fence`, 0 if the lock is not ours.
+pub const RAISE: Script = Script {
+    name: "raise",
+    source: include_str!("scripts/raise.lua"),
+    sha1: "432b287ba0c3d80e6c5cbe0c9153d01f05bebd72",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 3] = [ACQUIRE, RELEASE, EXTEND];
+pub const ALL: [Script; 4] = [ACQUIRE, RELEASE, EXTEND, RAISE];
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,9 @@ pub(crate) struct Inner {
 }
 
 impl Client {
-    /// Connects to the Redis server at `url` (`redis://[user:password@]host:port[/db]`).
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host:port[/db]`),
+    /// or, given several comma-separated URLs, to each of them as one
+    /// Redlock (see [`ClientBuilder::node`]).
     ///
     /// Fails with [`Error::InvalidUrl`] for a URL that cannot be used, and
     /// [`Error::Redis`] or [`Error::NodeTimeout`] when the server cannot be
@@ -138,6 +140,11 @@ pub struct ClientBuilder {
 
 impl ClientBuilder {
     /// Adds a Redis server by URL. A comma-separated list adds several.
+    ///
+    /// Several servers make a Redlock: each acquire, extend and release goes
+    /// to every server in parallel, and holds when a majority of the
+    /// configured servers agrees. The servers must be independent masters
+    /// (not replicas of each other).
     pub fn node(mut self, url: &str) -> ClientBuilder {
         self.urls
             .extend(url.split(',').map(str::trim).map(str::to_owned));
@@ -164,7 +171,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Validates the options and connects to every URL.
+    /// Validates the options and connects to every URL (in parallel). Every
+    /// server must be reachable to build the client.
     pub async fn build(self) -> Result<Client> {
         let prefix = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
         validate_prefix(prefix).map_err(|reason| Error::InvalidPrefix {
@@ -185,23 +193,12 @@ impl ClientBuilder {
                 reason: "no redis url given".to_owned(),
             });
         }
-        if count > 1 {
-            // Several nodes mean Redlock: not offered until its fences and
-            // failure handling are complete and tested.
-            return Err(Error::InvalidUrl {
-                url: self
-                    .urls
-                    .iter()
-                    .map(|u| node::redact_url(u))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                reason: "several redis servers (Redlock) are not supported yet".to_owned(),
-            });
-        }
-        let mut nodes: Vec<Arc<dyn Node>> = Vec::with_capacity(count);
-        for url in &self.urls {
-            nodes.push(node::connect(url, timeout).await?);
-        }
+        let connected =
+            futures_util::future::join_all(self.urls.iter().map(|url| node::connect(url, timeout)))
+                .await;
+        let mut nodes = connected
+            .into_iter()
+            .collect::<Result<Vec<Arc<dyn Node>>>>()?;
         nodes.extend(self.connections.into_iter().map(Connection::into_node));
         Ok(Client::assemble(nodes, prefix, timeout))
     }

@@ -76,6 +76,21 @@ pub enum Error {
         /// The node timeout that passed.
         timeout: Duration,
     },
+    /// Redlock: too many nodes failed for a quorum to be possible. Each
+    /// node that did not say yes is listed with what it said.
+    #[error("no quorum for lock {name:?}: {acquired} of {nodes_total} nodes acquired, {quorum} needed ({})", list(.nodes))]
+    NoQuorum {
+        /// The lock name.
+        name: String,
+        /// How many nodes said yes.
+        acquired: usize,
+        /// How many must.
+        quorum: usize,
+        /// How many nodes are configured.
+        nodes_total: usize,
+        /// The nodes that did not say yes, and why.
+        nodes: Vec<NodeError>,
+    },
     /// [`Lock::acquire`](crate::Lock::acquire) waited as long as it was
     /// allowed to and the lock stayed taken.
     #[error("lock {name:?} still held by another after waiting {waited:?}")]
@@ -106,7 +121,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Redis { .. } | Error::NodeTimeout { .. } | Error::Timeout { .. }
+            Error::Redis { .. }
+                | Error::NodeTimeout { .. }
+                | Error::Timeout { .. }
+                | Error::NoQuorum { .. }
         )
     }
 
@@ -115,11 +133,14 @@ impl Error {
         matches!(self, Error::Lost { .. })
     }
 
-    /// True when the error comes from reaching or talking to a server
-    /// ([`Error::Redis`] or [`Error::NodeTimeout`]), as opposed to bad input
-    /// or a lock outcome.
+    /// True when the error comes from reaching or talking to servers
+    /// ([`Error::Redis`], [`Error::NodeTimeout`], [`Error::NoQuorum`]), as
+    /// opposed to bad input or a lock outcome.
     pub fn is_backend(&self) -> bool {
-        matches!(self, Error::Redis { .. } | Error::NodeTimeout { .. })
+        matches!(
+            self,
+            Error::Redis { .. } | Error::NodeTimeout { .. } | Error::NoQuorum { .. }
+        )
     }
 
     pub(crate) fn invalid_name(name: &str, reason: NameError) -> Error {
@@ -128,6 +149,43 @@ impl Error {
             reason,
         }
     }
+}
+
+/// What one node said to a Redlock attempt that did not win it.
+#[derive(Debug)]
+pub struct NodeError {
+    /// The node, as `host:port`.
+    pub node: String,
+    /// What it said.
+    pub failure: NodeFailure,
+}
+
+/// Why one node did not say yes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeFailure {
+    /// Another token holds the key there.
+    TakenByAnother,
+    /// It failed or did not answer in time ([`Error::Redis`] or
+    /// [`Error::NodeTimeout`]).
+    Error(Box<Error>),
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            NodeFailure::TakenByAnother => write!(f, "{}: taken by another", self.node),
+            NodeFailure::Error(e) => e.fmt(f),
+        }
+    }
+}
+
+fn list(nodes: &[NodeError]) -> String {
+    nodes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A `Result` with [`Error`].

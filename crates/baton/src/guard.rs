@@ -291,7 +291,10 @@ impl Guard {
     /// Resets the lease to `ttl` from now, if it is still ours; renewals use
     /// the new TTL from then on. Fails with [`Error::Lost`] if the key is
     /// gone or another's (it is never re-created), or the local deadline
-    /// already passed.
+    /// already passed. When too many servers fail to say (a server error, or
+    /// [`Error::NoQuorum`] over several), the lease is not known to be lost:
+    /// it stays valid until its deadline, which is shortened if the extend
+    /// may have been applied with a shorter TTL.
     pub async fn extend(&mut self, ttl: Duration) -> Result<()> {
         let ttl = validate_ttl(ttl)?;
         let cell = Arc::clone(&self.lease.0);
@@ -304,7 +307,7 @@ impl Guard {
         let renewals = [(&*cell.keys, &cell.token, ttl.as_millis() as u64)];
         let nodes = &self.client.inner.nodes;
         let (verdict, error) = nodes
-            .extend(&renewals, nodes.timeout())
+            .extend(|_| cell.name.to_string(), &renewals, nodes.timeout())
             .await
             .pop()
             .expect("one verdict per renewal");

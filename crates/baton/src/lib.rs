@@ -86,7 +86,7 @@ mod wait;
 
 pub use baton_core::{Fence, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, NodeError, NodeFailure, Result};
 pub use guard::{Guard, Lease, Released};
 pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;

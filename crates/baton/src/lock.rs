@@ -4,8 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::backoff::{next_try_in, HolderTtl};
-use baton_core::quorum::Decision;
+use baton_core::backoff::{after_split, next_try_in, HolderTtl};
+use baton_core::quorum::{quorum, Decision};
 use baton_core::{Keys, Token};
 
 use crate::client::Client;
@@ -24,6 +24,9 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The default fallback between attempts while waiting, when no release
 /// notification arrives first.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How far apart contenders of a split Redlock vote retry.
+const SPLIT_SPREAD: Duration = Duration::from_millis(50);
 
 /// A named lock: cheap to clone, holds no connection or state of its own.
 ///
@@ -125,7 +128,7 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         match self.attempt(&keys, ttl, &random::token()).await? {
             Attempt::Won(guard) => Ok(Some(guard)),
-            Attempt::Busy(_) | Attempt::Spoiled(_) => Ok(None),
+            Attempt::Busy { .. } | Attempt::Spoiled { .. } => Ok(None),
         }
     }
 
@@ -147,14 +150,14 @@ impl Lock {
         let deadline = self.wait.and_then(|wait| start.checked_add(wait));
         let mut waiter: Option<Waiter> = None;
         loop {
-            let holder = match self.attempt(&keys, ttl, &token).await? {
+            let (holder, split) = match self.attempt(&keys, ttl, &token).await? {
                 Attempt::Won(guard) => return Ok(guard),
-                Attempt::Busy(holder) => holder,
-                Attempt::Spoiled(holder) => {
+                Attempt::Busy { holder, split } => (holder, split),
+                Attempt::Spoiled { holder, split } => {
                     // What the last attempt may have left could not be taken
                     // back: a late release must not meet our next key.
                     token = random::token();
-                    holder
+                    (holder, split)
                 }
             };
             let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
@@ -163,6 +166,14 @@ impl Lock {
                     name: self.name.to_string(),
                     waited: start.elapsed(),
                 });
+            }
+            if split {
+                // The other contenders of a split vote were woken by the same
+                // releases: stay back a random while so the next round does
+                // not split again.
+                let pause = after_split(SPLIT_SPREAD, random::jitter());
+                tokio::time::sleep(left.map_or(pause, |left| pause.min(left))).await;
+                continue;
             }
             match &mut waiter {
                 None => {
@@ -240,7 +251,9 @@ impl Lock {
         let nodes = &self.client.inner.nodes;
         let round = nodes.acquire(keys, token, ttl).await;
         match round.decision {
-            Decision::Won { fence, valid_until } => {
+            Decision::Won {
+                fence, valid_until, ..
+            } => {
                 let lease = Lease::new(
                     Arc::clone(&self.name),
                     Arc::clone(keys),
@@ -260,26 +273,28 @@ impl Lock {
             Decision::Pending => unreachable!("rounds are returned decided"),
             Decision::Lost {
                 release,
-                busy,
+                acquired,
                 holder,
                 expired,
                 ..
             } => {
-                if busy == 0 && !expired {
-                    // Nothing follows with this token: take back what may
+                let n = nodes.len();
+                if round.errors.len() > n - quorum(n) {
+                    // Failures alone make a quorum impossible: an error, and
+                    // nothing follows with this token, so take back what may
                     // have landed without making the caller wait for it.
                     if !release.is_empty() {
                         self.release_in_background(keys, token, release);
                     }
-                    let mut errors = round.errors;
-                    return Err(errors.swap_remove(0));
+                    return Err(nodes.no_quorum(&self.name, round.errors, round.busy, acquired));
                 }
                 // The caller may try again with this token: the release must
                 // land first, or it could delete the next attempt's key.
+                let split = acquired > 0 || expired;
                 if !release.is_empty() && nodes.release(keys, token, &release).await.is_err() {
-                    return Ok(Attempt::Spoiled(holder));
+                    return Ok(Attempt::Spoiled { holder, split });
                 }
-                Ok(Attempt::Busy(holder))
+                Ok(Attempt::Busy { holder, split })
             }
         }
     }
@@ -308,9 +323,17 @@ impl std::fmt::Debug for Lock {
 
 enum Attempt {
     Won(Guard),
-    Busy(Option<HolderTtl>),
-    /// Busy, and the token must not be used again.
-    Spoiled(Option<HolderTtl>),
+    /// Not won. `split`: some nodes were ours (a split vote, or a win that
+    /// came too late), so others are likely retrying right now too.
+    Busy {
+        holder: Option<HolderTtl>,
+        split: bool,
+    },
+    /// As `Busy`, and the token must not be used again.
+    Spoiled {
+        holder: Option<HolderTtl>,
+        split: bool,
+    },
 }
 
 /// Checks a lease length and rounds it down to whole milliseconds.

@@ -204,6 +204,37 @@ impl Node for MemoryNode {
         })
     }
 
+    fn raise<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        fence: u64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.with(|map| {
+                if !MemoryNode::holds(map, &keys.lock, token) {
+                    return Ok(false);
+                }
+                let current = live(map, &keys.fence).map_or(Ok(0), |e| e.value.parse::<u64>());
+                match current {
+                    Ok(current) if current >= fence => {}
+                    Ok(_) => {
+                        let expires = live(map, &keys.fence).and_then(|e| e.expires);
+                        let value = fence.to_string();
+                        map.insert(keys.fence.clone(), Entry { value, expires });
+                    }
+                    Err(_) => {
+                        return Err(Error::Redis {
+                            node: "memory".to_owned(),
+                            source: "baton: fence key is not a counter".into(),
+                        })
+                    }
+                }
+                Ok(true)
+            })
+        })
+    }
+
     fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
         Box::pin(async move {
             let now = Instant::now();

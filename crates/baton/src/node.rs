@@ -50,6 +50,15 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// Runs the release script: `true` if the key held our token and is gone.
     fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>>;
 
+    /// Runs the raise script: while the lock holds our token, lifts the fence
+    /// counter to at least `fence`. `true` if the lock was ours.
+    fn raise<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        fence: u64,
+    ) -> BoxFuture<'a, Result<bool>>;
+
     /// Runs the extend script for each renewal, in one pipeline: per renewal,
     /// `true` if the key held our token and its TTL was reset.
     fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>>;
@@ -282,6 +291,27 @@ where
                     &scripts::RELEASE,
                     &[&keys.lock],
                     &[token.as_str(), &keys.channel],
+                )
+                .await?;
+            let n = redis::from_redis_value::<i64>(value)
+                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn raise<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        fence: u64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let fence = fence.to_string();
+            let value = self
+                .eval(
+                    &scripts::RAISE,
+                    &[&keys.lock, &keys.fence],
+                    &[token.as_str(), &fence],
                 )
                 .await?;
             let n = redis::from_redis_value::<i64>(value)

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::quorum::{self, Decision, Extension, Reply, Round};
-use baton_core::{Keys, Token};
+use baton_core::{Fence, Keys, Token};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NodeError, NodeFailure, Result};
 use crate::node::{Node, Renewal};
 use crate::wait::Subscription;
 
@@ -23,10 +23,21 @@ pub(crate) struct Nodes {
     timeout: Duration,
 }
 
+/// Per-node replies to one extend.
+#[derive(Default)]
+struct Tally {
+    extended: usize,
+    refused: Vec<usize>,
+    errors: Vec<(usize, Error)>,
+}
+
 /// What one acquire round came to, with the errors met on the way.
 pub(crate) struct RoundOutcome {
     pub(crate) decision: Decision,
-    pub(crate) errors: Vec<Error>,
+    /// The nodes that failed, with their errors.
+    pub(crate) errors: Vec<(usize, Error)>,
+    /// The nodes where another holds the key.
+    pub(crate) busy: Vec<usize>,
     /// When the round's requests went out: the lease's clock starts here.
     pub(crate) started: std::time::Instant,
 }
@@ -58,30 +69,87 @@ impl Nodes {
     }
 
     /// One acquire attempt on every node, decided as early as it is certain.
+    /// A won round whose nodes disagree on the fence is settled first (see
+    /// [`baton_core::quorum`]): it is only won if a quorum ends up at the fence.
     pub(crate) async fn acquire(&self, keys: &Keys, token: &Token, ttl: Duration) -> RoundOutcome {
         let started = now();
         let ttl_ms = ttl.as_millis() as u64;
         let mut round = Round::new(self.len(), ttl, started);
         let mut errors = Vec::new();
+        let mut busy = Vec::new();
         let mut replies: FuturesUnordered<_> = (0..self.len())
             .map(|i| async move { (i, self.ask(i, |n| n.acquire(keys, token, ttl_ms)).await) })
             .collect();
         while let Some((i, reply)) = replies.next().await {
             let reply = reply.unwrap_or_else(|e| {
-                errors.push(e);
+                errors.push((i, e));
                 Reply::Failed
             });
-            round.reply(i, reply);
-            let decision = round.decide(now());
-            if decision != Decision::Pending {
-                return RoundOutcome {
-                    decision,
-                    errors,
-                    started,
-                };
+            if matches!(reply, Reply::Busy { .. }) {
+                busy.push(i);
             }
+            round.reply(i, reply);
+            let decision = match round.decide(now()) {
+                Decision::Pending => continue,
+                Decision::Won {
+                    fence,
+                    valid_until,
+                    raise,
+                    at_fence,
+                } if !raise.is_empty() => {
+                    self.settle(keys, token, fence, valid_until, raise, at_fence)
+                        .await
+                }
+                decision => decision,
+            };
+            return RoundOutcome {
+                decision,
+                errors,
+                busy,
+                started,
+            };
         }
         unreachable!("a round with every reply in is decided")
+    }
+
+    /// Raises the lagging yes-nodes to the round's fence. Won if the fence is
+    /// settled on a quorum before the deadline; otherwise lost, releasing
+    /// every node (the caller does that from `release`).
+    async fn settle(
+        &self,
+        keys: &Keys,
+        token: &Token,
+        fence: Fence,
+        valid_until: std::time::Instant,
+        raise: Vec<usize>,
+        at_fence: usize,
+    ) -> Decision {
+        let raised = join_all(
+            raise
+                .iter()
+                .map(|&i| self.ask(i, |n| n.raise(keys, token, fence.0))),
+        )
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+        if quorum::fence_settled(self.len(), at_fence, raised) && now() < valid_until {
+            return Decision::Won {
+                fence,
+                valid_until,
+                raise: Vec::new(),
+                at_fence: at_fence + raised,
+            };
+        }
+        tracing::debug!(%fence, at_fence, raised, "the fence could not be settled on a quorum");
+        Decision::Lost {
+            release: self.all(),
+            acquired: at_fence + raise.len(),
+            busy: 0,
+            failed: 0,
+            holder: None,
+            expired: true,
+        }
     }
 
     /// Releases on `which` nodes. `Ok(true)` if a quorum of the configured
@@ -125,10 +193,11 @@ impl Nodes {
     }
 
     /// Extends each renewal on every node (one pipeline per node), with at
-    /// most `timeout` per node. Per renewal: the quorum's verdict and the
-    /// first error met, if any.
+    /// most `timeout` per node. Per renewal: the quorum's verdict, and for an
+    /// unknown one the error that explains it.
     pub(crate) async fn extend(
         &self,
+        name_of: impl Fn(usize) -> String,
         renewals: &[Renewal<'_>],
         timeout: Duration,
     ) -> Vec<(Extension, Option<Error>)> {
@@ -147,25 +216,63 @@ impl Nodes {
             }
         }))
         .await;
-        let mut tallies: Vec<(usize, usize, Option<Error>)> =
-            renewals.iter().map(|_| (0, 0, None)).collect();
-        for replies in per_node {
+        let mut tallies: Vec<Tally> = renewals.iter().map(|_| Tally::default()).collect();
+        for (i, replies) in per_node.into_iter().enumerate() {
             for (tally, reply) in tallies.iter_mut().zip(replies) {
                 match reply {
-                    Ok(true) => tally.0 += 1,
-                    Ok(false) => tally.1 += 1,
-                    Err(e) => {
-                        tally.2.get_or_insert(e);
-                    }
+                    Ok(true) => tally.extended += 1,
+                    Ok(false) => tally.refused.push(i),
+                    Err(e) => tally.errors.push((i, e)),
                 }
             }
         }
         tallies
             .into_iter()
-            .map(|(extended, refused, error)| {
-                (quorum::extension(self.len(), extended, refused), error)
+            .enumerate()
+            .map(|(r, t)| {
+                let verdict = quorum::extension(self.len(), t.extended, t.refused.len());
+                let error = (verdict == Extension::Unknown)
+                    .then(|| self.no_quorum(&name_of(r), t.errors, t.refused, t.extended));
+                (verdict, error)
             })
             .collect()
+    }
+
+    /// The error for an operation that failures made impossible to settle:
+    /// on one node, its own error; on several, which node said what.
+    pub(crate) fn no_quorum(
+        &self,
+        name: &str,
+        mut errors: Vec<(usize, Error)>,
+        refused: Vec<usize>,
+        agreed: usize,
+    ) -> Error {
+        if self.len() == 1 && !errors.is_empty() {
+            return errors.swap_remove(0).1;
+        }
+        let mut failures: Vec<(usize, NodeFailure)> = refused
+            .into_iter()
+            .map(|i| (i, NodeFailure::TakenByAnother))
+            .chain(
+                errors
+                    .into_iter()
+                    .map(|(i, e)| (i, NodeFailure::Error(Box::new(e)))),
+            )
+            .collect();
+        failures.sort_by_key(|(i, _)| *i);
+        Error::NoQuorum {
+            name: name.to_owned(),
+            acquired: agreed,
+            quorum: quorum::quorum(self.len()),
+            nodes_total: self.len(),
+            nodes: failures
+                .into_iter()
+                .map(|(i, failure)| NodeError {
+                    node: self.name(i).to_owned(),
+                    failure,
+                })
+                .collect(),
+        }
     }
 
     /// Subscribes to `channel` on every node that can notify. Best effort:
@@ -183,6 +290,11 @@ impl Nodes {
                 }
             })
             .collect()
+    }
+
+    /// Node `i`'s name (`host:port`).
+    pub(crate) fn name(&self, i: usize) -> &str {
+        self.list[i].name()
     }
 
     pub(crate) fn timeout(&self) -> Duration {

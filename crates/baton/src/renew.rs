@@ -241,7 +241,10 @@ impl Shared {
             .timeout()
             .min(give_up.saturating_duration_since(sent))
             .max(Duration::from_millis(1));
-        let verdicts = self.nodes.extend(&renewals, timeout).await;
+        let verdicts = self
+            .nodes
+            .extend(|r| batch[r].0.name.to_string(), &renewals, timeout)
+            .await;
         let at = now();
         for ((lease, ttl), (verdict, error)) in batch.iter().zip(ttls).zip(verdicts) {
             if let Some(e) = error {
