@@ -9,5 +9,6 @@ mod exclusion;
 mod faults;
 mod input;
 mod ownership;
+mod redlock;
 mod renewal;
 mod waiting;
