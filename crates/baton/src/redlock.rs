@@ -71,14 +71,28 @@ impl Nodes {
     /// One acquire attempt on every node, decided as early as it is certain.
     /// A won round whose nodes disagree on the fence is settled first (see
     /// [`baton_core::quorum`]): it is only won if a quorum ends up at the fence.
-    pub(crate) async fn acquire(&self, keys: &Keys, token: &Token, ttl: Duration) -> RoundOutcome {
+    ///
+    /// Requests still out when a round is won are left to finish in the
+    /// background (not dropped), so a node that needs the script sent again
+    /// after `NOSCRIPT` still gets it: a won lease then stands on every node
+    /// that can take it, not on a bare quorum. Release and renewal go to
+    /// every node anyway.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
+        token: &Token,
+        ttl: Duration,
+    ) -> RoundOutcome {
         let started = now();
         let ttl_ms = ttl.as_millis() as u64;
         let mut round = Round::new(self.len(), ttl, started);
         let mut errors = Vec::new();
         let mut busy = Vec::new();
         let mut replies: FuturesUnordered<_> = (0..self.len())
-            .map(|i| async move { (i, self.ask(i, |n| n.acquire(keys, token, ttl_ms)).await) })
+            .map(|i| {
+                let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
+                async move { (i, nodes.ask(i, |n| n.acquire(&keys, &token, ttl_ms)).await) }
+            })
             .collect();
         while let Some((i, reply)) = replies.next().await {
             let reply = reply.unwrap_or_else(|e| {
@@ -102,6 +116,11 @@ impl Nodes {
                 }
                 decision => decision,
             };
+            // After a loss the stragglers are dropped instead: a fallback
+            // EVAL sent later could land after the release of this round.
+            if matches!(decision, Decision::Won { .. }) && !replies.is_empty() {
+                tokio::spawn(async move { while replies.next().await.is_some() {} });
+            }
             return RoundOutcome {
                 decision,
                 errors,
