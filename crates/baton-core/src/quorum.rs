@@ -392,6 +392,33 @@ mod tests {
     }
 
     proptest! {
+        /// Random timings: a quorum of yes-replies is a win exactly while
+        /// `ttl - elapsed - drift` is positive, and the deadline it gives is
+        /// that much after the decision.
+        #[test]
+        fn a_win_needs_validity_left(ttl_ms in 10u64..100_000, elapsed_ms in 0u64..200_000, n in 1usize..=7) {
+            let t0 = Instant::now();
+            let ttl = MS(ttl_ms);
+            let mut round = Round::new(n, ttl, t0);
+            for node in 0..quorum(n) {
+                round.reply(node, Reply::Acquired { fence: 1 });
+            }
+            let now = t0 + MS(elapsed_ms);
+            match round.decide(now) {
+                Decision::Won { valid_until, .. } => {
+                    let left = validity(ttl, MS(elapsed_ms)).expect("won only with validity left");
+                    prop_assert_eq!(valid_until, now + left);
+                    prop_assert!(valid_until < t0 + ttl, "never past the server's expiry");
+                }
+                Decision::Lost { expired, release, .. } => {
+                    prop_assert!(expired);
+                    prop_assert!(validity(ttl, MS(elapsed_ms)).is_none());
+                    prop_assert_eq!(release, (0..n).collect::<Vec<_>>());
+                }
+                Decision::Pending => prop_assert!(false, "a quorum of replies is decided"),
+            }
+        }
+
         /// Replies arriving in any order: the decision never flips once made,
         /// and it is made as soon as it is certain.
         #[test]

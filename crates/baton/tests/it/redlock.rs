@@ -493,3 +493,43 @@ async fn disagreeing_counters_are_settled_on_a_quorum() {
     })
     .await
 }
+
+/// A waiter on three nodes is woken by the release notification (its
+/// fallback retry is 30 s), whichever node's announcement comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_redlock_waiter_at_once() {
+    within(async {
+        let cluster = Cluster::start(3);
+        let (holder, waiter) = (cluster.client(TIMEOUT).await, cluster.client(TIMEOUT).await);
+        let held = holder
+            .lock("job")
+            .ttl(Duration::from_secs(60))
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let lock = waiter
+            .lock("job")
+            .ttl(Duration::from_secs(60))
+            .retry_interval(Duration::from_secs(30));
+        let task = tokio::spawn(async move { lock.acquire().await.map(|g| (g, Instant::now())) });
+        let channel = baton_core::Keys::new("baton:", "job").unwrap().channel;
+        crate::support::eventually("the waiter subscribes on every node", || {
+            cluster
+                .servers
+                .iter()
+                .all(|s| s.cmd::<(String, i64)>(&["PUBSUB", "NUMSUB", &channel]).1 == 1)
+        })
+        .await;
+        let released_at = Instant::now();
+        held.release().await.unwrap();
+        let (guard, acquired_at) = task.await.unwrap().unwrap();
+        assert!(
+            acquired_at - released_at < Duration::from_secs(1),
+            "woke after {:?}",
+            acquired_at - released_at
+        );
+        guard.release().await.unwrap();
+    })
+    .await
+}
