@@ -6,7 +6,11 @@
 //! - `concurrent` (W2): C tasks (default 64), distinct keys;
 //! - `contended` (W3): C workers (default 8) on one key, waiting acquire,
 //!   tiny critical section; wait percentiles, per-worker counts, Jain index;
+//! - `redlock` (W4): one client over 3 and over 5 servers, sequential;
 //! - `baseline`: raw `SET NX PX` + `DEL`, sequential and at C = 64.
+//!
+//! `--url` takes one URL, or several comma-separated: `redlock` then runs
+//! over the first 3 and over all of them (5 private servers otherwise).
 //!
 //! ```text
 //! cargo run --release -p baton --example bench                 # all, on a private redis-server
@@ -69,7 +73,7 @@ fn options() -> Options {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("bench: {why}\nusage: bench [--url URL] [--workload sequential|concurrent|contended|baseline|all] [--ops N] [--concurrency C] [--json] [--quick]");
+    eprintln!("bench: {why}\nusage: bench [--url URL[,URL...]] [--workload sequential|concurrent|contended|redlock|baseline|all] [--ops N] [--concurrency C] [--json] [--quick]");
     std::process::exit(64)
 }
 
@@ -106,14 +110,22 @@ impl Run {
 #[tokio::main]
 async fn main() {
     let o = options();
-    let server;
-    let url = match &o.url {
-        Some(url) => url.clone(),
+    let mut servers = Vec::new();
+    let urls: Vec<String> = match &o.url {
+        Some(urls) => urls.split(',').map(str::to_owned).collect(),
         None => {
-            server = baton_test_support::RedisServer::start();
-            server.url()
+            let needed = if o.workload == "redlock" || o.workload == "all" {
+                5
+            } else {
+                1
+            };
+            servers = (0..needed)
+                .map(|_| baton_test_support::RedisServer::start())
+                .collect();
+            servers.iter().map(|s| s.url()).collect()
         }
     };
+    let url = urls[0].clone();
     let scale = |full: usize| {
         o.ops
             .unwrap_or(if o.quick { full / 20 } else { full })
@@ -130,6 +142,13 @@ async fn main() {
     if all || o.workload == "contended" {
         runs.push(contended(&url, scale(400), o.concurrency.unwrap_or(8)).await);
     }
+    if all || o.workload == "redlock" {
+        for n in [3, 5] {
+            if urls.len() >= n {
+                runs.push(redlock(&urls[..n], scale(2_000)).await);
+            }
+        }
+    }
     if all || o.workload == "baseline" {
         runs.push(baseline(&url, scale(5_000), 1).await);
         runs.push(baseline(&url, scale(20_000), o.concurrency.unwrap_or(64)).await);
@@ -140,7 +159,10 @@ async fn main() {
     for run in runs {
         run.report(o.json);
     }
-    cleanup(&url).await;
+    for url in &urls {
+        cleanup(url).await;
+    }
+    drop(servers);
 }
 
 /// Deletes the fence counters the run left behind (they are never deleted
@@ -188,6 +210,23 @@ async fn sequential(url: &str, ops: usize) -> Run {
         secs: start.elapsed().as_secs_f64(),
         latencies,
         extra: String::new(),
+    }
+}
+
+async fn redlock(urls: &[String], ops: usize) -> Run {
+    let client = Client::connect(&urls.join(",")).await.expect("connect");
+    let start = Instant::now();
+    let latencies = cycles(&client, 0, ops).await;
+    Run {
+        workload: if urls.len() == 3 {
+            "redlock-3"
+        } else {
+            "redlock-5"
+        },
+        lib: "baton",
+        secs: start.elapsed().as_secs_f64(),
+        latencies,
+        extra: format!(",\"nodes\":{}", urls.len()),
     }
 }
 

@@ -64,6 +64,12 @@
 //!   again. Enable AOF persistence where fences matter.
 //! - **Waiting is not fair.** Waiters are woken by release notifications
 //!   and race; there is no queue order.
+//! - **Redlock** (several URLs): held while a majority of the configured
+//!   nodes agrees; validity as above from before the requests went out.
+//!   It relies on the nodes keeping their data (a majority restarted
+//!   without persistence can grant a second holder and repeat a fence) and
+//!   on bounded drift between the servers' clocks. Fences are settled on a
+//!   quorum before a lease is handed out, so they increase across holders.
 //!
 //! # Layout
 //! [`Client`] (a backend) makes [`Lock`]s (a name and options), which
