@@ -60,8 +60,28 @@ pub const RAISE: Script = Script {
     sha1: "432b287ba0c3d80e6c5cbe0c9153d01f05bebd72",
 };
 
+/// Reads the lock's holder, its remaining TTL and the fence counter,
+/// without changing anything (for operators' status views).
+///
+/// `KEYS = [lock, fence]`; replies `[holder or nil, pttl, fence or nil]`.
+pub const INSPECT: Script = Script {
+    name: "inspect",
+    source: include_str!("scripts/inspect.lua"),
+    sha1: "da7e35bef605c7912b59845b4981fc0bbb97f6c8",
+};
+
+/// Deletes the lock whoever holds it, and announces the release: an
+/// operator's tool for a stuck lock, never used by the lock itself.
+///
+/// `KEYS = [lock]`, `ARGV = [channel]`; replies the deleted value, or nil.
+pub const FORCE_RELEASE: Script = Script {
+    name: "force_release",
+    source: include_str!("scripts/force_release.lua"),
+    sha1: "c3e2252e96f1adbcfd3fcbd5b910aa40cd7e8a7b",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 4] = [ACQUIRE, RELEASE, EXTEND, RAISE];
+pub const ALL: [Script; 6] = [ACQUIRE, RELEASE, EXTEND, RAISE, INSPECT, FORCE_RELEASE];
 
 #[cfg(test)]
 mod tests {

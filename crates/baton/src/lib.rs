@@ -78,6 +78,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod blocking;
 mod client;
 mod error;
@@ -90,6 +91,7 @@ mod redlock;
 mod renew;
 mod wait;
 
+pub use admin::{Holder, LockStatus};
 pub use baton_core::{Fence, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};
 pub use error::{BoxError, Error, NodeError, NodeFailure, Result};

@@ -16,7 +16,7 @@ use baton_core::{Keys, Token};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::{BoxFuture, Node, Renewal};
+use crate::node::{BoxFuture, Inspection, Node, Renewal};
 use crate::wait::{Hub, Subscription};
 use crate::Client;
 
@@ -232,6 +232,42 @@ impl Node for MemoryNode {
                 }
                 Ok(true)
             })
+        })
+    }
+
+    fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            Ok(self.with(|map| {
+                let (holder, pttl) = match live(map, &keys.lock) {
+                    None => (None, -2),
+                    Some(e) => (
+                        Some(e.value.clone()),
+                        e.expires.map_or(-1, |at| (at - now).as_millis() as i64),
+                    ),
+                };
+                let fence = live(map, &keys.fence).and_then(|e| e.value.parse().ok());
+                Inspection {
+                    holder,
+                    pttl,
+                    fence,
+                }
+            }))
+        })
+    }
+
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let removed = self.with(|map| {
+                live(map, &keys.lock)
+                    .is_some()
+                    .then(|| map.remove(&keys.lock))
+                    .flatten()
+            });
+            if removed.is_some() {
+                self.hub.publish(&keys.channel);
+            }
+            Ok(removed.map(|e| e.value))
         })
     }
 

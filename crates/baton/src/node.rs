@@ -34,6 +34,17 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One renewal in a batch: the lock's keys, our token and the new TTL in ms.
 pub(crate) type Renewal<'a> = (&'a Keys, &'a Token, u64);
 
+/// What `inspect` read from one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inspection {
+    /// The lock key's value (the holder's token), if set.
+    pub(crate) holder: Option<String>,
+    /// The lock key's `PTTL` (-2 absent, -1 no expiry).
+    pub(crate) pttl: i64,
+    /// The fence counter, if set.
+    pub(crate) fence: Option<u64>,
+}
+
 /// A lock server. Each method is one round trip.
 pub(crate) trait Node: Send + Sync + 'static {
     /// The server as shown in errors and logs (`host:port`, never a password).
@@ -58,6 +69,13 @@ pub(crate) trait Node: Send + Sync + 'static {
         token: &'a Token,
         fence: u64,
     ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Reads the lock's holder, TTL and fence counter (changes nothing).
+    fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>>;
+
+    /// Deletes the lock whoever holds it and announces the release; the
+    /// value deleted, if any. For operators only.
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>>;
 
     /// Runs the extend script for each renewal, in one pipeline: per renewal,
     /// `true` if the key held our token and its TTL was reset.
@@ -317,6 +335,32 @@ where
             let n = redis::from_redis_value::<i64>(value)
                 .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
             Ok(n == 1)
+        })
+    }
+
+    fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
+        Box::pin(async move {
+            let value = self
+                .eval(&scripts::INSPECT, &[&keys.lock, &keys.fence], &[])
+                .await?;
+            let (holder, pttl, fence) =
+                redis::from_redis_value::<(Option<String>, i64, Option<String>)>(value)
+                    .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
+            Ok(Inspection {
+                holder,
+                pttl,
+                fence: fence.and_then(|f| f.parse().ok()),
+            })
+        })
+    }
+
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let value = self
+                .eval(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
+                .await?;
+            redis::from_redis_value::<Option<String>>(value)
+                .map_err(|e| redis_error(&self.name, RedisError::from(e)))
         })
     }
 

@@ -311,6 +311,16 @@ impl Nodes {
             .collect()
     }
 
+    /// Inspects the lock on node `i` (under the node timeout).
+    pub(crate) async fn inspect(&self, i: usize, keys: &Keys) -> Result<crate::node::Inspection> {
+        self.ask(i, |n| n.inspect(keys)).await
+    }
+
+    /// Force-releases the lock on node `i` (under the node timeout).
+    pub(crate) async fn force_release(&self, i: usize, keys: &Keys) -> Result<Option<String>> {
+        self.ask(i, |n| n.force_release(keys)).await
+    }
+
     /// Node `i`'s name (`host:port`).
     pub(crate) fn name(&self, i: usize) -> &str {
         self.list[i].name()

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod blocking;
 mod costs;
 mod exclusion;
