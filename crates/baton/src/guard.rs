@@ -35,6 +35,9 @@ pub(crate) struct LeaseCell {
     pub(crate) token: Token,
     fence: Fence,
     status: watch::Sender<Status>,
+    /// The acquire requests still out when the round was won: a release
+    /// waits for them, so no late `SET` lands after it.
+    stragglers: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held while an extend or a renewal of this lease is in flight: two at
     /// once could be applied by the server in one order and by us in the
     /// other, leaving a local deadline later than the server's.
@@ -86,7 +89,14 @@ impl Lease {
                 lost: false,
             }),
             in_flight: Arc::default(),
+            stragglers: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Hands the lease the won round's outstanding requests.
+    pub(crate) fn with_stragglers(self, stragglers: Option<tokio::task::JoinHandle<()>>) -> Lease {
+        *self.0.stragglers.lock().unwrap_or_else(|e| e.into_inner()) = stragglers;
+        self
     }
 
     /// The lock's name.
@@ -352,8 +362,7 @@ impl Guard {
     pub async fn release(mut self) -> Result<Released> {
         let cell = Arc::clone(&self.lease.0);
         self.stop_renewing();
-        let nodes = &self.client.inner.nodes;
-        let result = nodes.release(&cell.keys, &cell.token, &nodes.all()).await;
+        let result = cell.release(&self.client.inner.nodes).await;
         self.done = true;
         cell.mark_ended();
         match result? {
@@ -380,6 +389,20 @@ impl Guard {
 }
 
 impl LeaseCell {
+    /// Releases the lease on every node, once the won round's outstanding
+    /// requests have landed (or failed).
+    async fn release(&self, nodes: &crate::redlock::Nodes) -> Result<bool> {
+        let stragglers = self
+            .stragglers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(stragglers) = stragglers {
+            let _ = stragglers.await;
+        }
+        nodes.release(&self.keys, &self.token, &nodes.all()).await
+    }
+
     /// After a release: no longer held, without the warning of a loss.
     fn mark_ended(&self) {
         self.status
@@ -399,7 +422,7 @@ impl Drop for Guard {
         // Never blocks and never panics: on a runtime that is shutting down
         // the task is simply dropped, and the key expires within its TTL.
         self.runtime.spawn(async move {
-            if let Err(e) = nodes.release(&cell.keys, &cell.token, &nodes.all()).await {
+            if let Err(e) = cell.release(&nodes).await {
                 tracing::debug!(lock = %cell.name, error = %e, "background release failed; the key expires with its ttl");
             }
         });

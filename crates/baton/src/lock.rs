@@ -262,7 +262,8 @@ impl Lock {
                     ttl,
                     valid_until,
                     round.started,
-                );
+                )
+                .with_stragglers(round.stragglers);
                 tracing::debug!(lock = %self.name, %fence, "acquired");
                 Ok(Attempt::Won(Guard::new(
                     lease,

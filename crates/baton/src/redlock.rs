@@ -40,6 +40,9 @@ pub(crate) struct RoundOutcome {
     pub(crate) busy: Vec<usize>,
     /// When the round's requests went out: the lease's clock starts here.
     pub(crate) started: std::time::Instant,
+    /// After a win: the requests still out. A release must wait for them,
+    /// or a late `SET` could land after it.
+    pub(crate) stragglers: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Nodes {
@@ -75,8 +78,8 @@ impl Nodes {
     /// Requests still out when a round is won are left to finish in the
     /// background (not dropped), so a node that needs the script sent again
     /// after `NOSCRIPT` still gets it: a won lease then stands on every node
-    /// that can take it, not on a bare quorum. Release and renewal go to
-    /// every node anyway.
+    /// that can take it, not on a bare quorum. The lease's release waits for
+    /// them (they end within the node timeout) so none lands after it.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         keys: &Arc<Keys>,
@@ -118,14 +121,14 @@ impl Nodes {
             };
             // After a loss the stragglers are dropped instead: a fallback
             // EVAL sent later could land after the release of this round.
-            if matches!(decision, Decision::Won { .. }) && !replies.is_empty() {
-                tokio::spawn(async move { while replies.next().await.is_some() {} });
-            }
+            let stragglers = (matches!(decision, Decision::Won { .. }) && !replies.is_empty())
+                .then(|| tokio::spawn(async move { while replies.next().await.is_some() {} }));
             return RoundOutcome {
                 decision,
                 errors,
                 busy,
                 started,
+                stragglers,
             };
         }
         unreachable!("a round with every reply in is decided")
