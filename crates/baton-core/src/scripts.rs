@@ -28,14 +28,16 @@ pub const ACQUIRE: Script = Script {
     sha1: "7a1b5111b89bd40592704065105b15fe345165af",
 };
 
-/// Deletes the lock only if it holds our token, and announces the release.
+/// Deletes the lock only if it holds our token, and announces the release
+/// on the channel (unless it is empty: taking back a lost attempt wakes
+/// nobody).
 ///
-/// `KEYS = [lock]`, `ARGV = [token, channel]`; replies 1 if released, 0 if
-/// the key was absent or another's.
+/// `KEYS = [lock]`, `ARGV = [token, channel or ""]`; replies 1 if released,
+/// 0 if the key was absent or another's.
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "9861139bf7991b587329f367a681d0794fb0dd53",
+    sha1: "c99f136c71ea9e4e193c7c6b4eb52a0a0185ebac",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.

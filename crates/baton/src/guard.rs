@@ -37,7 +37,7 @@ pub(crate) struct LeaseCell {
     status: watch::Sender<Status>,
     /// The acquire requests still out when the round was won: a release
     /// waits for them, so no late `SET` lands after it.
-    stragglers: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stragglers: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held while an extend or a renewal of this lease is in flight: two at
     /// once could be applied by the server in one order and by us in the
     /// other, leaving a local deadline later than the server's.
@@ -89,13 +89,17 @@ impl Lease {
                 lost: false,
             }),
             in_flight: Arc::default(),
-            stragglers: std::sync::Mutex::new(None),
+            stragglers: tokio::sync::Mutex::new(None),
         }))
     }
 
     /// Hands the lease the won round's outstanding requests.
     pub(crate) fn with_stragglers(self, stragglers: Option<tokio::task::JoinHandle<()>>) -> Lease {
-        *self.0.stragglers.lock().unwrap_or_else(|e| e.into_inner()) = stragglers;
+        *self
+            .0
+            .stragglers
+            .try_lock()
+            .expect("a new lease is not shared yet") = stragglers;
         self
     }
 
@@ -392,15 +396,17 @@ impl LeaseCell {
     /// Releases the lease on every node, once the won round's outstanding
     /// requests have landed (or failed).
     async fn release(&self, nodes: &crate::redlock::Nodes) -> Result<bool> {
-        let stragglers = self
-            .stragglers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(stragglers) = stragglers {
-            let _ = stragglers.await;
+        {
+            // The handle stays in place until it has finished: a release
+            // cancelled during this wait leaves it for the next one (the
+            // guard's drop) to wait on too.
+            let mut stragglers = self.stragglers.lock().await;
+            if let Some(handle) = stragglers.as_mut() {
+                let _ = handle.await;
+                *stragglers = None;
+            }
         }
-        nodes.release(&self.keys, &self.token, &nodes.all()).await
+        nodes.release(&self.keys, &self.token).await
     }
 
     /// After a release: no longer held, without the warning of a loss.

@@ -12,6 +12,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, Lease, Released};
 use crate::random;
+use crate::redlock::now;
 use crate::wait::Waiter;
 
 /// The default lease length.
@@ -25,7 +26,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// notification arrives first.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
-/// How far apart contenders of a split Redlock vote retry.
+/// How far apart contenders of a split Redlock vote retry, at least (twice
+/// the round's duration when that is longer).
 const SPLIT_SPREAD: Duration = Duration::from_millis(50);
 
 /// A named lock: cheap to clone, holds no connection or state of its own.
@@ -110,8 +112,9 @@ impl Lock {
         &self.name
     }
 
-    /// One attempt: `Some(guard)` if the lock is now ours, `None` if another
-    /// holds it. One round trip.
+    /// One attempt: `Some(guard)` if the lock is now ours, `None` if not —
+    /// another holds it, or (Redlock) a split vote or a round too slow to
+    /// leave any validity. One round trip.
     ///
     /// ```
     /// # async fn demo() -> Result<(), baton::Error> {
@@ -167,11 +170,8 @@ impl Lock {
                     waited: start.elapsed(),
                 });
             }
-            if split {
-                // The other contenders of a split vote were woken by the same
-                // releases: stay back a random while so the next round does
-                // not split again.
-                let pause = after_split(SPLIT_SPREAD, random::jitter());
+            if let Some(spread) = split {
+                let pause = after_split(spread, random::jitter());
                 tokio::time::sleep(left.map_or(pause, |left| pause.min(left))).await;
                 continue;
             }
@@ -275,9 +275,10 @@ impl Lock {
             Decision::Lost {
                 release,
                 acquired,
+                busy,
+                failed,
                 holder,
                 expired,
-                ..
             } => {
                 let n = nodes.len();
                 if round.errors.len() > n - quorum(n) {
@@ -291,8 +292,14 @@ impl Lock {
                 }
                 // The caller may try again with this token: the release must
                 // land first, or it could delete the next attempt's key.
-                let split = acquired > 0 || expired;
-                if !release.is_empty() && nodes.release(keys, token, &release).await.is_err() {
+                // A split vote: some nodes were ours, and no one else can
+                // hold a quorum either (else this is plain waiting on them).
+                // Contenders woken together stay back a random while, over a
+                // spread that grows with the rounds' duration.
+                let unanswered = n - acquired - busy - failed;
+                let split = (expired || (acquired > 0 && busy + unanswered < quorum(n)))
+                    .then(|| SPLIT_SPREAD.max(now().saturating_duration_since(round.started) * 2));
+                if !release.is_empty() && !nodes.take_back(keys, token, &release).await {
                     return Ok(Attempt::Spoiled { holder, split });
                 }
                 Ok(Attempt::Busy { holder, split })
@@ -306,7 +313,7 @@ impl Lock {
         let nodes = Arc::clone(&self.client.inner.nodes);
         let (keys, token) = (Arc::clone(keys), token.clone());
         tokio::spawn(async move {
-            let _ = nodes.release(&keys, &token, &which).await;
+            nodes.take_back(&keys, &token, &which).await;
         });
     }
 }
@@ -324,16 +331,16 @@ impl std::fmt::Debug for Lock {
 
 enum Attempt {
     Won(Guard),
-    /// Not won. `split`: some nodes were ours (a split vote, or a win that
-    /// came too late), so others are likely retrying right now too.
+    /// Not won. `split`: a split vote (or a win that came too late) where
+    /// no one holds a quorum, with the spread to back off over.
     Busy {
         holder: Option<HolderTtl>,
-        split: bool,
+        split: Option<Duration>,
     },
     /// As `Busy`, and the token must not be used again.
     Spoiled {
         holder: Option<HolderTtl>,
-        split: bool,
+        split: Option<Duration>,
     },
 }
 

@@ -192,12 +192,17 @@ impl Node for MemoryNode {
         })
     }
 
-    fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>> {
+    fn release<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        announce: bool,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let released = self.with(|map| {
                 MemoryNode::holds(map, &keys.lock, token) && map.remove(&keys.lock).is_some()
             });
-            if released {
+            if released && announce {
                 self.hub.publish(&keys.channel);
             }
             Ok(released)

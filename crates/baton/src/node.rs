@@ -59,7 +59,13 @@ pub(crate) trait Node: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Reply>>;
 
     /// Runs the release script: `true` if the key held our token and is gone.
-    fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>>;
+    /// `announce` publishes the release to waiters.
+    fn release<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        announce: bool,
+    ) -> BoxFuture<'a, Result<bool>>;
 
     /// Runs the raise script: while the lock holds our token, lifts the fence
     /// counter to at least `fence`. `true` if the lock was ours.
@@ -302,14 +308,16 @@ where
         })
     }
 
-    fn release<'a>(&'a self, keys: &'a Keys, token: &'a Token) -> BoxFuture<'a, Result<bool>> {
+    fn release<'a>(
+        &'a self,
+        keys: &'a Keys,
+        token: &'a Token,
+        announce: bool,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let channel = if announce { keys.channel.as_str() } else { "" };
             let value = self
-                .eval(
-                    &scripts::RELEASE,
-                    &[&keys.lock],
-                    &[token.as_str(), &keys.channel],
-                )
+                .eval(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
                 .await?;
             let n = redis::from_redis_value::<i64>(value)
                 .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;

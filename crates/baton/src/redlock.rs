@@ -174,39 +174,58 @@ impl Nodes {
         }
     }
 
-    /// Releases on `which` nodes. `Ok(true)` if a quorum of the configured
-    /// nodes deleted our key, `Ok(false)` if too many found it gone or
-    /// another's for that, an error if too many failed to say.
-    pub(crate) async fn release(
+    /// Releases a held lease on every node and announces it. `Ok(true)` if
+    /// a quorum of the configured nodes deleted our key, `Ok(false)` if too
+    /// many found it gone or another's for that, an error if too many failed
+    /// to say.
+    pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<bool> {
+        let (released, refused, mut errors) = self.release_on(keys, token, &self.all(), true).await;
+        match quorum::extension(self.len(), released, refused) {
+            Extension::Extended => Ok(true),
+            Extension::Refused => Ok(false),
+            Extension::Unknown => Err(errors.swap_remove(0)),
+        }
+    }
+
+    /// Takes back what a lost attempt may have left on `which` nodes,
+    /// without waking waiters (the real holder, if any, still holds). True
+    /// if every node answered, so none can still hold the token.
+    pub(crate) async fn take_back(&self, keys: &Keys, token: &Token, which: &[usize]) -> bool {
+        self.release_on(keys, token, which, false)
+            .await
+            .2
+            .is_empty()
+    }
+
+    /// Releases on `which` nodes: how many deleted our key, how many (of
+    /// all configured) did not hold it, and the errors.
+    async fn release_on(
         &self,
         keys: &Keys,
         token: &Token,
         which: &[usize],
-    ) -> Result<bool> {
+        announce: bool,
+    ) -> (usize, usize, Vec<Error>) {
         let replies = join_all(
             which
                 .iter()
-                .map(|&i| self.ask(i, |n| n.release(keys, token))),
+                .map(|&i| self.ask(i, |n| n.release(keys, token, announce))),
         )
         .await;
         let mut released = 0;
         let mut refused = self.len() - which.len();
-        let mut first_error = None;
+        let mut errors = Vec::new();
         for reply in replies {
             match reply {
                 Ok(true) => released += 1,
                 Ok(false) => refused += 1,
                 Err(e) => {
                     tracing::debug!(error = %e, "release failed on a node");
-                    first_error.get_or_insert(e);
+                    errors.push(e);
                 }
             }
         }
-        match quorum::extension(self.len(), released, refused) {
-            Extension::Extended => Ok(true),
-            Extension::Refused => Ok(false),
-            Extension::Unknown => Err(first_error.expect("unknown means some node failed")),
-        }
+        (released, refused, errors)
     }
 
     /// Every node, for a release after a won round or a guard.

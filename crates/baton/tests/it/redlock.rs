@@ -538,3 +538,100 @@ async fn a_release_wakes_a_redlock_waiter_at_once() {
     })
     .await
 }
+
+/// A holder has a quorum that leaves one node free: a waiter does not take
+/// that for a split vote and hammer the nodes; it waits on the holder and
+/// wakes nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_behind_a_quorum_holder_does_not_spin() {
+    within(async {
+        let cluster = Cluster::start(3);
+        let client = cluster.client(TIMEOUT).await;
+        hold(&client, "warm", Duration::from_secs(2))
+            .await
+            .release()
+            .await
+            .unwrap();
+        for server in &cluster.servers[1..] {
+            server.cmd::<()>(&["SET", KEY, FOREIGN, "PX", "60000"]);
+        }
+        for server in &cluster.servers {
+            server.cmd::<()>(&["CONFIG", "RESETSTAT"]);
+        }
+        let err = client
+            .lock("job")
+            .retry_interval(Duration::from_secs(30))
+            .wait(Duration::from_secs(1))
+            .acquire()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        let stat = |server: &RedisServer, command: &str| -> u64 {
+            let info: String = server.cmd(&["INFO", "commandstats"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+        };
+        // Attempts: the first, one after subscribing, one when the bounded
+        // wait ends at the deadline; each is taken back on node 0.
+        assert_eq!(stat(&cluster.servers[0], "evalsha"), 3 * 2, "no spinning");
+        assert!(
+            cluster.servers.iter().all(|s| stat(s, "publish") == 0),
+            "taking back a lost attempt wakes nobody"
+        );
+    })
+    .await
+}
+
+/// A release cancelled while it waits for the won round's straggling
+/// request (a NOSCRIPT resend through a slow link): the guard's drop waits
+/// for it too, so the late SET cannot land after the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_release_still_waits_for_stragglers() {
+    within(async {
+        let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+        let proxy = FaultProxy::start(servers[2].addr()).await;
+        let urls = [servers[0].url(), servers[1].url(), proxy.url()];
+        let client = Client::builder()
+            .node(&urls.join(","))
+            .node_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .unwrap();
+        hold(&client, "warm", Duration::from_secs(2))
+            .await
+            .release()
+            .await
+            .unwrap();
+        // Node 2 forgot the acquire script (as after a restart): its acquire
+        // needs a resend, which lands after the round is won by nodes 0, 1.
+        servers[2].flush_scripts();
+        servers[2].cmd::<String>(&["SCRIPT", "LOAD", baton_core::scripts::RELEASE.source]);
+        proxy.set_mode(Mode::Delay(Duration::from_millis(30)));
+        let guard = client
+            .lock("job")
+            .ttl(Duration::from_secs(20))
+            .auto_renew(false)
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("2 of 3");
+        let cancelled = tokio::time::timeout(Duration::from_millis(5), guard.release()).await;
+        assert!(
+            cancelled.is_err(),
+            "cut off while waiting for the straggler"
+        );
+        crate::support::eventually("released everywhere, the straggler's node included", || {
+            servers
+                .iter()
+                .all(|s| s.cmd::<Option<String>>(&["GET", KEY]).is_none())
+        })
+        .await;
+        // And it stays that way: nothing lands later.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(servers
+            .iter()
+            .all(|s| s.cmd::<Option<String>>(&["GET", KEY]).is_none()));
+    })
+    .await
+}
