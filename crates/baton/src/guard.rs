@@ -1,7 +1,7 @@
 //! [`Guard`] (a held lock, released on drop) and [`Lease`] (the view of it
 //! that work can carry around).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,9 @@ pub(crate) struct LeaseCell {
     pub(crate) token: Token,
     fence: Fence,
     status: watch::Sender<Status>,
-    /// The acquire requests still out when the round was won: a release
-    /// waits for them, so no late `SET` lands after it.
-    stragglers: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Shared with the won round's straggling requests: set before the
+    /// release is sent, so a late `SET` takes itself back.
+    ended: std::sync::Mutex<Arc<AtomicBool>>,
     /// Held while an extend or a renewal of this lease is in flight: two at
     /// once could be applied by the server in one order and by us in the
     /// other, leaving a local deadline later than the server's.
@@ -89,17 +89,14 @@ impl Lease {
                 lost: false,
             }),
             in_flight: Arc::default(),
-            stragglers: tokio::sync::Mutex::new(None),
+            ended: std::sync::Mutex::default(),
         }))
     }
 
-    /// Hands the lease the won round's outstanding requests.
-    pub(crate) fn with_stragglers(self, stragglers: Option<tokio::task::JoinHandle<()>>) -> Lease {
-        *self
-            .0
-            .stragglers
-            .try_lock()
-            .expect("a new lease is not shared yet") = stragglers;
+    /// Links the lease to its won round's straggling requests (see
+    /// [`crate::redlock::RoundOutcome::ended`]).
+    pub(crate) fn with_round_end(self, ended: Arc<AtomicBool>) -> Lease {
+        *self.0.ended.lock().unwrap_or_else(|e| e.into_inner()) = ended;
         self
     }
 
@@ -393,19 +390,13 @@ impl Guard {
 }
 
 impl LeaseCell {
-    /// Releases the lease on every node, once the won round's outstanding
-    /// requests have landed (or failed).
+    /// Releases the lease on every node. Straggling requests of its round
+    /// are told first, so one that lands after this takes itself back.
     async fn release(&self, nodes: &crate::redlock::Nodes) -> Result<bool> {
-        {
-            // The handle stays in place until it has finished: a release
-            // cancelled during this wait leaves it for the next one (the
-            // guard's drop) to wait on too.
-            let mut stragglers = self.stragglers.lock().await;
-            if let Some(handle) = stragglers.as_mut() {
-                let _ = handle.await;
-                *stragglers = None;
-            }
-        }
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .store(true, Ordering::SeqCst);
         nodes.release(&self.keys, &self.token).await
     }
 

@@ -263,7 +263,7 @@ impl Lock {
                     valid_until,
                     round.started,
                 )
-                .with_stragglers(round.stragglers);
+                .with_round_end(round.ended);
                 tracing::debug!(lock = %self.name, %fence, "acquired");
                 Ok(Attempt::Won(Guard::new(
                     lease,

@@ -5,6 +5,7 @@
 //! One server is the case N = 1 of the same code: one round trip, no extra
 //! work. This module decides nothing itself; it only asks and counts.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +41,9 @@ pub(crate) struct RoundOutcome {
     pub(crate) busy: Vec<usize>,
     /// When the round's requests went out: the lease's clock starts here.
     pub(crate) started: std::time::Instant,
-    /// After a win: the requests still out. A release must wait for them,
-    /// or a late `SET` could land after it.
-    pub(crate) stragglers: Option<tokio::task::JoinHandle<()>>,
+    /// Set once the lease of a won round is being released: a straggling
+    /// request that lands after that takes its node back itself.
+    pub(crate) ended: Arc<AtomicBool>,
 }
 
 impl Nodes {
@@ -78,8 +79,9 @@ impl Nodes {
     /// Requests still out when a round is won are left to finish in the
     /// background (not dropped), so a node that needs the script sent again
     /// after `NOSCRIPT` still gets it: a won lease then stands on every node
-    /// that can take it, not on a bare quorum. The lease's release waits for
-    /// them (they end within the node timeout) so none lands after it.
+    /// that can take it, not on a bare quorum. One that lands after the
+    /// lease's release began (`ended`, set before the release is sent) takes
+    /// its node back, so no key of ours outlives the release.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         keys: &Arc<Keys>,
@@ -121,14 +123,29 @@ impl Nodes {
             };
             // After a loss the stragglers are dropped instead: a fallback
             // EVAL sent later could land after the release of this round.
-            let stragglers = (matches!(decision, Decision::Won { .. }) && !replies.is_empty())
-                .then(|| tokio::spawn(async move { while replies.next().await.is_some() {} }));
+            let ended = Arc::new(AtomicBool::new(false));
+            if matches!(decision, Decision::Won { .. }) && !replies.is_empty() {
+                let (nodes, keys, token, ended) = (
+                    Arc::clone(self),
+                    Arc::clone(keys),
+                    token.clone(),
+                    Arc::clone(&ended),
+                );
+                tokio::spawn(async move {
+                    while let Some((i, reply)) = replies.next().await {
+                        let landed = matches!(reply, Ok(Reply::Acquired { .. }));
+                        if landed && ended.load(Ordering::SeqCst) {
+                            nodes.take_back(&keys, &token, &[i]).await;
+                        }
+                    }
+                });
+            }
             return RoundOutcome {
                 decision,
                 errors,
                 busy,
                 started,
-                stragglers,
+                ended,
             };
         }
         unreachable!("a round with every reply in is decided")
