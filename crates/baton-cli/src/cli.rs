@@ -1,0 +1,126 @@
+//! The command line, as clap sees it.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run commands under a lock held in Redis, across machines.
+///
+/// Like flock(1), but the lock lives in Redis, so it excludes across
+/// hosts; several --url values make a Redlock over independent servers.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, propagate_version = true)]
+pub struct Cli {
+    /// More output on stderr (-v: debug, -vv: trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND while holding lock NAME; the lease is renewed while it runs.
+    ///
+    /// Example: baton exec nightly-report -n --ttl 30s -- ./report.sh
+    ///
+    /// Exit status: the command's own; 128+N if it died of signal N; 75 if
+    /// the lock was busy (-n) or the wait ran out; 76 if the lease was lost
+    /// while it ran; 64 for usage errors; 69 if Redis cannot be reached.
+    Exec(ExecArgs),
+    /// Show whether lock NAME is held: exit 0 if free, 1 if held.
+    ///
+    /// Example: baton status nightly-report --json
+    Status(StatusArgs),
+    /// Break lock NAME whoever holds it (an operator's tool): needs --force.
+    ///
+    /// Example: baton release nightly-report --force
+    Release(ReleaseArgs),
+}
+
+/// Where the locks live.
+#[derive(Debug, Args)]
+pub struct Backend {
+    /// Redis URL; repeat it or separate with commas for a Redlock over
+    /// several servers (e.g. --url redis://h1:6379 --url redis://h2:6379).
+    #[arg(
+        long = "url",
+        env = "BATON_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub urls: Vec<String>,
+
+    /// Key prefix of the locks (e.g. --prefix myapp:locks:).
+    #[arg(long, env = "BATON_PREFIX", default_value = "baton:")]
+    pub prefix: String,
+}
+
+/// `baton exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The lock's name (e.g. nightly-report).
+    pub name: String,
+
+    #[command(flatten)]
+    pub backend: Backend,
+
+    /// Lease length, renewed automatically while the command runs (e.g. 500ms, 30s, 2m).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub ttl: Duration,
+
+    /// Wait at most this long for the lock (e.g. 30s); the default is to wait until acquired.
+    #[arg(long, value_parser = duration, conflicts_with = "no_wait")]
+    pub wait: Option<Duration>,
+
+    /// Try once and give up if the lock is busy ("skip if busy", e.g. for cron).
+    #[arg(short = 'n', long)]
+    pub no_wait: bool,
+
+    /// Exit status when the lock is busy or the wait runs out (e.g. 0 for cron).
+    #[arg(long, default_value_t = 75)]
+    pub conflict_exit_code: u8,
+
+    /// After the lease is lost, how long the command gets between SIGTERM and SIGKILL (e.g. 5s).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub kill_after: Duration,
+
+    /// The command and its arguments (after --).
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+/// `baton status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The lock's name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub backend: Backend,
+
+    /// One JSON object on stdout instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `baton release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The lock's name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub backend: Backend,
+
+    /// Really remove the lock, whoever holds it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses a human duration: 500ms, 30s, 2m, 1h30m.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (try 500ms, 30s or 2m)"))
+}

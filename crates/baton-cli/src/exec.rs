@@ -1,0 +1,173 @@
+//! `baton exec`: run a command while holding a lock.
+//!
+//! The lease is renewed by the library while the command runs. If it is
+//! lost, the command gets SIGTERM, then SIGKILL after `--kill-after`.
+//! SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to `baton` are passed on to the
+//! command; when the command ends, the lock is released at once. If `baton`
+//! itself is killed, the lease simply expires within its TTL.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::ExecArgs;
+use crate::exit::{self, Exit};
+
+/// Runs `baton exec`.
+pub async fn run(args: ExecArgs) -> Exit {
+    let client = match crate::connect(&args.backend).await {
+        Ok(client) => client,
+        Err(e) => return exit::from_error(&e),
+    };
+    let lock = client.lock(&args.name).ttl(args.ttl);
+    let acquired = match (args.no_wait, args.wait) {
+        (true, _) => lock.try_acquire().await,
+        (false, Some(wait)) => lock.wait(wait).acquire().await.map(Some),
+        (false, None) => lock.acquire().await.map(Some),
+    };
+    let guard = match acquired {
+        Ok(Some(guard)) => guard,
+        Ok(None) => {
+            return Exit::with(
+                args.conflict_exit_code,
+                format!(
+                    "lock {:?} is held by another; not running the command",
+                    args.name
+                ),
+            )
+        }
+        Err(baton::Error::Timeout { waited, .. }) => {
+            return Exit::with(
+                args.conflict_exit_code,
+                format!(
+                    "lock {:?} still held by another after waiting {}; not running the command",
+                    args.name,
+                    humantime::format_duration(round_ms(waited))
+                ),
+            )
+        }
+        Err(e) => return exit::from_error(&e),
+    };
+    let spawned = Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .env("BATON_NAME", &args.name)
+        .env("BATON_FENCE", guard.fence().to_string())
+        .env("BATON_TTL_MS", args.ttl.as_millis().to_string())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = guard.release().await;
+            // As shells do: 127 when there is no such command, 126 when it cannot run.
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Exit::with(code, format!("cannot run {:?}: {e}", args.command[0]));
+        }
+    };
+    match supervise(&mut child, &guard, args.kill_after).await {
+        Outcome::Exited(status) => match guard.release().await {
+            Ok(baton::Released::Released) => Exit::quiet(status_code(status)),
+            Ok(baton::Released::AlreadyExpired) => Exit::with(
+                exit::LOST,
+                format!(
+                    "the lease on lock {:?} had lapsed before the command finished",
+                    args.name
+                ),
+            ),
+            Err(e) => {
+                eprintln!(
+                    "baton: could not release lock {:?} (it expires within its ttl): {e}",
+                    args.name
+                );
+                Exit::quiet(status_code(status))
+            }
+        },
+        Outcome::Lost => Exit::with(
+            exit::LOST,
+            format!(
+                "the lease on lock {:?} was lost; the command was stopped",
+                args.name
+            ),
+        ),
+    }
+}
+
+enum Outcome {
+    Exited(ExitStatus),
+    Lost,
+}
+
+/// Waits for the child, passing on signals, and stops it if the lease is lost.
+async fn supervise(child: &mut Child, guard: &baton::Guard, kill_after: Duration) -> Outcome {
+    let pid = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut quit = signal(SignalKind::quit()).ok();
+    loop {
+        let forward = tokio::select! {
+            status = child.wait() => {
+                return match status {
+                    Ok(status) => Outcome::Exited(status),
+                    // Waiting on our own child cannot fail in practice; treat it as a crash.
+                    Err(_) => Outcome::Exited(ExitStatus::from_raw(1 << 8)),
+                };
+            }
+            () = guard.lost() => {
+                stop(child, pid, kill_after).await;
+                return Outcome::Lost;
+            }
+            () = received(&mut interrupt) => Signal::SIGINT,
+            () = received(&mut terminate) => Signal::SIGTERM,
+            () = received(&mut hangup) => Signal::SIGHUP,
+            () = received(&mut quit) => Signal::SIGQUIT,
+        };
+        if let Some(pid) = pid {
+            let _ = kill(pid, forward);
+        }
+    }
+}
+
+/// Resolves when `stream` delivers a signal (never, if there is no stream).
+async fn received(stream: &mut Option<tokio::signal::unix::Signal>) {
+    if let Some(stream) = stream {
+        if stream.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// SIGTERM, then SIGKILL once `kill_after` has passed.
+async fn stop(child: &mut Child, pid: Option<Pid>, kill_after: Duration) {
+    if let Some(pid) = pid {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    if tokio::time::timeout(kill_after, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// The exit status `baton` passes on: the child's code, or 128+N for signal N.
+fn status_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (code & 0xff) as u8,
+        (None, Some(sig)) => (128 + sig).min(255) as u8,
+        (None, None) => 1,
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}

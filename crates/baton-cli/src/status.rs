@@ -1,0 +1,98 @@
+//! `baton status` and `baton release --force`.
+
+use crate::cli::{ReleaseArgs, StatusArgs};
+use crate::exit::{self, Exit};
+
+/// Runs `baton status`: exit 0 if free, 1 if held.
+pub async fn status(args: StatusArgs) -> Exit {
+    let client = match crate::connect(&args.backend).await {
+        Ok(client) => client,
+        Err(e) => return exit::from_error(&e),
+    };
+    let status = match client.status(&args.name).await {
+        Ok(status) => status,
+        Err(e) => return exit::from_error(&e),
+    };
+    let fence = status.fence.map(|f| f.0);
+    if args.json {
+        let holder = status.holder.as_ref();
+        println!(
+            "{{\"name\":{},\"held\":{},\"holder\":{},\"remaining_ms\":{},\"fence\":{}}}",
+            json_string(&args.name),
+            holder.is_some(),
+            holder.map_or("null".to_owned(), |h| json_string(&h.fingerprint)),
+            holder
+                .and_then(|h| h.remaining)
+                .map_or("null".to_owned(), |r| r.as_millis().to_string()),
+            fence.map_or("null".to_owned(), |f| f.to_string()),
+        );
+    } else {
+        let fence = fence.map_or("never taken".to_owned(), |f| format!("fence {f}"));
+        match &status.holder {
+            None => println!("{}: free ({fence})", args.name),
+            Some(holder) => {
+                let left = holder.remaining.map_or("no expiry".to_owned(), |r| {
+                    format!(
+                        "{} left",
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            r.as_millis() as u64
+                        ))
+                    )
+                });
+                println!(
+                    "{}: held by {} ({left}, {fence})",
+                    args.name, holder.fingerprint
+                );
+            }
+        }
+    }
+    Exit::quiet(u8::from(status.holder.is_some()))
+}
+
+/// Runs `baton release`: refuses without --force.
+pub async fn release(args: ReleaseArgs) -> Exit {
+    if !args.force {
+        return Exit::with(
+            exit::USAGE,
+            format!(
+                "refusing to break lock {:?} without --force (it removes the lock whoever holds it)",
+                args.name
+            ),
+        );
+    }
+    let client = match crate::connect(&args.backend).await {
+        Ok(client) => client,
+        Err(e) => return exit::from_error(&e),
+    };
+    match client.force_release(&args.name).await {
+        Ok(removed) if removed.is_empty() => {
+            println!("{}: was not held; nothing removed", args.name);
+            Exit::quiet(0)
+        }
+        Ok(removed) => {
+            println!(
+                "{}: removed the lock held by {}",
+                args.name,
+                removed.join(", ")
+            );
+            Exit::quiet(0)
+        }
+        Err(e) => exit::from_error(&e),
+    }
+}
+
+/// A JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,280 @@
+//! The real `baton` binary against real redis-server processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_test_support::RedisServer;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn baton(server: &RedisServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.args(args)
+        .env("BATON_URL", server.url())
+        .env_remove("BATON_PREFIX")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs to completion: (status code, stdout, stderr).
+fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
+    let out = baton(server, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run baton");
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for a child to exit, failing after the deadline.
+fn wait(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(start.elapsed() < DEADLINE, "baton did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `baton exec` whose command prints a line and then blocks reading
+/// stdin; returns once that line has been printed (the lock is held).
+fn holder(server: &RedisServer, extra: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+    let mut args = vec!["exec", "job"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--",
+        "sh",
+        "-c",
+        "echo \"started $BATON_FENCE $$\"; read line; echo done",
+    ]);
+    let mut child = baton(server, &args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert!(line.starts_with("started"), "{line:?}");
+    (child, out, line)
+}
+
+fn one_line(stderr: &str) {
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one clear line: {stderr:?}"
+    );
+    assert!(stderr.starts_with("baton: "), "{stderr:?}");
+}
+
+#[test]
+fn a_second_exec_skips_a_busy_lock_with_75_or_the_chosen_code() {
+    let server = RedisServer::start();
+    let (mut first, _out, _) = holder(&server, &["-n"]);
+    let (code, stdout, stderr) = run(&server, &["exec", "job", "-n", "--", "echo", "ran"]);
+    assert_eq!(code, 75);
+    assert!(!stdout.contains("ran"), "the command did not run");
+    one_line(&stderr);
+    assert_eq!(
+        run(
+            &server,
+            &[
+                "exec",
+                "job",
+                "-n",
+                "--conflict-exit-code",
+                "0",
+                "--",
+                "true"
+            ]
+        )
+        .0,
+        0
+    );
+    let (code, _, stderr) = run(&server, &["exec", "job", "--wait", "200ms", "--", "true"]);
+    assert_eq!(code, 75, "the wait ran out");
+    one_line(&stderr);
+    first.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait(&mut first).code(), Some(0));
+    assert_eq!(
+        server.cmd::<Option<String>>(&["GET", "baton:job"]),
+        None,
+        "released when the command ended"
+    );
+}
+
+#[test]
+fn the_command_gets_its_fence_name_and_ttl_and_its_status_passes_through() {
+    let server = RedisServer::start();
+    let script = "echo \"$BATON_NAME $BATON_FENCE $BATON_TTL_MS\"";
+    let (code, first, _) = run(
+        &server,
+        &["exec", "job", "--ttl", "3s", "--", "sh", "-c", script],
+    );
+    assert_eq!((code, first.trim()), (0, "job 1 3000"));
+    let (_, second, _) = run(&server, &["exec", "job", "--", "sh", "-c", script]);
+    assert_eq!(
+        second.trim(),
+        "job 2 10000",
+        "the fence increases across runs"
+    );
+    assert_eq!(
+        run(&server, &["exec", "job", "--", "sh", "-c", "exit 7"]).0,
+        7
+    );
+    assert_eq!(
+        run(&server, &["exec", "job", "--", "sh", "-c", "kill -TERM $$"]).0,
+        128 + 15
+    );
+    let (code, _, stderr) = run(&server, &["exec", "job", "--", "/nonexistent/command"]);
+    assert_eq!(code, 127);
+    one_line(&stderr);
+    assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+}
+
+#[test]
+fn a_lost_lease_stops_the_command_and_exits_76() {
+    let server = RedisServer::start();
+    let mut child = baton(
+        &server,
+        &[
+            "exec",
+            "job",
+            "--ttl",
+            "300ms",
+            "--kill-after",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    server.cmd::<()>(&["DEL", "baton:job"]);
+    assert_eq!(wait(&mut child).code(), Some(76));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("lost"), "{stderr:?}");
+}
+
+#[test]
+fn signals_to_baton_reach_the_command_and_the_lock_is_released() {
+    let server = RedisServer::start();
+    let script = "trap 'exit 42' TERM; echo started; while :; do sleep 0.05; done";
+    let mut child = baton(&server, &["exec", "job", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        wait(&mut child).code(),
+        Some(42),
+        "the command's own status, after handling the signal"
+    );
+    assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+}
+
+#[test]
+fn a_killed_baton_leaves_a_key_that_expires_within_its_ttl() {
+    let server = RedisServer::start();
+    let (mut child, _out, line) = holder(&server, &["--ttl", "1s"]);
+    let command_pid = line.split_whitespace().nth(2).unwrap().to_owned();
+    child.kill().unwrap(); // SIGKILL: no release, no more renewals
+    wait(&mut child);
+    let pttl: i64 = server.cmd(&["PTTL", "baton:job"]);
+    assert!((0..=1000).contains(&pttl), "{pttl}");
+    let start = Instant::now();
+    while server
+        .cmd::<Option<String>>(&["GET", "baton:job"])
+        .is_some()
+    {
+        assert!(start.elapsed() < DEADLINE, "the key outlived its ttl");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill").args(["-KILL", &command_pid]).status();
+}
+
+#[test]
+fn status_and_forced_release() {
+    let server = RedisServer::start();
+    let (code, stdout, _) = run(&server, &["status", "job"]);
+    assert_eq!((code, stdout.trim()), (0, "job: free (never taken)"));
+    let (mut child, _out, _) = holder(&server, &["--ttl", "3s"]);
+    let token: String = server.cmd(&["GET", "baton:job"]);
+    let (code, stdout, _) = run(&server, &["status", "job"]);
+    assert_eq!(code, 1, "held: exit 1");
+    assert!(
+        stdout.starts_with(&format!("job: held by {}", &token[..8])) && stdout.contains("fence 1"),
+        "{stdout}"
+    );
+    let (_, json, _) = run(&server, &["status", "job", "--json"]);
+    assert!(
+        json.starts_with("{\"name\":\"job\",\"held\":true,")
+            && json.contains(&format!("\"holder\":\"{}\"", &token[..8])),
+        "{json}"
+    );
+    assert!(json.trim_end().ends_with("\"fence\":1}"), "{json}");
+    let (code, _, stderr) = run(&server, &["release", "job"]);
+    assert_eq!(code, 64, "refuses without --force");
+    one_line(&stderr);
+    let (code, stdout, _) = run(&server, &["release", "job", "--force"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&token[..8]),
+        "says what it removed: {stdout}"
+    );
+    assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+    // The holder's lease is gone: its command is stopped and baton says so.
+    assert_eq!(wait(&mut child).code(), Some(76));
+}
+
+#[test]
+fn bad_flags_and_urls_are_usage_errors_and_an_unreachable_server_is_69() {
+    let server = RedisServer::start();
+    for args in [
+        &["exec", "job", "--bogus", "--", "true"][..],
+        &["exec", "job", "--ttl", "5xs", "--", "true"],
+        &["exec", "job"],
+        &["exec", "job", "-n", "--wait", "1s", "--", "true"],
+    ] {
+        assert_eq!(run(&server, args).0, 64, "{args:?}");
+    }
+    for (url, want) in [
+        ("nonsense", 64),
+        ("redis://:secret@127.0.0.1:1", 69),
+        ("redis://127.0.0.1:1", 69),
+    ] {
+        let (code, _, stderr) = run(&server, &["exec", "job", "--url", url, "--", "true"]);
+        assert_eq!(code, want, "{url}: {stderr}");
+        one_line(&stderr);
+        assert!(!stderr.contains("secret"), "no password shown: {stderr}");
+    }
+    let (code, help, _) = run(&server, &["exec", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("--no-wait") && help.contains("Example"),
+        "{help}"
+    );
+}
