@@ -34,6 +34,12 @@ pub enum Command {
     ///
     /// Example: baton status nightly-report --json
     Status(StatusArgs),
+    /// Measure this library against the given Redis (and raw redis-rs beside it).
+    ///
+    /// Example: baton bench --url redis://127.0.0.1:6379 --workload contended --json
+    ///
+    /// Several --url values add the redlock workload over all of them.
+    Bench(BenchArgs),
     /// Break lock NAME whoever holds it (an operator's tool): needs --force.
     ///
     /// Example: baton release nightly-report --force
@@ -118,6 +124,33 @@ pub struct ReleaseArgs {
     /// Really remove the lock, whoever holds it.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `baton bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub backend: Backend,
+
+    /// Which workload: sequential, concurrent, contended, redlock, baseline or all.
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+
+    /// Tasks for concurrent and baseline (default 64), workers for contended (default 8).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// Cycles per workload, instead of the standard counts (e.g. --ops 1000).
+    #[arg(long)]
+    pub ops: Option<usize>,
+
+    /// A short profile: a twentieth of the standard counts.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// One JSON object per workload on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses a human duration: 500ms, 30s, 2m, 1h30m.

@@ -1,9 +1,8 @@
 //! The `baton` command: run a command under a lock across machines, and
 //! inspect or break locks.
 //!
-//! This crate is the only one that knows about processes, signals, exit
-//! statuses and `anyhow`-style top-level reporting; the lock itself is the
-//! `baton` library.
+//! This crate is the only one that knows about processes, signals and exit
+//! statuses; the lock itself is the `baton` library.
 
 mod cli;
 mod exec;
@@ -40,9 +39,36 @@ fn main() -> ExitCode {
                 Command::Exec(args) => exec::run(args).await,
                 Command::Status(args) => status::status(args).await,
                 Command::Release(args) => status::release(args).await,
+                Command::Bench(args) => bench(args).await,
             }
         })
         .report()
+}
+
+/// Runs `baton bench`: a report line per workload.
+async fn bench(args: cli::BenchArgs) -> Exit {
+    let options = baton_cli::bench::Options {
+        urls: args.backend.urls,
+        workload: args.workload,
+        ops: args.ops,
+        concurrency: args.concurrency,
+        quick: args.quick,
+    };
+    if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
+        return Exit::with(
+            exit::USAGE,
+            format!("unknown workload {:?}", options.workload),
+        );
+    }
+    match baton_cli::bench::run(&options).await {
+        Ok(runs) => {
+            for run in runs {
+                run.report(args.json);
+            }
+            Exit::quiet(0)
+        }
+        Err(e) => Exit::with(exit::UNAVAILABLE, e),
+    }
 }
 
 /// A client for the backend options.

@@ -278,3 +278,64 @@ fn bad_flags_and_urls_are_usage_errors_and_an_unreachable_server_is_69() {
         "{help}"
     );
 }
+
+#[test]
+fn bench_json_lines_parse() {
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let urls = format!("{},{}", a.url(), b.url());
+    let (code, stdout, stderr) = run(
+        &a,
+        &[
+            "bench",
+            "--url",
+            &urls,
+            "--ops",
+            "20",
+            "--concurrency",
+            "4",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let workloads: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            for key in [
+                "\"lib\":",
+                "\"n\":",
+                "\"secs\":",
+                "\"ops_per_s\":",
+                "\"p50_us\":",
+                "\"p99_us\":",
+                "\"max_us\":",
+            ] {
+                assert!(l.contains(key), "{key} in {l}");
+            }
+            assert!(l.starts_with('{') && l.ends_with('}'), "{l}");
+            l.split("\"workload\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        workloads,
+        [
+            "sequential",
+            "concurrent",
+            "contended",
+            "redlock",
+            "baseline",
+            "baseline"
+        ]
+    );
+    assert!(lines[2].contains("\"wait_p99_us\":") && lines[2].contains("\"per_worker\":["));
+    assert!(
+        a.keys().is_empty() && b.keys().is_empty(),
+        "the bench leaves nothing behind"
+    );
+    assert_eq!(run(&a, &["bench", "--workload", "nope"]).0, 64);
+}

@@ -1,0 +1,351 @@
+//! `baton bench`: this library's acquire+release rate and latency against
+//! given Redis servers, beside the same server's raw `SET NX PX` + `DEL`.
+//!
+//! The workloads are those of `shared/BENCHMARKS.md`:
+//! - `sequential` (W1): one task, distinct keys, TTL 10 s;
+//! - `concurrent` (W2): C tasks (default 64), distinct keys;
+//! - `contended` (W3): C workers (default 8) on one key, waiting acquire,
+//!   tiny critical section; wait percentiles, per-worker counts, Jain index;
+//! - `redlock` (W4): one client over every given server, sequential;
+//! - `baseline`: raw `SET NX PX` + `DEL` through one redis-rs multiplexed
+//!   connection, sequential and at C (default 64) — the ceiling to compare with.
+//!
+//! Every key a run creates (fence counters included) is deleted afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton::Client;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The servers: the first for single-server workloads, all for `redlock`.
+    pub urls: Vec<String>,
+    /// One of `sequential`, `concurrent`, `contended`, `redlock`, `baseline`, `all`.
+    pub workload: String,
+    /// Cycles (or acquisitions) per workload, instead of the standard counts.
+    pub ops: Option<usize>,
+    /// Tasks for `concurrent` and `baseline`, workers for `contended`.
+    pub concurrency: Option<usize>,
+    /// A short profile: a twentieth of the standard counts.
+    pub quick: bool,
+}
+
+/// The workload names `Options::workload` accepts.
+pub const WORKLOADS: [&str; 6] = [
+    "sequential",
+    "concurrent",
+    "contended",
+    "redlock",
+    "baseline",
+    "all",
+];
+
+/// Runs the chosen workloads and returns one report each. `redlock` needs
+/// at least two URLs (with one, `all` leaves it out).
+pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
+    if !WORKLOADS.contains(&o.workload.as_str()) {
+        return Err(format!(
+            "unknown workload {:?} (one of {})",
+            o.workload,
+            WORKLOADS.join(", ")
+        ));
+    }
+    let url = o.urls.first().ok_or("no --url given")?.clone();
+    let scale = |full: usize| {
+        o.ops
+            .unwrap_or(if o.quick { full / 20 } else { full })
+            .max(1)
+    };
+    let wants = |w: &str| o.workload == w || o.workload == "all";
+    let mut runs = Vec::new();
+    let check = |client: Result<Client, baton::Error>| client.map_err(|e| e.to_string());
+    if wants("sequential") {
+        runs.push(sequential(check(Client::connect(&url).await)?, scale(5_000)).await?);
+    }
+    if wants("concurrent") {
+        runs.push(
+            concurrent(
+                check(Client::connect(&url).await)?,
+                scale(20_000),
+                o.concurrency.unwrap_or(64),
+            )
+            .await?,
+        );
+    }
+    if wants("contended") {
+        runs.push(contended(&url, scale(400), o.concurrency.unwrap_or(8)).await?);
+    }
+    if wants("redlock") {
+        if o.urls.len() >= 2 {
+            runs.push(
+                redlock(
+                    check(Client::connect(&o.urls.join(",")).await)?,
+                    o.urls.len(),
+                    scale(2_000),
+                )
+                .await?,
+            );
+        } else if o.workload == "redlock" {
+            return Err("redlock needs several servers: give --url more than once".into());
+        }
+    }
+    if wants("baseline") {
+        runs.push(baseline(&url, scale(5_000), 1).await?);
+        runs.push(baseline(&url, scale(20_000), o.concurrency.unwrap_or(64)).await?);
+    }
+    for url in &o.urls {
+        cleanup(url).await?;
+    }
+    Ok(runs)
+}
+
+/// One workload's result: latencies and how long it took.
+pub struct Run {
+    workload: &'static str,
+    lib: &'static str,
+    secs: f64,
+    latencies: Vec<Duration>,
+    extra: String,
+}
+
+impl Run {
+    fn new(
+        workload: &'static str,
+        lib: &'static str,
+        start: Instant,
+        latencies: Vec<Duration>,
+        extra: String,
+    ) -> Run {
+        Run {
+            workload,
+            lib,
+            secs: start.elapsed().as_secs_f64(),
+            latencies,
+            extra,
+        }
+    }
+
+    /// Prints it: one JSON line, or one aligned line for people.
+    pub fn report(mut self, json: bool) {
+        self.latencies.sort();
+        let n = self.latencies.len();
+        let pct = |p: f64| self.latencies[((n as f64 * p) as usize).min(n - 1)].as_micros();
+        let rate = n as f64 / self.secs;
+        if json {
+            println!(
+                "{{\"lib\":\"{}\",\"workload\":\"{}\",\"n\":{n},\"secs\":{:.3},\"ops_per_s\":{rate:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}{}}}",
+                self.lib, self.workload, self.secs, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(), self.extra
+            );
+        } else {
+            println!(
+                "{:<8} {:<22} {n:>7} cycles  {rate:>9.0}/s  p50 {:>6} µs  p99 {:>7} µs  max {:>7} µs{}",
+                self.lib, self.workload, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(),
+                if self.extra.is_empty() { String::new() } else { format!("  {}", self.extra.trim_start_matches(',')) }
+            );
+        }
+    }
+}
+
+/// Deletes the fence counters the run left behind (they are never deleted
+/// by the library: that is what keeps fences increasing), so a run against
+/// a shared server leaves nothing.
+async fn cleanup(url: &str) -> Result<(), String> {
+    let mut conn = raw(url).await?;
+    let pattern = format!("*bench:{}:*", std::process::id());
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    redis::Client::open(url)
+        .map_err(|e| e.to_string())?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn sequential(client: Client, ops: usize) -> Result<Run, String> {
+    let start = Instant::now();
+    let latencies = cycles(client, 0, ops).await?;
+    Ok(Run::new(
+        "sequential",
+        "baton",
+        start,
+        latencies,
+        String::new(),
+    ))
+}
+
+async fn redlock(client: Client, nodes: usize, ops: usize) -> Result<Run, String> {
+    let start = Instant::now();
+    let latencies = cycles(client, 0, ops).await?;
+    Ok(Run::new(
+        "redlock",
+        "baton",
+        start,
+        latencies,
+        format!(",\"nodes\":{nodes}"),
+    ))
+}
+
+async fn concurrent(client: Client, ops: usize, tasks: usize) -> Result<Run, String> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| tokio::spawn(cycles(client.clone(), t, share(ops, tasks, t))))
+        .collect();
+    let latencies = join(handles).await?;
+    Ok(Run::new(
+        "concurrent",
+        "baton",
+        start,
+        latencies,
+        format!(",\"concurrency\":{tasks}"),
+    ))
+}
+
+/// Task `t`'s share of `ops` spread over `tasks`.
+fn share(ops: usize, tasks: usize, t: usize) -> usize {
+    ops / tasks + usize::from(t < ops % tasks)
+}
+
+/// Every task's latencies, in one list.
+async fn join(
+    handles: Vec<tokio::task::JoinHandle<Result<Vec<Duration>, String>>>,
+) -> Result<Vec<Duration>, String> {
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.map_err(|e| e.to_string())??);
+    }
+    Ok(all)
+}
+
+/// Acquire+release cycles on distinct keys, each timed.
+async fn cycles(client: Client, task: usize, n: usize) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let lock = client
+            .lock(&format!("bench:{}:{task}:{i}", std::process::id()))
+            .ttl(Duration::from_secs(10));
+        let t = Instant::now();
+        let guard = lock
+            .try_acquire()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("a fresh key was busy")?;
+        guard.release().await.map_err(|e| e.to_string())?;
+        latencies.push(t.elapsed());
+    }
+    Ok(latencies)
+}
+
+async fn contended(url: &str, acquisitions: usize, workers: usize) -> Result<Run, String> {
+    let name = format!("bench:{}:contended", std::process::id());
+    let remaining = Arc::new(std::sync::atomic::AtomicIsize::new(acquisitions as isize));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let client = Client::connect(url).await.map_err(|e| e.to_string())?;
+        let (name, remaining) = (name.clone(), remaining.clone());
+        handles.push(tokio::spawn(async move {
+            let lock = client.lock(&name).ttl(Duration::from_secs(10));
+            let mut waits = Vec::new();
+            while remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                let t = Instant::now();
+                let guard = lock.acquire().await.map_err(|e| e.to_string())?;
+                waits.push(t.elapsed());
+                tokio::task::yield_now().await;
+                guard.release().await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(waits)
+        }));
+    }
+    let mut waits = Vec::new();
+    let mut counts = Vec::new();
+    for handle in handles {
+        let w = handle.await.map_err(|e| e.to_string())??;
+        counts.push(w.len());
+        waits.extend(w);
+    }
+    let sum: f64 = counts.iter().map(|&c| c as f64).sum();
+    let squares: f64 = counts.iter().map(|&c| (c * c) as f64).sum();
+    let jain = sum * sum / (counts.len() as f64 * squares);
+    let mut sorted = waits.clone();
+    sorted.sort();
+    let wait_p99 =
+        sorted[((sorted.len() as f64 * 0.99) as usize).min(sorted.len() - 1)].as_micros();
+    let per_worker = counts
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let extra =
+        format!(",\"wait_p99_us\":{wait_p99},\"per_worker\":[{per_worker}],\"jain\":{jain:.2}");
+    Ok(Run::new("contended", "baton", start, waits, extra))
+}
+
+/// The same server, no lock library: `SET key v NX PX 10000` then `DEL key`
+/// through one multiplexed redis-rs connection.
+async fn baseline(url: &str, ops: usize, tasks: usize) -> Result<Run, String> {
+    let conn = raw(url).await?;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let mut conn = conn.clone();
+            let n = share(ops, tasks, t);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(n);
+                for i in 0..n {
+                    let key = format!("bench:{}:raw:{t}:{i}", std::process::id());
+                    let t0 = Instant::now();
+                    let _: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("v")
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let _: i64 = redis::cmd("DEL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    latencies.push(t0.elapsed());
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let latencies = join(handles).await?;
+    Ok(Run::new(
+        "baseline",
+        "redis-rs",
+        start,
+        latencies,
+        format!(",\"concurrency\":{tasks}"),
+    ))
+}
