@@ -34,6 +34,14 @@ pub enum Command {
     ///
     /// Example: baton status nightly-report --json
     Status(StatusArgs),
+    /// Watch the lock at work for a few seconds, with nothing to set up.
+    ///
+    /// Example: baton demo
+    ///
+    /// Starts a private redis-server if one is installed (otherwise uses the
+    /// embedded in-memory backend), shows workers handing the lock over with
+    /// increasing fences, then a stalled holder whose late write is refused.
+    Demo,
     /// Measure this library against the given Redis (and raw redis-rs beside it).
     ///
     /// Example: baton bench --url redis://127.0.0.1:6379 --workload contended --json

@@ -5,6 +5,7 @@
 //! statuses; the lock itself is the `baton` library.
 
 mod cli;
+mod demo;
 mod exec;
 mod exit;
 mod status;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
                 Command::Status(args) => status::status(args).await,
                 Command::Release(args) => status::release(args).await,
                 Command::Bench(args) => bench(args).await,
+                Command::Demo => demo::run().await,
             }
         })
         .report()

@@ -339,3 +339,26 @@ fn bench_json_lines_parse() {
     );
     assert_eq!(run(&a, &["bench", "--workload", "nope"]).0, 64);
 }
+
+#[test]
+fn the_demo_tells_the_whole_story_on_redis_and_without_it() {
+    for path in [std::env::var("PATH").unwrap(), "/nonexistent".to_owned()] {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("demo")
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let backend = if path == "/nonexistent" {
+            "in-memory"
+        } else {
+            "private redis-server"
+        };
+        assert!(stdout.contains(backend), "{stdout}");
+        assert!(
+            stdout.contains("REFUSED") && stdout.contains("0 overlapping holders"),
+            "{stdout}"
+        );
+    }
+}
