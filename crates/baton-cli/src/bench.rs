@@ -134,12 +134,12 @@ impl Run {
         let pct = |p: f64| self.latencies[((n as f64 * p) as usize).min(n - 1)].as_micros();
         let rate = n as f64 / self.secs;
         if json {
-            println!(
+            crate::out!(
                 "{{\"lib\":\"{}\",\"workload\":\"{}\",\"n\":{n},\"secs\":{:.3},\"ops_per_s\":{rate:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}{}}}",
                 self.lib, self.workload, self.secs, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(), self.extra
             );
         } else {
-            println!(
+            crate::out!(
                 "{:<8} {:<22} {n:>7} cycles  {rate:>9.0}/s  p50 {:>6} µs  p99 {:>7} µs  max {:>7} µs{}",
                 self.lib, self.workload, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(),
                 if self.extra.is_empty() { String::new() } else { format!("  {}", self.extra.trim_start_matches(',')) }

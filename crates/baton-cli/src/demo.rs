@@ -45,7 +45,7 @@ pub async fn run() -> Exit {
     let (client, _server) = match PrivateServer::start() {
         Some(server) => match server.client().await {
             Ok(client) => {
-                println!(
+                baton_cli::out!(
                     "using a private redis-server on 127.0.0.1:{} (stopped at the end)",
                     server.port
                 );
@@ -59,7 +59,7 @@ pub async fn run() -> Exit {
             }
         },
         None => {
-            println!("redis-server is not on PATH: using the embedded in-memory backend");
+            baton_cli::out!("redis-server is not on PATH: using the embedded in-memory backend");
             (Client::in_memory(), None)
         }
     };
@@ -67,7 +67,7 @@ pub async fn run() -> Exit {
     let inside = Arc::new(AtomicUsize::new(0));
     let overlaps = Arc::new(AtomicUsize::new(0));
 
-    println!("\n1. {WORKERS} workers, one lock, {ROUNDS} turns each:");
+    baton_cli::out!("\n1. {WORKERS} workers, one lock, {ROUNDS} turns each:");
     let mut tasks = Vec::new();
     for worker in 1..=WORKERS {
         let lock = client.lock("demo-job").ttl(Duration::from_secs(5));
@@ -78,7 +78,7 @@ pub async fn run() -> Exit {
                 if inside.fetch_add(1, Ordering::SeqCst) != 0 {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }
-                println!(
+                baton_cli::out!(
                     "   worker {worker} holds the lock  (fence {})",
                     guard.fence()
                 );
@@ -102,7 +102,7 @@ pub async fn run() -> Exit {
         }
     }
 
-    println!("\n2. A holder stalls past its lease:");
+    baton_cli::out!("\n2. A holder stalls past its lease:");
     let stale = match client
         .lock("demo-job")
         .ttl(Duration::from_millis(300))
@@ -113,7 +113,7 @@ pub async fn run() -> Exit {
         Ok(guard) => guard,
         Err(e) => return crate::exit::from_error(&e),
     };
-    println!(
+    baton_cli::out!(
         "   worker A takes the lock (fence {}), then pauses (think: a long GC)…",
         stale.fence()
     );
@@ -126,13 +126,13 @@ pub async fn run() -> Exit {
         Ok(guard) => guard,
         Err(e) => return crate::exit::from_error(&e),
     };
-    println!(
+    baton_cli::out!(
         "   A's lease expired; worker B takes the lock (fence {}) and writes",
         next.fence()
     );
     store.write(next.fence());
     let refused = !store.write(stale.fence());
-    println!(
+    baton_cli::out!(
         "   A wakes up, still believing it holds the lock, and writes with fence {}: {}",
         stale.fence(),
         if refused {
@@ -146,7 +146,7 @@ pub async fn run() -> Exit {
 
     let overlaps = overlaps.load(Ordering::SeqCst);
     let ok = overlaps == 0 && refused;
-    println!(
+    baton_cli::out!(
         "\nSummary: {} turns, {} writes accepted, {} stale write refused, {} overlapping holders: {}",
         WORKERS * ROUNDS + 2,
         store.accepted.load(Ordering::SeqCst),

@@ -16,7 +16,7 @@ pub async fn status(args: StatusArgs) -> Exit {
     let fence = status.fence.map(|f| f.0);
     if args.json {
         let holder = status.holder.as_ref();
-        println!(
+        baton_cli::out!(
             "{{\"name\":{},\"held\":{},\"holder\":{},\"remaining_ms\":{},\"fence\":{}}}",
             json_string(&args.name),
             holder.is_some(),
@@ -29,7 +29,7 @@ pub async fn status(args: StatusArgs) -> Exit {
     } else {
         let fence = fence.map_or("never taken".to_owned(), |f| format!("fence {f}"));
         match &status.holder {
-            None => println!("{}: free ({fence})", args.name),
+            None => baton_cli::out!("{}: free ({fence})", args.name),
             Some(holder) => {
                 let left = holder.remaining.map_or("no expiry".to_owned(), |r| {
                     format!(
@@ -39,9 +39,10 @@ pub async fn status(args: StatusArgs) -> Exit {
                         ))
                     )
                 });
-                println!(
+                baton_cli::out!(
                     "{}: held by {} ({left}, {fence})",
-                    args.name, holder.fingerprint
+                    args.name,
+                    holder.fingerprint
                 );
             }
         }
@@ -66,11 +67,11 @@ pub async fn release(args: ReleaseArgs) -> Exit {
     };
     match client.force_release(&args.name).await {
         Ok(removed) if removed.is_empty() => {
-            println!("{}: was not held; nothing removed", args.name);
+            baton_cli::out!("{}: was not held; nothing removed", args.name);
             Exit::quiet(0)
         }
         Ok(removed) => {
-            println!(
+            baton_cli::out!(
                 "{}: removed the lock held by {}",
                 args.name,
                 removed.join(", ")
