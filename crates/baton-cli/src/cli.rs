@@ -59,9 +59,12 @@ pub enum Command {
 pub struct Backend {
     /// Redis URL; repeat it or separate with commas for a Redlock over
     /// several servers (e.g. --url redis://h1:6379 --url redis://h2:6379).
+    /// A password goes in the URL (redis://:PASSWORD@host:6379), written
+    /// %2C for a comma; it is never shown.
     #[arg(
         long = "url",
         env = "BATON_URL",
+        hide_env_values = true,
         value_delimiter = ',',
         default_value = "redis://127.0.0.1:6379"
     )]
@@ -76,13 +79,15 @@ pub struct Backend {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The lock's name (e.g. nightly-report).
+    #[arg(value_parser = lock_name)]
     pub name: String,
 
     #[command(flatten)]
     pub backend: Backend,
 
-    /// Lease length, renewed automatically while the command runs (e.g. 500ms, 30s, 2m).
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    /// Lease length, renewed automatically while the command runs (e.g. 500ms, 30s, 2m;
+    /// from 10ms to 24h).
+    #[arg(long, default_value = "10s", value_parser = ttl)]
     pub ttl: Duration,
 
     /// Wait at most this long for the lock (e.g. 30s); the default is to wait until acquired.
@@ -110,6 +115,7 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The lock's name.
+    #[arg(value_parser = lock_name)]
     pub name: String,
 
     #[command(flatten)]
@@ -124,6 +130,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     /// The lock's name.
+    #[arg(value_parser = lock_name)]
     pub name: String,
 
     #[command(flatten)]
@@ -164,4 +171,19 @@ pub struct BenchArgs {
 /// Parses a human duration: 500ms, 30s, 2m, 1h30m.
 pub fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (try 500ms, 30s or 2m)"))
+}
+
+/// Parses a lease length: a duration within the library's bounds.
+fn ttl(text: &str) -> Result<Duration, String> {
+    let ttl = duration(text)?;
+    if ttl < baton::MIN_TTL || ttl > baton::MAX_TTL {
+        return Err("a lease lasts from 10ms to 24h".to_owned());
+    }
+    Ok(ttl)
+}
+
+/// Checks a lock name as the library will, before anything is sent.
+fn lock_name(text: &str) -> Result<String, String> {
+    baton_core::name::validate_name(text).map_err(|reason| format!("the name {reason}"))?;
+    Ok(text.to_owned())
 }

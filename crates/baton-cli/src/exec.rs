@@ -20,15 +20,23 @@ use crate::exit::{self, Exit};
 
 /// Runs `baton exec`.
 pub async fn run(args: ExecArgs) -> Exit {
-    let client = match crate::connect(&args.backend).await {
-        Ok(client) => client,
-        Err(e) => return exit::from_error(&e),
+    // Catch the signals from the start: one that arrives while connecting,
+    // waiting or spawning must not kill `baton` with the lock held.
+    let mut signals = Signals::new();
+    let acquiring = async {
+        let client = crate::connect(&args.backend).await?;
+        let lock = client.lock(&args.name).ttl(args.ttl);
+        match (args.no_wait, args.wait) {
+            (true, _) => lock.try_acquire().await,
+            (false, Some(wait)) => lock.wait(wait).acquire().await.map(Some),
+            (false, None) => lock.acquire().await.map(Some),
+        }
     };
-    let lock = client.lock(&args.name).ttl(args.ttl);
-    let acquired = match (args.no_wait, args.wait) {
-        (true, _) => lock.try_acquire().await,
-        (false, Some(wait)) => lock.wait(wait).acquire().await.map(Some),
-        (false, None) => lock.acquire().await.map(Some),
+    let acquired = tokio::select! {
+        acquired = acquiring => acquired,
+        sig = signals.next() => {
+            return Exit::with(128 + sig as u8, format!("stopped by {sig} before the command started"));
+        }
     };
     let guard = match acquired {
         Ok(Some(guard)) => guard,
@@ -72,24 +80,31 @@ pub async fn run(args: ExecArgs) -> Exit {
             return Exit::with(code, format!("cannot run {:?}: {e}", args.command[0]));
         }
     };
-    match supervise(&mut child, &guard, args.kill_after).await {
-        Outcome::Exited(status) => match guard.release().await {
-            Ok(baton::Released::Released) => Exit::quiet(status_code(status)),
-            Ok(baton::Released::AlreadyExpired) => Exit::with(
-                exit::LOST,
-                format!(
-                    "the lease on lock {:?} had lapsed before the command finished",
-                    args.name
-                ),
-            ),
-            Err(e) => {
-                eprintln!(
-                    "baton: could not release lock {:?} (it expires within its ttl): {e}",
-                    args.name
-                );
-                Exit::quiet(status_code(status))
+    match supervise(&mut child, &guard, &mut signals, args.kill_after).await {
+        Outcome::Exited(status) => {
+            let held_to_the_end = guard.is_held();
+            let lapsed = || {
+                Exit::with(
+                    exit::LOST,
+                    format!(
+                        "the lease on lock {:?} had lapsed before the command finished",
+                        args.name
+                    ),
+                )
+            };
+            match guard.release().await {
+                Ok(baton::Released::Released) => Exit::quiet(status_code(status)),
+                Ok(baton::Released::AlreadyExpired) => lapsed(),
+                Err(_) if !held_to_the_end => lapsed(),
+                Err(e) => {
+                    eprintln!(
+                        "baton: could not release lock {:?} (it expires within its ttl): {e}",
+                        args.name
+                    );
+                    Exit::quiet(status_code(status))
+                }
             }
-        },
+        }
         Outcome::Lost => Exit::with(
             exit::LOST,
             format!(
@@ -106,14 +121,15 @@ enum Outcome {
 }
 
 /// Waits for the child, passing on signals, and stops it if the lease is lost.
-async fn supervise(child: &mut Child, guard: &baton::Guard, kill_after: Duration) -> Outcome {
+async fn supervise(
+    child: &mut Child,
+    guard: &baton::Guard,
+    signals: &mut Signals,
+    kill_after: Duration,
+) -> Outcome {
     let pid = child.id().map(|id| Pid::from_raw(id as i32));
-    let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    let mut hangup = signal(SignalKind::hangup()).ok();
-    let mut quit = signal(SignalKind::quit()).ok();
     loop {
-        let forward = tokio::select! {
+        tokio::select! {
             status = child.wait() => {
                 return match status {
                     Ok(status) => Outcome::Exited(status),
@@ -122,40 +138,69 @@ async fn supervise(child: &mut Child, guard: &baton::Guard, kill_after: Duration
                 };
             }
             () = guard.lost() => {
-                stop(child, pid, kill_after).await;
+                stop(child, pid, signals, kill_after).await;
                 return Outcome::Lost;
             }
-            () = received(&mut interrupt) => Signal::SIGINT,
-            () = received(&mut terminate) => Signal::SIGTERM,
-            () = received(&mut hangup) => Signal::SIGHUP,
-            () = received(&mut quit) => Signal::SIGQUIT,
-        };
-        if let Some(pid) = pid {
-            let _ = kill(pid, forward);
+            sig = signals.next() => forward(pid, sig),
         }
     }
 }
 
-/// Resolves when `stream` delivers a signal (never, if there is no stream).
-async fn received(stream: &mut Option<tokio::signal::unix::Signal>) {
-    if let Some(stream) = stream {
-        if stream.recv().await.is_some() {
-            return;
+/// SIGTERM, then SIGKILL once `kill_after` has passed; signals sent to
+/// `baton` meanwhile are still passed on.
+async fn stop(child: &mut Child, pid: Option<Pid>, signals: &mut Signals, kill_after: Duration) {
+    forward(pid, Signal::SIGTERM);
+    let deadline = tokio::time::sleep(kill_after);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = child.wait() => return,
+            () = &mut deadline => {
+                let _ = child.kill().await;
+                return;
+            }
+            sig = signals.next() => forward(pid, sig),
         }
     }
-    std::future::pending().await
 }
 
-/// SIGTERM, then SIGKILL once `kill_after` has passed.
-async fn stop(child: &mut Child, pid: Option<Pid>, kill_after: Duration) {
+fn forward(pid: Option<Pid>, sig: Signal) {
     if let Some(pid) = pid {
-        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, sig);
     }
-    if tokio::time::timeout(kill_after, child.wait())
+}
+
+/// The signals `baton` passes on to its command.
+struct Signals {
+    streams: Vec<(tokio::signal::unix::Signal, Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        let kinds = [
+            (SignalKind::interrupt(), Signal::SIGINT),
+            (SignalKind::terminate(), Signal::SIGTERM),
+            (SignalKind::hangup(), Signal::SIGHUP),
+            (SignalKind::quit(), Signal::SIGQUIT),
+        ];
+        let streams = kinds
+            .into_iter()
+            .filter_map(|(kind, sig)| signal(kind).ok().map(|stream| (stream, sig)))
+            .collect();
+        Signals { streams }
+    }
+
+    /// The next signal received (never resolves if none can be).
+    async fn next(&mut self) -> Signal {
+        std::future::poll_fn(|cx| {
+            for (stream, sig) in &mut self.streams {
+                if let std::task::Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                    return std::task::Poll::Ready(*sig);
+                }
+            }
+            std::task::Poll::Pending
+        })
         .await
-        .is_err()
-    {
-        let _ = child.kill().await;
     }
 }
 

@@ -82,9 +82,12 @@ async fn connect(backend: &Backend) -> Result<baton::Client, baton::Error> {
         .await
 }
 
+/// Library events on stderr only when asked for (-v or RUST_LOG): by
+/// default every exit says what happened in one line of its own.
 fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal as _;
     let default = match verbose {
-        0 => "warn",
+        0 => "off",
         1 => "baton=debug,warn",
         _ => "baton=trace,debug",
     };
@@ -92,6 +95,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -92,7 +92,9 @@ impl Client {
 
     /// Breaks lock `name` whoever holds it, on every node, and wakes its
     /// waiters: for an operator facing a stuck lock. Returns the
-    /// fingerprints of the tokens removed (empty if it was free).
+    /// fingerprints of the tokens removed (empty if it was free). Succeeds
+    /// when a quorum of the nodes answered (a silent node keeps its copy
+    /// until its TTL, which no longer makes a quorum).
     ///
     /// The holder is not told: its guard will find the lease lost at its next
     /// renewal, and until then it may still believe it holds the lock. Its
@@ -111,9 +113,14 @@ impl Client {
                 Err(e) => errors.push((i, e)),
             }
         }
-        if !errors.is_empty() {
-            let answered = nodes.len() - errors.len();
+        let answered = nodes.len() - errors.len();
+        if answered < quorum(nodes.len()) {
             return Err(nodes.no_quorum(name, errors, Vec::new(), answered));
+        }
+        // A quorum answered: the lock is broken (no one can hold a quorum
+        // of it now), though a silent node may keep its copy until its TTL.
+        for (i, e) in errors {
+            tracing::warn!(node = nodes.name(i), error = %e, "force release did not reach a node");
         }
         removed.sort();
         removed.dedup();

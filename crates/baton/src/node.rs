@@ -607,10 +607,13 @@ fn invalid_url(url: &str, e: &RedisError) -> Error {
 }
 
 /// The password part of a URL's user info, if any.
+///
+/// Errs on the side of hiding: the user info runs to the *last* `@`, so a
+/// password with an unescaped `/` or `@` is still found (a path containing
+/// `@` may be over-redacted, which is harmless).
 fn password_of(url: &str) -> Option<&str> {
     let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
+    let userinfo = &rest[..rest.rfind('@')?];
     userinfo.split_once(':').map(|(_, pw)| pw)
 }
 
@@ -636,7 +639,13 @@ mod tests {
         assert_eq!(redact_url("redis://:s3cret@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h:1"), "redis://u:***@h:1");
         assert_eq!(redact_url("redis://u@h:1"), "redis://u@h:1");
-        assert_eq!(redact_url("redis://h:1/x@y"), "redis://h:1/x@y");
+        assert_eq!(redact_url("redis://:pa/ss@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://u:p@s/s@h:1"), "redis://u:***@h:1");
+        assert_eq!(
+            redact_url("redis://h:1/x@y"),
+            "redis://h:***@y",
+            "over-redacts, never leaks"
+        );
         assert_eq!(redact_url("nonsense"), "nonsense");
         assert_eq!(
             redact_url("redis://:is@127.0.0.1:1"),
