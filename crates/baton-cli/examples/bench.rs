@@ -27,6 +27,7 @@ async fn main() -> Result<(), String> {
         ops: None,
         concurrency: None,
         quick,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {

@@ -12,6 +12,7 @@
 //!
 //! Every key a run creates (fence counters included) is deleted afterwards.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct Options {
     pub concurrency: Option<usize>,
     /// A short profile: a twentieth of the standard counts.
     pub quick: bool,
+    /// Show progress on stderr (meant for when it is a terminal).
+    pub progress: bool,
 }
 
 /// The workload names `Options::workload` accepts.
@@ -61,44 +64,80 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     let wants = |w: &str| o.workload == w || o.workload == "all";
     let mut runs = Vec::new();
     let check = |client: Result<Client, baton::Error>| client.map_err(|e| e.to_string());
+    if o.workload == "redlock" && o.urls.len() < 2 {
+        return Err("redlock needs several servers: give --url more than once".into());
+    }
     if wants("sequential") {
-        runs.push(sequential(check(Client::connect(&url).await)?, scale(5_000)).await?);
+        let done = Progress::show(o.progress, "sequential", scale(5_000));
+        let client = check(Client::connect(&url).await)?;
+        runs.push(sequential(client, scale(5_000), &done).await?);
     }
     if wants("concurrent") {
-        runs.push(
-            concurrent(
-                check(Client::connect(&url).await)?,
-                scale(20_000),
-                o.concurrency.unwrap_or(64),
-            )
-            .await?,
-        );
+        let done = Progress::show(o.progress, "concurrent", scale(20_000));
+        let client = check(Client::connect(&url).await)?;
+        runs.push(concurrent(client, scale(20_000), o.concurrency.unwrap_or(64), &done).await?);
     }
     if wants("contended") {
-        runs.push(contended(&url, scale(400), o.concurrency.unwrap_or(8)).await?);
+        let done = Progress::show(o.progress, "contended", scale(400));
+        runs.push(contended(&url, scale(400), o.concurrency.unwrap_or(8), &done).await?);
     }
-    if wants("redlock") {
-        if o.urls.len() >= 2 {
-            runs.push(
-                redlock(
-                    check(Client::connect(&o.urls.join(",")).await)?,
-                    o.urls.len(),
-                    scale(2_000),
-                )
-                .await?,
-            );
-        } else if o.workload == "redlock" {
-            return Err("redlock needs several servers: give --url more than once".into());
-        }
+    if wants("redlock") && o.urls.len() >= 2 {
+        let done = Progress::show(o.progress, "redlock", scale(2_000));
+        let client = check(Client::connect(&o.urls.join(",")).await)?;
+        runs.push(redlock(client, o.urls.len(), scale(2_000), &done).await?);
     }
     if wants("baseline") {
-        runs.push(baseline(&url, scale(5_000), 1).await?);
-        runs.push(baseline(&url, scale(20_000), o.concurrency.unwrap_or(64)).await?);
+        let done = Progress::show(o.progress, "baseline", scale(5_000));
+        runs.push(baseline(&url, scale(5_000), 1, &done).await?);
+        let done = Progress::show(o.progress, "baseline", scale(20_000));
+        runs.push(baseline(&url, scale(20_000), o.concurrency.unwrap_or(64), &done).await?);
     }
     for url in &o.urls {
         cleanup(url).await?;
     }
     Ok(runs)
+}
+
+/// A workload's progress: a counter the workload bumps, and (if shown) a
+/// line on stderr redrawn ten times a second until the workload is done.
+struct Progress {
+    done: Arc<AtomicUsize>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn show(show: bool, workload: &'static str, total: usize) -> Progress {
+        let done = Arc::new(AtomicUsize::new(0));
+        let ticker = show.then(|| {
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                loop {
+                    let n = done.load(Ordering::Relaxed).min(total);
+                    let filled = n * 30 / total.max(1);
+                    eprint!(
+                        "\r  {workload:<11} [{}{}] {n}/{total}",
+                        "#".repeat(filled),
+                        " ".repeat(30 - filled)
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        Progress { done, ticker }
+    }
+
+    fn counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.done)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 /// One workload's result: latencies and how long it took.
@@ -187,9 +226,9 @@ async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn sequential(client: Client, ops: usize) -> Result<Run, String> {
+async fn sequential(client: Client, ops: usize, done: &Progress) -> Result<Run, String> {
     let start = Instant::now();
-    let latencies = cycles(client, 0, ops).await?;
+    let latencies = cycles(client, 0, ops, done.counter()).await?;
     Ok(Run::new(
         "sequential",
         "baton",
@@ -199,9 +238,9 @@ async fn sequential(client: Client, ops: usize) -> Result<Run, String> {
     ))
 }
 
-async fn redlock(client: Client, nodes: usize, ops: usize) -> Result<Run, String> {
+async fn redlock(client: Client, nodes: usize, ops: usize, done: &Progress) -> Result<Run, String> {
     let start = Instant::now();
-    let latencies = cycles(client, 0, ops).await?;
+    let latencies = cycles(client, 0, ops, done.counter()).await?;
     Ok(Run::new(
         "redlock",
         "baton",
@@ -211,10 +250,22 @@ async fn redlock(client: Client, nodes: usize, ops: usize) -> Result<Run, String
     ))
 }
 
-async fn concurrent(client: Client, ops: usize, tasks: usize) -> Result<Run, String> {
+async fn concurrent(
+    client: Client,
+    ops: usize,
+    tasks: usize,
+    done: &Progress,
+) -> Result<Run, String> {
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
-        .map(|t| tokio::spawn(cycles(client.clone(), t, share(ops, tasks, t))))
+        .map(|t| {
+            tokio::spawn(cycles(
+                client.clone(),
+                t,
+                share(ops, tasks, t),
+                done.counter(),
+            ))
+        })
         .collect();
     let latencies = join(handles).await?;
     Ok(Run::new(
@@ -243,7 +294,12 @@ async fn join(
 }
 
 /// Acquire+release cycles on distinct keys, each timed.
-async fn cycles(client: Client, task: usize, n: usize) -> Result<Vec<Duration>, String> {
+async fn cycles(
+    client: Client,
+    task: usize,
+    n: usize,
+    done: Arc<AtomicUsize>,
+) -> Result<Vec<Duration>, String> {
     let mut latencies = Vec::with_capacity(n);
     for i in 0..n {
         let lock = client
@@ -257,18 +313,24 @@ async fn cycles(client: Client, task: usize, n: usize) -> Result<Vec<Duration>, 
             .ok_or("a fresh key was busy")?;
         guard.release().await.map_err(|e| e.to_string())?;
         latencies.push(t.elapsed());
+        done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(latencies)
 }
 
-async fn contended(url: &str, acquisitions: usize, workers: usize) -> Result<Run, String> {
+async fn contended(
+    url: &str,
+    acquisitions: usize,
+    workers: usize,
+    done: &Progress,
+) -> Result<Run, String> {
     let name = format!("bench:{}:contended", std::process::id());
     let remaining = Arc::new(std::sync::atomic::AtomicIsize::new(acquisitions as isize));
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..workers {
         let client = Client::connect(url).await.map_err(|e| e.to_string())?;
-        let (name, remaining) = (name.clone(), remaining.clone());
+        let (name, remaining, done) = (name.clone(), remaining.clone(), done.counter());
         handles.push(tokio::spawn(async move {
             let lock = client.lock(&name).ttl(Duration::from_secs(10));
             let mut waits = Vec::new();
@@ -276,6 +338,7 @@ async fn contended(url: &str, acquisitions: usize, workers: usize) -> Result<Run
                 let t = Instant::now();
                 let guard = lock.acquire().await.map_err(|e| e.to_string())?;
                 waits.push(t.elapsed());
+                done.fetch_add(1, Ordering::Relaxed);
                 tokio::task::yield_now().await;
                 guard.release().await.map_err(|e| e.to_string())?;
             }
@@ -308,12 +371,12 @@ async fn contended(url: &str, acquisitions: usize, workers: usize) -> Result<Run
 
 /// The same server, no lock library: `SET key v NX PX 10000` then `DEL key`
 /// through one multiplexed redis-rs connection.
-async fn baseline(url: &str, ops: usize, tasks: usize) -> Result<Run, String> {
+async fn baseline(url: &str, ops: usize, tasks: usize, done: &Progress) -> Result<Run, String> {
     let conn = raw(url).await?;
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
-            let mut conn = conn.clone();
+            let (mut conn, done) = (conn.clone(), done.counter());
             let n = share(ops, tasks, t);
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(n);
@@ -335,6 +398,7 @@ async fn baseline(url: &str, ops: usize, tasks: usize) -> Result<Run, String> {
                         .await
                         .map_err(|e| e.to_string())?;
                     latencies.push(t0.elapsed());
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(latencies)
             })

@@ -55,6 +55,7 @@ async fn bench(args: cli::BenchArgs) -> Exit {
         ops: args.ops,
         concurrency: args.concurrency,
         quick: args.quick,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(

@@ -422,3 +422,40 @@ fn a_signal_at_once_is_passed_on_not_fatal() {
         );
     }
 }
+
+/// The server stops answering under a running command: renewals fail, the
+/// lease is given up before its deadline, the command is stopped: 76.
+#[test]
+fn a_stopped_server_stops_the_command_with_76() {
+    let server = RedisServer::start();
+    let mut child = baton(
+        &server,
+        &[
+            "exec",
+            "job",
+            "--ttl",
+            "600ms",
+            "--kill-after",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    server.pause();
+    let status = wait(&mut child);
+    server.resume();
+    assert_eq!(status.code(), Some(76));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    one_line(&stderr);
+}
