@@ -65,6 +65,41 @@ fn holder(server: &RedisServer, extra: &[&str]) -> (Child, BufReader<ChildStdout
     (child, out, line)
 }
 
+/// Starts `baton exec job --ttl TTL --kill-after 1s` on a command that
+/// says "started" and sleeps; returns once it has started (stderr piped).
+fn sleeper(server: &RedisServer, ttl: &str) -> Child {
+    let args = [
+        "exec",
+        "job",
+        "--ttl",
+        ttl,
+        "--kill-after",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 30",
+    ];
+    let mut child = baton(server, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "started");
+    child
+}
+
+/// Everything the child wrote on stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
+}
+
 fn one_line(stderr: &str) {
     assert_eq!(
         stderr.trim_end().lines().count(),
@@ -142,33 +177,10 @@ fn the_command_gets_its_fence_name_and_ttl_and_its_status_passes_through() {
 #[test]
 fn a_lost_lease_stops_the_command_and_exits_76() {
     let server = RedisServer::start();
-    let mut child = baton(
-        &server,
-        &[
-            "exec",
-            "job",
-            "--ttl",
-            "300ms",
-            "--kill-after",
-            "1s",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 30",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut child = sleeper(&server, "300ms");
     server.cmd::<()>(&["DEL", "baton:job"]);
     assert_eq!(wait(&mut child).code(), Some(76));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_of(&mut child);
     one_line(&stderr);
     assert!(stderr.contains("lost"), "{stderr:?}");
 }
@@ -428,34 +440,10 @@ fn a_signal_at_once_is_passed_on_not_fatal() {
 #[test]
 fn a_stopped_server_stops_the_command_with_76() {
     let server = RedisServer::start();
-    let mut child = baton(
-        &server,
-        &[
-            "exec",
-            "job",
-            "--ttl",
-            "600ms",
-            "--kill-after",
-            "1s",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 30",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut child = sleeper(&server, "600ms");
     server.pause();
     let status = wait(&mut child);
     server.resume();
     assert_eq!(status.code(), Some(76));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    one_line(&stderr);
+    one_line(&stderr_of(&mut child));
 }

@@ -189,6 +189,18 @@ where
         reply.map_err(|e| redis_error(&self.name, e))
     }
 
+    /// Runs `script` and reads its reply as a `T`.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T> {
+        let value = self.eval(script, keys, args).await?;
+        redis::from_redis_value::<T>(value)
+            .map_err(|e| redis_error(&self.name, RedisError::from(e)))
+    }
+
     async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
         let ttls: Vec<String> = renewals.iter().map(|r| r.2.to_string()).collect();
         let build = |use_sha: bool, which: &[usize]| {
@@ -289,15 +301,13 @@ where
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
             let ttl = ttl_ms.to_string();
-            let value = self
-                .eval(
+            let (ours, n): (i64, i64) = self
+                .call(
                     &scripts::ACQUIRE,
                     &[&keys.lock, &keys.fence],
                     &[token.as_str(), &ttl],
                 )
                 .await?;
-            let (ours, n) = redis::from_redis_value::<(i64, i64)>(value)
-                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
             Ok(if ours == 1 {
                 Reply::Acquired { fence: n as u64 }
             } else {
@@ -316,11 +326,9 @@ where
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let channel = if announce { keys.channel.as_str() } else { "" };
-            let value = self
-                .eval(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
+            let n: i64 = self
+                .call(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
                 .await?;
-            let n = redis::from_redis_value::<i64>(value)
-                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
             Ok(n == 1)
         })
     }
@@ -333,27 +341,22 @@ where
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let fence = fence.to_string();
-            let value = self
-                .eval(
+            let n: i64 = self
+                .call(
                     &scripts::RAISE,
                     &[&keys.lock, &keys.fence],
                     &[token.as_str(), &fence],
                 )
                 .await?;
-            let n = redis::from_redis_value::<i64>(value)
-                .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
             Ok(n == 1)
         })
     }
 
     fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
         Box::pin(async move {
-            let value = self
-                .eval(&scripts::INSPECT, &[&keys.lock, &keys.fence], &[])
+            let (holder, pttl, fence): (Option<String>, i64, Option<String>) = self
+                .call(&scripts::INSPECT, &[&keys.lock, &keys.fence], &[])
                 .await?;
-            let (holder, pttl, fence) =
-                redis::from_redis_value::<(Option<String>, i64, Option<String>)>(value)
-                    .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
             Ok(Inspection {
                 holder,
                 pttl,
@@ -364,11 +367,8 @@ where
 
     fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            let value = self
-                .eval(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
-                .await?;
-            redis::from_redis_value::<Option<String>>(value)
-                .map_err(|e| redis_error(&self.name, RedisError::from(e)))
+            self.call(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
+                .await
         })
     }
 
