@@ -205,3 +205,26 @@ pub async fn hold(client: &Client, name: &str, ttl: Duration) -> baton::Guard {
         .expect("try_acquire")
         .unwrap_or_else(|| panic!("{name} should be free"))
 }
+
+/// A task waiting to acquire `lock`; yields its guard and when it got it.
+pub type Waiting = tokio::task::JoinHandle<baton::Result<(baton::Guard, tokio::time::Instant)>>;
+
+/// Starts a task waiting to acquire `lock`.
+pub fn spawn_waiter(lock: baton::Lock) -> Waiting {
+    tokio::spawn(async move {
+        lock.acquire()
+            .await
+            .map(|g| (g, tokio::time::Instant::now()))
+    })
+}
+
+/// Releases `held` and asserts that `waiter` acquires within a second:
+/// woken by the release notification, not by its (long) fallback.
+pub async fn release_wakes(held: baton::Guard, waiter: Waiting) {
+    let released_at = tokio::time::Instant::now();
+    held.release().await.expect("release");
+    let (guard, acquired_at) = waiter.await.expect("waiter task").expect("acquired");
+    let woke = acquired_at - released_at;
+    assert!(woke < Duration::from_secs(1), "woke after {woke:?}");
+    guard.release().await.expect("release");
+}
