@@ -187,3 +187,36 @@ fn lock_name(text: &str) -> Result<String, String> {
     baton_core::name::validate_name(text).map_err(|reason| format!("the name {reason}"))?;
     Ok(text.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn durations_and_bounds() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(ttl("30s"), Ok(Duration::from_secs(30)));
+        assert!(ttl("5ms").is_err() && ttl("25h").is_err() && ttl("0s").is_err());
+        assert!(lock_name("").is_err() && lock_name("a\nb").is_err());
+        assert_eq!(lock_name("nightly-report").as_deref(), Ok("nightly-report"));
+    }
+
+    proptest! {
+        /// Any text given as a duration, TTL or name: a typed answer, no panic.
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,40}") {
+            let _ = duration(&text);
+            let _ = ttl(&text);
+            let _ = lock_name(&text);
+        }
+
+        /// Whatever `ttl` accepts is a lease the library accepts.
+        #[test]
+        fn accepted_ttls_are_in_bounds(ms in 0u64..200_000_000) {
+            if let Ok(t) = ttl(&format!("{ms}ms")) {
+                prop_assert!(t >= baton::MIN_TTL && t <= baton::MAX_TTL);
+            }
+        }
+    }
+}

@@ -633,6 +633,30 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: redaction never panics.
+        #[test]
+        fn redaction_never_panics(url in ".{0,80}") {
+            let _ = redact_url(&url);
+        }
+
+        /// A URL with a password (of awkward characters too): the password
+        /// never survives redaction.
+        #[test]
+        fn a_password_never_survives_redaction(
+            scheme in "(redis|rediss|unix)",
+            user in "[a-z]{0,6}",
+            secret in "[a-zA-Z0-9/@:%?#!]{1,12}",
+            host in "[a-z0-9.]{1,12}",
+            rest in "(:[0-9]{1,5})?(/[0-9]{1,2})?",
+        ) {
+            let password = format!("Zq{secret}Zq");
+            let url = format!("{scheme}://{user}:{password}@{host}{rest}");
+            prop_assert!(!redact_url(&url).contains(&password), "{}", redact_url(&url));
+        }
+    }
 
     #[test]
     fn urls_are_shown_without_passwords() {
