@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod blocking;
+mod cancel;
 mod costs;
 mod exclusion;
 mod faults;
