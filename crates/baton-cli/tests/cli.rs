@@ -447,3 +447,35 @@ fn a_stopped_server_stops_the_command_with_76() {
     assert_eq!(status.code(), Some(76));
     one_line(&stderr_of(&mut child));
 }
+
+/// With every log line on (-vv), a password still appears nowhere: not in
+/// the library's events, not in errors.
+#[test]
+fn no_password_in_logs() {
+    let server = RedisServer::start_with(
+        baton_test_support::ServerOptions::default().password("Zq-s3cret-qZ"),
+    );
+    let url = server.url();
+    assert!(url.contains("Zq-s3cret-qZ"));
+    for args in [
+        &["-vv", "exec", "job", "--url", &url, "--", "true"][..],
+        &["-vv", "status", "job", "--url", &url],
+        &[
+            "-vv",
+            "exec",
+            "job",
+            "--url",
+            "redis://:Zq-s3cret-qZ@127.0.0.1:1",
+            "--",
+            "true",
+        ],
+    ] {
+        let out = baton(&server, args).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("Zq-s3cret-qZ"), "{args:?}: {all}");
+    }
+}
