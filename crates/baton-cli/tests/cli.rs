@@ -477,5 +477,8 @@ fn no_password_in_logs() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!all.contains("Zq-s3cret-qZ"), "{args:?}: {all}");
+        if args[1] == "exec" && args[4] == url {
+            assert!(all.contains("DEBUG"), "the logs were on: {all}");
+        }
     }
 }
