@@ -104,3 +104,38 @@ pub use node::Connection;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// Compile-time checks: every future and handle a user may move to another
+/// task or thread is `Send` (and handles are `Sync`), so `tokio::spawn` works.
+#[cfg(test)]
+mod send_sync {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn futures_and_handles_can_cross_threads() {
+        send_sync::<crate::Client>();
+        send_sync::<crate::Lock>();
+        send_sync::<crate::Guard>();
+        send_sync::<crate::Lease>();
+        send_sync::<crate::Error>();
+        send_sync::<crate::blocking::Client>();
+        send_sync::<crate::blocking::Guard>();
+        let client = crate::Client::in_memory();
+        let lock = client.lock("x");
+        send(&lock.try_acquire());
+        send(&lock.acquire());
+        send(&lock.run(|lease| async move { lease.fence() }));
+        send(&client.status("x"));
+        send(&client.force_release("x"));
+        send(&crate::Client::connect("redis://127.0.0.1:1"));
+        fn guard_futures(guard: &mut crate::Guard) {
+            send(&guard.lost());
+            send(&guard.extend(std::time::Duration::from_secs(1)));
+        }
+        fn release_future(guard: crate::Guard) {
+            send(&guard.release());
+        }
+        let _ = (guard_futures, release_future);
+    }
+}
