@@ -57,6 +57,26 @@ impl Cluster {
             .expect("connect")
     }
 
+    /// Waits until `key` is set on every node (requests of a won round may
+    /// still be landing when it returns).
+    async fn wait_set_everywhere(&self, key: &str) {
+        crate::support::eventually(&format!("{key} set on every node"), || {
+            self.servers
+                .iter()
+                .all(|s| s.cmd::<Option<String>>(&["GET", key]).is_some())
+        })
+        .await;
+    }
+
+    /// Loads the scripts on every node, so later EVALSHAs need no NOSCRIPT
+    /// resend: takes a lock, waits until every node's request has landed (so
+    /// none lands later), releases it.
+    async fn warm_up(&self, client: &Client) {
+        let warm = hold(client, "warm", Duration::from_secs(2)).await;
+        self.wait_set_everywhere("baton:warm").await;
+        warm.release().await.unwrap();
+    }
+
     /// The value of the lock key on each node.
     fn values(&self) -> Vec<Option<String>> {
         self.servers.iter().map(|s| s.cmd(&["GET", KEY])).collect()
@@ -221,17 +241,9 @@ async fn dropped_replies_count_as_failure_and_the_release_still_arrives() {
     within(async {
         let cluster = Cluster::proxied(3).await;
         let client = cluster.client(TIMEOUT).await;
-        // Load the scripts everywhere first, so the EVALSHA sent into the
-        // silence is applied rather than refused with NOSCRIPT.
-        client
-            .lock("warm")
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free")
-            .release()
-            .await
-            .unwrap();
+        // The EVALSHA sent into the silence must be applied, not refused
+        // with NOSCRIPT.
+        cluster.warm_up(&client).await;
         cluster.proxies[0].set_mode(Mode::DropReplies);
         let guard = client
             .lock("job")
@@ -241,10 +253,7 @@ async fn dropped_replies_count_as_failure_and_the_release_still_arrives() {
             .unwrap()
             .expect("2 of 3");
         // The round may be won before the silent node's SET is applied.
-        crate::support::eventually("the SET lands on the silent node too", || {
-            cluster.values().iter().all(Option::is_some)
-        })
-        .await;
+        cluster.wait_set_everywhere(KEY).await;
         assert_eq!(guard.release().await.unwrap(), Released::Released);
         assert_eq!(
             cluster.values(),
@@ -262,15 +271,7 @@ async fn a_round_slower_than_the_ttl_is_not_a_win() {
     within(async {
         let cluster = Cluster::proxied(3).await;
         let client = cluster.client(Duration::from_secs(2)).await;
-        client
-            .lock("warm")
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free")
-            .release()
-            .await
-            .unwrap();
+        cluster.warm_up(&client).await;
         for proxy in &cluster.proxies {
             proxy.set_mode(Mode::Delay(Duration::from_millis(40)));
         }
@@ -354,18 +355,10 @@ async fn extend_holds_with_two_of_five_failing_and_not_with_three() {
     within(async {
         let mut cluster = Cluster::start(5);
         let client = cluster.client(TIMEOUT).await;
-        // Load the scripts everywhere, so no node needs a NOSCRIPT resend.
-        hold(&client, "warm", Duration::from_secs(2))
-            .await
-            .release()
-            .await
-            .unwrap();
+        cluster.warm_up(&client).await;
         let mut guard = hold(&client, "job", Duration::from_secs(2)).await;
         // The round may be won before the last nodes answered.
-        crate::support::eventually("the lease stands on all five", || {
-            cluster.values().iter().all(Option::is_some)
-        })
-        .await;
+        cluster.wait_set_everywhere(KEY).await;
         cluster.servers[0].kill();
         cluster.servers[1].kill();
         guard
@@ -542,17 +535,8 @@ async fn a_waiter_behind_a_quorum_holder_does_not_spin() {
     within(async {
         let cluster = Cluster::start(3);
         let client = cluster.client(TIMEOUT).await;
-        // Warm up (load the scripts), letting every node's request land
-        // first: a straggler counted after the reset would skew the counts.
-        let warm = hold(&client, "warm", Duration::from_secs(2)).await;
-        crate::support::eventually("the warm-up lock stands on every node", || {
-            cluster
-                .servers
-                .iter()
-                .all(|s| s.cmd::<Option<String>>(&["GET", "baton:warm"]).is_some())
-        })
-        .await;
-        warm.release().await.unwrap();
+        // (No warm-up straggler may land after the reset below.)
+        cluster.warm_up(&client).await;
         for server in &cluster.servers[1..] {
             server.cmd::<()>(&["SET", KEY, FOREIGN, "PX", "60000"]);
         }
