@@ -42,20 +42,14 @@ fn wait(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// Starts `baton exec` whose command prints a line and then blocks reading
-/// stdin; returns once that line has been printed (the lock is held).
-fn holder(server: &RedisServer, extra: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
-    let mut args = vec!["exec", "job"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "--",
-        "sh",
-        "-c",
-        "echo \"started $BATON_FENCE $$\"; read line; echo done",
-    ]);
-    let mut child = baton(server, &args)
+/// Starts `baton` with `args` (stdin, stdout and stderr piped) and waits
+/// for the command's first line, which says it has started (so the lock is
+/// held): the child, the rest of its stdout, and that line.
+fn started(server: &RedisServer, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = baton(server, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -65,8 +59,22 @@ fn holder(server: &RedisServer, extra: &[&str]) -> (Child, BufReader<ChildStdout
     (child, out, line)
 }
 
-/// Starts `baton exec job --ttl TTL --kill-after 1s` on a command that
-/// says "started" and sleeps; returns once it has started (stderr piped).
+/// `baton exec job EXTRA -- …` on a command that says "started $BATON_FENCE
+/// $$" and then blocks reading stdin.
+fn holder(server: &RedisServer, extra: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+    let mut args = vec!["exec", "job"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--",
+        "sh",
+        "-c",
+        "echo \"started $BATON_FENCE $$\"; read line; echo done",
+    ]);
+    started(server, &args)
+}
+
+/// `baton exec job --ttl TTL --kill-after 1s` on a command that says
+/// "started" and sleeps.
 fn sleeper(server: &RedisServer, ttl: &str) -> Child {
     let args = [
         "exec",
@@ -80,17 +88,7 @@ fn sleeper(server: &RedisServer, ttl: &str) -> Child {
         "-c",
         "echo started; exec sleep 30",
     ];
-    let mut child = baton(server, &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "started");
-    child
+    started(server, &args).0
 }
 
 /// Everything the child wrote on stderr.
@@ -189,14 +187,7 @@ fn a_lost_lease_stops_the_command_and_exits_76() {
 fn signals_to_baton_reach_the_command_and_the_lock_is_released() {
     let server = RedisServer::start();
     let script = "trap 'exit 42' TERM; echo started; while :; do sleep 0.05; done";
-    let mut child = baton(&server, &["exec", "job", "--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, _out, _) = started(&server, &["exec", "job", "--", "sh", "-c", script]);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
