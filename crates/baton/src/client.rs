@@ -93,6 +93,25 @@ impl Client {
         &self.inner.prefix
     }
 
+    /// How many of this client's leases are being renewed in the background
+    /// right now: held with auto-renewal, not released, not lost. For
+    /// metrics, and to check that nothing keeps a released or lost lease
+    /// alive.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let guard = client.lock("job").acquire().await?;
+    /// assert_eq!(client.renewing(), 1);
+    /// guard.release().await?;
+    /// assert_eq!(client.renewing(), 0);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn renewing(&self) -> usize {
+        self.inner.renewer.len()
+    }
+
     pub(crate) fn from_nodes(nodes: Vec<Arc<dyn Node>>) -> Client {
         Client::assemble(nodes, DEFAULT_PREFIX, DEFAULT_NODE_TIMEOUT)
     }

@@ -216,7 +216,7 @@ impl LeaseCell {
                 // revive the lease: it was not to be trusted in between.
                 Extension::Extended if at < s.schedule.valid_until() => {
                     s.schedule.on_renewed(sent, ttl);
-                    tracing::trace!(lock = %self.name, "renewed");
+                    tracing::trace!(lock = %self.name, fence = %self.fence, "renewed");
                     return true;
                 }
                 Extension::Extended => why = Some("its renewal came back after the deadline"),

@@ -136,10 +136,14 @@ impl Renewer {
         }
     }
 
-    /// The number of leases being renewed.
-    #[cfg(test)]
+    /// The number of leases being renewed: registered and not lost.
     pub(crate) fn len(&self) -> usize {
-        self.shared.lock().leases.len()
+        let queue = self.shared.lock();
+        queue
+            .leases
+            .values()
+            .filter(|slot| slot.lease.0.next_renewal().is_some())
+            .count()
     }
 }
 
@@ -227,6 +231,9 @@ impl Shared {
 
     async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>) {
         let (batch, _turns): (Vec<Lease>, Vec<_>) = batch.into_iter().unzip();
+        for lease in &batch {
+            tracing::trace!(lock = %lease.0.name, fence = %lease.fence(), "renewing");
+        }
         let sent = now();
         let ttls: Vec<Duration> = batch.iter().map(|l| l.0.ttl()).collect();
         let renewals: Vec<_> = batch

@@ -14,6 +14,7 @@ both! {
     async fn renewal_keeps_a_short_lease_held(b: Backend) {
         let (a, other) = (b.client().await, b.client().await);
         let guard = hold(&a, "long-job", TTL).await;
+        assert_eq!(a.renewing(), 1);
         let token = b.get(&key("long-job")).unwrap();
         for _ in 0..10 {
             tokio::time::sleep(TTL).await;
@@ -22,6 +23,7 @@ both! {
             assert_eq!(b.get(&key("long-job")).as_ref(), Some(&token));
         }
         guard.release().await.unwrap();
+        assert_eq!(a.renewing(), 0, "renewal stops with the release");
     }
 
     /// Deleting the key under a holder is noticed at the next renewal.
@@ -33,6 +35,7 @@ both! {
         guard.lost().await;
         assert!(tokio::time::Instant::now() < deadline, "noticed by a renewal, not by the deadline passing");
         assert!(!guard.is_held());
+        assert_eq!(client.renewing(), 0, "a lost lease is no longer renewed, though its guard lives");
         assert_eq!(b.get(&key("job")), None, "renewal never re-creates the key");
     }
 
@@ -53,6 +56,7 @@ both! {
         let client = b.client().await;
         let guard = client.lock("job").ttl(TTL).auto_renew(false).try_acquire().await.unwrap().expect("free");
         let acquired = tokio::time::Instant::now();
+        assert_eq!(client.renewing(), 0, "auto_renew(false): nothing to renew");
         guard.lost().await;
         assert!(acquired.elapsed() < TTL, "lost before the server's expiry");
         assert!(!guard.is_held());
@@ -83,6 +87,7 @@ async fn lost_fires_before_the_deadline_when_the_server_dies() {
             "lost() fired before the deadline"
         );
         assert!(!guard.is_held());
+        assert_eq!(client.renewing(), 0, "renewal gave up with the loss");
     })
     .await
 }
