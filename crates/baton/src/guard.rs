@@ -216,7 +216,9 @@ impl LeaseCell {
                 // revive the lease: it was not to be trusted in between.
                 Extension::Extended if at < s.schedule.valid_until() => {
                     s.schedule.on_renewed(sent, ttl);
-                    tracing::trace!(lock = %self.name, fence = %self.fence, "renewed");
+                    let valid_for = s.schedule.valid_until().saturating_duration_since(now());
+                    let valid_for_us = valid_for.as_micros() as u64;
+                    tracing::trace!(lock = %self.name, fence = %self.fence, valid_for_us, "renewed");
                     return true;
                 }
                 Extension::Extended => why = Some("its renewal came back after the deadline"),

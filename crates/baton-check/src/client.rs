@@ -1,0 +1,242 @@
+//! One client process: contends for the lock in a loop and, while holding
+//! it, does a read-modify-write on the fenced store; records everything.
+//!
+//! Each round: acquire (waiting up to two TTLs); read the resource under
+//! the fence; if the lease is still held, "work" for a random time (up to
+//! two thirds of the TTL, so renewals happen), then write `value + 1` —
+//! *without* checking the lease again, as real code cannot avoid: a process
+//! pause during the work is exactly what fences exist for; then release.
+//! A task watches `Lease::lost` and records the loss. The library's own
+//! renewal events (tracing, `renewing` / `renewed`) are recorded too.
+//!
+//! SIGTERM ends the loop after the current round.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::{Client, Error, Released};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+use crate::history::{now_ns, Op, Recorder};
+use crate::store::StoreClient;
+
+/// What a client process is told on its command line.
+#[derive(Debug, Clone)]
+pub struct ClientArgs {
+    /// The process name in the history, `c<i>.<incarnation>`.
+    pub process: String,
+    /// One URL per node (through the nemesis's proxies).
+    pub urls: Vec<String>,
+    /// The fenced store.
+    pub store: SocketAddr,
+    /// This process's history file.
+    pub history: PathBuf,
+    /// The lock's name.
+    pub lock: String,
+    /// The lock's TTL.
+    pub ttl: Duration,
+    /// The per-node request timeout.
+    pub node_timeout: Duration,
+}
+
+/// Runs the client until SIGTERM. Errors only if it cannot start.
+pub async fn run(args: ClientArgs) -> Result<(), String> {
+    let history =
+        Recorder::open(&args.history, &args.process).map_err(|e| format!("history: {e}"))?;
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(RenewalEvents {
+        lock: args.lock.clone(),
+        history: history.clone(),
+    }))
+    .map_err(|e| format!("tracing: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("signal: {e}"))?;
+    let flag = Arc::clone(&stop);
+    tokio::spawn(async move {
+        term.recv().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+
+    let mut builder = Client::builder().node_timeout(args.node_timeout);
+    for url in &args.urls {
+        builder = builder.node(url);
+    }
+    // Building connects to nothing yet: a node down now is met at acquire.
+    let client = builder.build().await.map_err(|e| format!("client: {e}"))?;
+    let lock = client
+        .lock(&args.lock)
+        .ttl(args.ttl)
+        .wait(args.ttl * 2)
+        .retry_interval(args.ttl / 5);
+    let mut store = None;
+    while !stop.load(Ordering::SeqCst) {
+        history.record(Op::AcquireInvoke);
+        let guard = match lock.acquire().await {
+            Ok(guard) => guard,
+            Err(e @ Error::Timeout { .. }) => {
+                history.record(Op::AcquireFail {
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+            Err(e) => {
+                history.record(Op::AcquireInfo {
+                    error: e.to_string(),
+                });
+                // A node that refuses connections answers at once: do not spin.
+                tokio::time::sleep(jitter(args.ttl / 10)).await;
+                continue;
+            }
+        };
+        let fence = guard.fence().0;
+        let lease = guard.lease().clone();
+        history.record(Op::AcquireOk {
+            fence,
+            valid_until: deadline(lease.remaining()),
+        });
+        let watcher = {
+            let (lease, history) = (lease.clone(), history.clone());
+            tokio::spawn(async move {
+                lease.lost().await;
+                history.record(Op::Lost { fence });
+            })
+        };
+
+        if store.is_none() {
+            store = StoreClient::connect(args.store, &args.process).await.ok();
+        }
+        if let Some(conn) = &mut store {
+            if let Err(e) = update(conn, &history, fence, &lease, args.ttl).await {
+                // The store is local and never faulted: this is the end of the run.
+                tracing::debug!(error = %e, "store unreachable");
+                store = None;
+            }
+        }
+
+        // Stop watching first: `lost()` also resolves on release.
+        watcher.abort();
+        let _ = watcher.await;
+        history.record(Op::ReleaseInvoke { fence });
+        match guard.release().await {
+            Ok(released) => history.record(Op::ReleaseOk {
+                fence,
+                released: released == Released::Released,
+                renewing: client.renewing(),
+            }),
+            Err(e) => history.record(Op::ReleaseInfo {
+                fence,
+                error: e.to_string(),
+                renewing: client.renewing(),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// The read-modify-write under the lease.
+async fn update(
+    store: &mut StoreClient,
+    history: &Recorder,
+    fence: u64,
+    lease: &baton::Lease,
+    ttl: Duration,
+) -> std::io::Result<()> {
+    let value = store.read(fence).await?;
+    history.record(Op::Read { fence, value });
+    let Some(value) = value else { return Ok(()) };
+    if !lease.is_held() {
+        return Ok(());
+    }
+    // The work: a pause here (SIGSTOP) outlives the lease.
+    tokio::time::sleep(jitter(ttl * 2 / 3)).await;
+    history.record(Op::WriteInvoke {
+        fence,
+        value: value + 1,
+    });
+    let accepted = store.write(fence, value + 1).await?;
+    history.record(Op::WriteOk { fence, accepted });
+    Ok(())
+}
+
+/// The monotonic time `remaining` from now, in the history's clock.
+fn deadline(remaining: Duration) -> u64 {
+    now_ns() + remaining.as_nanos() as u64
+}
+
+/// A random duration in `[0, max)`.
+fn jitter(max: Duration) -> Duration {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("OS randomness");
+    let nanos = max.as_nanos() as u64;
+    Duration::from_nanos(u64::from_le_bytes(bytes) % nanos.max(1))
+}
+
+/// Records the library's renewal events of our lock.
+struct RenewalEvents {
+    lock: String,
+    history: Recorder,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for RenewalEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if !event.metadata().target().starts_with("baton") {
+            return;
+        }
+        let t = now_ns();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.lock.as_deref() != Some(self.lock.as_str()) {
+            return;
+        }
+        let Some(fence) = fields.fence else { return };
+        let op = match fields.message.as_deref() {
+            Some("renewing") => Op::Renewing { fence },
+            Some("renewed") => Op::Renewed {
+                fence,
+                valid_until: t + fields.valid_for_us.unwrap_or(0) * 1000,
+            },
+            _ => return,
+        };
+        self.history.record_at(t, op);
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    lock: Option<String>,
+    fence: Option<u64>,
+    valid_for_us: Option<u64>,
+}
+
+impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "valid_for_us" {
+            self.valid_for_us = Some(value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_text(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_text(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn record_text(&mut self, field: &Field, text: String) {
+        match field.name() {
+            "message" => self.message = Some(text),
+            "lock" => self.lock = Some(text),
+            "fence" => self.fence = text.parse().ok(),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `baton-check`: runs client processes against private Redis nodes under
+//! injected faults, then checks the recorded history. Exit 0 when every
+//! check passes, 1 on any violation, 2 when it cannot run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use baton_check::client::ClientArgs;
+use baton_check::nemesis::Fault;
+use baton_check::run::RunArgs;
+use clap::{Args, Parser, Subcommand};
+
+/// Checks Baton's locks under faults: several client processes contend for
+/// one lock and update a fenced store while a nemesis kills, pauses and
+/// cuts off Redis nodes and clients; the history is then checked.
+///
+/// Example: baton-check --nodes 5 --clients 8 --duration 60s --nemesis all
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: Run,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// One client process (started by the checker itself).
+    #[command(hide = true)]
+    Client(Client),
+}
+
+#[derive(Args)]
+struct Run {
+    /// Redis nodes: 1 = single server, 3 or more = Redlock.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=15))]
+    nodes: u16,
+    /// Client processes contending for the lock.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    clients: u16,
+    /// How long the clients contend, e.g. 30s, 5m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Faults: all, none, or a list of kill, kill-volatile, pause, blackhole,
+    /// delay, drop-replies, reset, script-flush, pause-client, kill-client.
+    #[arg(long, default_value = "all", value_parser = Fault::parse_list)]
+    nemesis: std::vec::Vec<Fault>,
+    /// The lock's TTL.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// Nodes that run without persistence (restarted empty, a TTL after a
+    /// kill). Fences can repeat after such a restart (see the README):
+    /// fence-order violations are then reported, not counted.
+    #[arg(long, default_value_t = 0)]
+    volatile: u16,
+    /// The clients' per-node request timeout [default: TTL/5].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    node_timeout: Option<Duration>,
+    /// Where the history goes [default: a new directory under the temp dir].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The nemesis schedule's seed [default: random].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Let the store accept stale fences: shows what fencing buys (with
+    /// pause-client faults, lost updates appear and the run fails).
+    #[arg(long)]
+    unfenced: bool,
+}
+
+#[derive(Args)]
+struct Client {
+    #[arg(long)]
+    process: String,
+    #[arg(long, value_delimiter = ',')]
+    urls: Vec<String>,
+    #[arg(long)]
+    store: std::net::SocketAddr,
+    #[arg(long)]
+    history: PathBuf,
+    #[arg(long)]
+    lock: String,
+    #[arg(long)]
+    ttl_ms: u64,
+    #[arg(long)]
+    node_timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Sub::Client(c)) => client(c),
+        None => run(cli.run),
+    }
+}
+
+fn client(c: Client) -> ExitCode {
+    let args = ClientArgs {
+        process: c.process,
+        urls: c.urls,
+        store: c.store,
+        history: c.history,
+        lock: c.lock,
+        ttl: Duration::from_millis(c.ttl_ms),
+        node_timeout: Duration::from_millis(c.node_timeout_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(baton_check::client::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baton-check client: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(r: Run) -> ExitCode {
+    if r.volatile > r.nodes {
+        eprintln!(
+            "baton-check: --volatile {} > --nodes {}",
+            r.volatile, r.nodes
+        );
+        return ExitCode::from(2);
+    }
+    if r.ttl < Duration::from_millis(100) || r.ttl > Duration::from_secs(60) {
+        eprintln!("baton-check: --ttl must be between 100ms and 60s");
+        return ExitCode::from(2);
+    }
+    let seed = r.seed.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("OS randomness");
+        u64::from_le_bytes(bytes) >> 1
+    });
+    let args = RunArgs {
+        nodes: r.nodes.into(),
+        clients: r.clients.into(),
+        duration: r.duration,
+        nemesis: r.nemesis,
+        ttl: r.ttl,
+        volatile: r.volatile.into(),
+        node_timeout: r.node_timeout.unwrap_or(r.ttl / 5),
+        out: r
+            .out
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("baton-check-{seed}"))),
+        seed,
+        fenced: !r.unfenced,
+    };
+    eprintln!(
+        "baton-check: {} node(s), {} clients, {:?}, ttl {:?}, seed {seed}",
+        args.nodes, args.clients, args.duration, args.ttl
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(baton_check::run::run(args)) {
+        Ok(outcome) => {
+            println!("{}", outcome.report.table());
+            for failed in outcome.report.checks.iter().filter(|c| !c.ok()) {
+                for example in &failed.examples {
+                    println!("  {}: {example}", failed.name);
+                }
+            }
+            println!("history: {}", outcome.history.display());
+            if outcome.report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("baton-check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The run: private Redis nodes behind fault proxies, the fenced store,
+//! client processes, the nemesis schedule; then the history is merged and
+//! checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_test_support::{FaultProxy, Mode, RedisServer, ServerOptions};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, sleep_until, Instant};
+
+use crate::check::{check, Report};
+use crate::history::{load, Op, Recorder};
+use crate::nemesis::{plan_phase, Fault, Planned, Rng};
+use crate::store::Store;
+
+/// The lock every client contends for.
+pub const LOCK: &str = "check";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// Redis nodes: 1 = single server, more = Redlock.
+    pub nodes: usize,
+    /// Client processes.
+    pub clients: usize,
+    /// How long the clients contend.
+    pub duration: Duration,
+    /// The faults the nemesis may inject.
+    pub nemesis: Vec<Fault>,
+    /// The lock's TTL.
+    pub ttl: Duration,
+    /// How many nodes run without persistence (the first ones).
+    pub volatile: usize,
+    /// The per-node request timeout of the clients.
+    pub node_timeout: Duration,
+    /// Where the history files go.
+    pub out: PathBuf,
+    /// The nemesis schedule's seed.
+    pub seed: u64,
+    /// `false`: the store accepts stale fences (to show what fencing buys).
+    pub fenced: bool,
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// The checks' verdicts and counts.
+    pub report: Report,
+    /// The merged history.
+    pub history: PathBuf,
+}
+
+/// One client process slot: its current incarnation.
+struct Slot {
+    index: usize,
+    incarnation: usize,
+    child: Option<Child>,
+    name: String,
+}
+
+/// Everything the run owns.
+struct Cluster {
+    args: RunArgs,
+    exe: PathBuf,
+    servers: Vec<RedisServer>,
+    proxies: Vec<FaultProxy>,
+    store: Store,
+    clients: Vec<Slot>,
+    nemesis: Recorder,
+    rng: Rng,
+}
+
+/// Runs the whole thing. Errors only if it cannot set up.
+pub async fn run(args: RunArgs) -> Result<Outcome, String> {
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    for entry in std::fs::read_dir(&args.out).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path
+            .extension()
+            .is_some_and(|x| x == "jsonl" || x == "stderr")
+        {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let recorder = |name: &str| {
+        Recorder::open(&args.out.join(format!("{name}.jsonl")), name)
+            .map_err(|e| format!("history: {e}"))
+    };
+    let checker = recorder("checker")?;
+    let nemesis = recorder("nemesis")?;
+    let store = Store::start(recorder("store")?, args.fenced)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    let servers: Vec<RedisServer> = tokio::task::block_in_place(|| {
+        (0..args.nodes)
+            .map(|i| {
+                RedisServer::start_with(ServerOptions::default().persistence(i >= args.volatile))
+            })
+            .collect()
+    });
+    let mut proxies = Vec::new();
+    for server in &servers {
+        proxies.push(FaultProxy::start(server.addr()).await);
+    }
+    let settle = settle(&args);
+    checker.record(Op::Meta {
+        nodes: args.nodes,
+        clients: args.clients,
+        ttl_ms: args.ttl.as_millis() as u64,
+        settle_ms: settle.as_millis() as u64,
+        volatile: args.volatile,
+    });
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let mut cluster = Cluster {
+        rng: Rng::new(args.seed),
+        args,
+        exe,
+        servers,
+        proxies,
+        store,
+        clients: Vec::new(),
+        nemesis,
+    };
+    for index in 0..cluster.args.clients {
+        let slot = cluster.spawn(index, 0)?;
+        cluster.clients.push(slot);
+    }
+
+    let end = Instant::now() + cluster.args.duration;
+    // Long enough for the liveness check to look at a TTL's worth of it.
+    let quiet = settle + cluster.args.ttl;
+    sleep_until(end.min(Instant::now() + quiet)).await;
+    while !cluster.args.nemesis.is_empty() && Instant::now() + cluster.args.ttl * 4 < end {
+        cluster.phase().await?;
+        sleep_until(end.min(Instant::now() + quiet)).await;
+    }
+    sleep_until(end).await;
+
+    checker.record(Op::Stop);
+    cluster.stop_clients().await;
+    checker.record(Op::Final {
+        value: cluster.store.value(),
+    });
+    // Keys of killed clients and of abandoned attempts expire within a TTL.
+    sleep(cluster.args.ttl + Duration::from_millis(200)).await;
+    let fence_key = baton_core::Keys::new(baton_core::name::DEFAULT_PREFIX, LOCK)
+        .map_err(|e| e.to_string())?
+        .fence;
+    for (node, server) in cluster.servers.iter().enumerate() {
+        let keys = tokio::task::block_in_place(|| server.keys());
+        checker.record(Op::Leftover {
+            node,
+            keys: keys.into_iter().filter(|k| *k != fence_key).collect(),
+        });
+    }
+    let out = cluster.args.out.clone();
+    drop(cluster);
+
+    let history = merge(&out)?;
+    let events = load(&[&history]).map_err(|e| format!("{}: {e}", history.display()))?;
+    Ok(Outcome {
+        report: check(&events),
+        history,
+    })
+}
+
+/// How long after every fault has healed acquisitions must succeed again:
+/// a killed holder's key expires (a TTL), clients reconnect (node timeouts)
+/// and a waiter's fallback retry comes round (a TTL).
+pub fn settle(args: &RunArgs) -> Duration {
+    args.ttl * 3 + args.node_timeout * 2 + Duration::from_millis(200)
+}
+
+/// Merges every process's history file into `history.jsonl`, in time order.
+fn merge(out: &Path) -> Result<PathBuf, String> {
+    let merged = out.join("history.jsonl");
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(out).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|x| x == "jsonl") && path != merged {
+            parts.push(path);
+        }
+    }
+    let events = load(&parts).map_err(|e| format!("history: {e}"))?;
+    let mut text = String::new();
+    for event in &events {
+        text.push_str(&serde_json::to_string(event).map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    std::fs::write(&merged, text).map_err(|e| format!("{}: {e}", merged.display()))?;
+    for part in parts {
+        let _ = std::fs::remove_file(part);
+    }
+    Ok(merged)
+}
+
+/// A fault in progress, and how to heal it.
+enum Active {
+    Node { fault: Fault, node: usize },
+    Client { fault: Fault, slot: usize },
+}
+
+impl Cluster {
+    /// Starts incarnation `incarnation` of client `index`.
+    fn spawn(&self, index: usize, incarnation: usize) -> Result<Slot, String> {
+        let name = format!("c{index}.{incarnation}");
+        let urls: Vec<String> = self.proxies.iter().map(FaultProxy::url).collect();
+        let out = &self.args.out;
+        let stderr = std::fs::File::create(out.join(format!("{name}.stderr")))
+            .map_err(|e| format!("client stderr: {e}"))?;
+        let child = Command::new(&self.exe)
+            .arg("client")
+            .args(["--process", &name])
+            .args(["--urls", &urls.join(",")])
+            .args(["--store", &self.store.addr().to_string()])
+            .arg("--history")
+            .arg(out.join(format!("{name}.jsonl")))
+            .args(["--lock", LOCK])
+            .args(["--ttl-ms", &self.args.ttl.as_millis().to_string()])
+            .args([
+                "--node-timeout-ms",
+                &self.args.node_timeout.as_millis().to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a client: {e}"))?;
+        Ok(Slot {
+            index,
+            incarnation,
+            child: Some(child),
+            name,
+        })
+    }
+
+    /// One fault phase: inject, wait, heal.
+    async fn phase(&mut self) -> Result<(), String> {
+        let volatile: Vec<bool> = (0..self.args.nodes)
+            .map(|i| i < self.args.volatile)
+            .collect();
+        let planned = plan_phase(&mut self.rng, &self.args.nemesis, &volatile);
+        let ttl = self.args.ttl;
+        let mut until = Instant::now() + self.rng.between(ttl, ttl * 4);
+        let mut active = Vec::new();
+        let mut clients_hit = Vec::new();
+        for Planned { fault, node } in planned {
+            if fault.on_client() {
+                let Some(slot) = self.client_target(&clients_hit) else {
+                    continue;
+                };
+                clients_hit.push(slot);
+                self.start_client_fault(fault, slot);
+                if fault == Fault::PauseClient {
+                    // Past its TTL: the holder's lease lapses while it is stopped.
+                    until = until.max(Instant::now() + ttl * 3 / 2);
+                }
+                active.push(Active::Client { fault, slot });
+            } else {
+                if let Some(at) = self.start_node_fault(fault, node) {
+                    until = until.max(at);
+                }
+                active.push(Active::Node { fault, node });
+            }
+        }
+        sleep_until(until).await;
+        for fault in active.into_iter().rev() {
+            match fault {
+                Active::Node { fault, node } => self.heal_node(fault, node),
+                Active::Client { fault, slot } => self.heal_client(fault, slot)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The client to pause or kill: the last reader of the store (most
+    /// likely the holder), else any, never one already hit this phase.
+    fn client_target(&mut self, hit: &[usize]) -> Option<usize> {
+        let reader = self.store.last_reader();
+        let free: Vec<usize> = (0..self.clients.len())
+            .filter(|i| !hit.contains(i))
+            .collect();
+        free.iter()
+            .copied()
+            .find(|&i| Some(&self.clients[i].name) == reader.as_ref())
+            .or_else(|| (!free.is_empty()).then(|| free[self.rng.below(free.len())]))
+    }
+
+    fn start_client_fault(&mut self, fault: Fault, slot: usize) {
+        let client = &mut self.clients[slot];
+        self.nemesis.record(Op::FaultStart {
+            fault: fault.name().into(),
+            target: client.name.clone(),
+        });
+        let signal = match fault {
+            Fault::PauseClient => nix::sys::signal::Signal::SIGSTOP,
+            _ => nix::sys::signal::Signal::SIGKILL,
+        };
+        signal_child(client, signal);
+    }
+
+    fn heal_client(&mut self, fault: Fault, slot: usize) -> Result<(), String> {
+        let name = self.clients[slot].name.clone();
+        match fault {
+            Fault::PauseClient => {
+                signal_child(&self.clients[slot], nix::sys::signal::Signal::SIGCONT)
+            }
+            _ => {
+                if let Some(mut child) = self.clients[slot].child.take() {
+                    let _ = child.start_kill();
+                }
+                let (index, incarnation) =
+                    (self.clients[slot].index, self.clients[slot].incarnation);
+                self.clients[slot] = self.spawn(index, incarnation + 1)?;
+            }
+        }
+        self.nemesis.record(Op::FaultEnd {
+            fault: fault.name().into(),
+            target: name,
+        });
+        Ok(())
+    }
+
+    /// Injects a node fault; returns the earliest time it may be healed.
+    fn start_node_fault(&mut self, fault: Fault, node: usize) -> Option<Instant> {
+        let target = format!("node{node}");
+        self.nemesis.record(Op::FaultStart {
+            fault: fault.name().into(),
+            target: target.clone(),
+        });
+        let ttl = self.args.ttl;
+        let server = &mut self.servers[node];
+        let proxy = &self.proxies[node];
+        match fault {
+            Fault::Kill => tokio::task::block_in_place(|| server.kill()),
+            Fault::KillVolatile => {
+                tokio::task::block_in_place(|| server.kill());
+                // Redlock's delayed restart: no key it held may still count.
+                return Some(
+                    Instant::now()
+                        + ttl
+                        + baton_core::quorum::drift(ttl)
+                        + Duration::from_millis(100),
+                );
+            }
+            Fault::Pause => tokio::task::block_in_place(|| server.pause()),
+            Fault::Blackhole => proxy.set_mode(Mode::Blackhole),
+            Fault::Delay => {
+                let delay = self.rng.between(ttl / 10, ttl / 2);
+                proxy.set_mode(Mode::Delay(delay));
+            }
+            Fault::DropReplies => proxy.set_mode(Mode::DropReplies),
+            Fault::Reset => proxy.set_mode(Mode::Reset),
+            Fault::ScriptFlush => {
+                let _ = tokio::task::block_in_place(|| server.try_cmd::<()>(&["SCRIPT", "FLUSH"]));
+                self.nemesis.record(Op::FaultEnd {
+                    fault: fault.name().into(),
+                    target,
+                });
+            }
+            Fault::PauseClient | Fault::KillClient => {
+                unreachable!("client faults are not node faults")
+            }
+        }
+        None
+    }
+
+    fn heal_node(&mut self, fault: Fault, node: usize) {
+        let server = &mut self.servers[node];
+        match fault {
+            Fault::Kill | Fault::KillVolatile => tokio::task::block_in_place(|| server.restart()),
+            Fault::Pause => tokio::task::block_in_place(|| server.resume()),
+            Fault::Blackhole | Fault::Delay | Fault::DropReplies | Fault::Reset => {
+                self.proxies[node].set_mode(Mode::Pass)
+            }
+            // Instant: already ended.
+            Fault::ScriptFlush => return,
+            Fault::PauseClient | Fault::KillClient => {
+                unreachable!("client faults are not node faults")
+            }
+        }
+        self.nemesis.record(Op::FaultEnd {
+            fault: fault.name().into(),
+            target: format!("node{node}"),
+        });
+    }
+
+    /// Tells every client to stop after its current round, and waits.
+    async fn stop_clients(&mut self) {
+        for client in &self.clients {
+            signal_child(client, nix::sys::signal::Signal::SIGCONT);
+            signal_child(client, nix::sys::signal::Signal::SIGTERM);
+        }
+        // A round is at most a wait (two TTLs), the work and a release.
+        let grace = self.args.ttl * 4 + self.args.node_timeout * 4 + Duration::from_secs(5);
+        for client in &mut self.clients {
+            if let Some(mut child) = client.child.take() {
+                if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                    eprintln!("baton-check: client {} did not stop; killed", client.name);
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+fn signal_child(slot: &Slot, signal: nix::sys::signal::Signal) {
+    if let Some(pid) = slot.child.as_ref().and_then(Child::id) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    }
+}
