@@ -95,32 +95,38 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
         };
         let fence = guard.fence().0;
         let lease = guard.lease().clone();
-        history.record(Op::AcquireOk {
-            fence,
-            valid_until: deadline(lease.remaining()),
-        });
+        // The clock first: a delay before `remaining()` only shortens the
+        // recorded window, never stretches it.
+        let t = now_ns();
+        let valid_until = t + lease.remaining().as_nanos() as u64;
+        history.record_at(t, Op::AcquireOk { fence, valid_until });
+        let lost_seen = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let (lease, history) = (lease.clone(), history.clone());
+            let (lease, history, seen) = (lease.clone(), history.clone(), Arc::clone(&lost_seen));
             tokio::spawn(async move {
                 lease.lost().await;
                 history.record(Op::Lost { fence });
+                seen.store(true, Ordering::SeqCst);
             })
         };
 
         if store.is_none() {
             store = StoreClient::connect(args.store, &args.process).await.ok();
         }
-        if let Some(conn) = &mut store {
-            if let Err(e) = update(conn, &history, fence, &lease, args.ttl).await {
-                // The store is local and never faulted: this is the end of the run.
-                tracing::debug!(error = %e, "store unreachable");
-                store = None;
-            }
-        }
+        let served = match &mut store {
+            Some(conn) => update(conn, &history, fence, &lease, args.ttl)
+                .await
+                .is_ok(),
+            None => false,
+        };
 
-        // Stop watching first: `lost()` also resolves on release.
+        // Stop watching first: `lost()` also resolves on release. A loss
+        // the watcher had no turn to record yet is recorded here.
         watcher.abort();
         let _ = watcher.await;
+        if !lost_seen.load(Ordering::SeqCst) && !lease.is_held() {
+            history.record(Op::Lost { fence });
+        }
         history.record(Op::ReleaseInvoke { fence });
         match guard.release().await {
             Ok(released) => history.record(Op::ReleaseOk {
@@ -133,6 +139,11 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
                 error: e.to_string(),
                 renewing: client.renewing(),
             }),
+        }
+        if !served {
+            // The store lives in the checker and is never faulted: it is
+            // gone only if the checker is. Do not outlive it.
+            return Err("the store is unreachable: the checker has gone".into());
         }
     }
     Ok(())
@@ -163,11 +174,6 @@ async fn update(
     Ok(())
 }
 
-/// The monotonic time `remaining` from now, in the history's clock.
-fn deadline(remaining: Duration) -> u64 {
-    now_ns() + remaining.as_nanos() as u64
-}
-
 /// A random duration in `[0, max)`.
 fn jitter(max: Duration) -> Duration {
     let mut bytes = [0u8; 8];
@@ -194,11 +200,13 @@ impl<S: tracing::Subscriber> Layer<S> for RenewalEvents {
             return;
         }
         let Some(fence) = fields.fence else { return };
-        let op = match fields.message.as_deref() {
-            Some("renewing") => Op::Renewing { fence },
-            Some("renewed") => Op::Renewed {
+        let op = match (fields.message.as_deref(), fields.valid_for_us) {
+            (Some("renewing"), _) => Op::Renewing { fence },
+            // Zero: the new deadline had passed already (a pause): it
+            // extends nothing.
+            (Some("renewed"), Some(us)) if us > 0 => Op::Renewed {
                 fence,
-                valid_until: t + fields.valid_for_us.unwrap_or(0) * 1000,
+                valid_until: t + us * 1000,
             },
             _ => return,
         };
@@ -216,8 +224,10 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "valid_for_us" {
-            self.valid_for_us = Some(value);
+        match field.name() {
+            "valid_for_us" => self.valid_for_us = Some(value),
+            "fence" => self.fence = Some(value),
+            _ => {}
         }
     }
 

@@ -109,6 +109,13 @@ pub enum Op {
     Final { value: u64 },
     /// After the run and a TTL's wait: lock keys still on a node (must be none).
     Leftover { node: usize, keys: Vec<String> },
+    /// A client process ended: `clean` when it exited with status 0 after
+    /// being told to stop, or was killed by the nemesis; `status` says how.
+    Exited {
+        client: String,
+        status: String,
+        clean: bool,
+    },
 }
 
 /// Appends events to a history file, one `write` per line, so a process
@@ -150,17 +157,51 @@ impl Recorder {
     }
 }
 
-/// Reads every whole line of the history files, sorted by time. A torn
-/// last line (a process killed mid-write) is skipped.
+/// Reads the history files, sorted by time. Only a file's last line may be
+/// torn (its process killed mid-write; it is skipped): any other line that
+/// does not parse is an error, so a history can never be checked half-read.
 pub fn load(paths: &[impl AsRef<Path>]) -> std::io::Result<Vec<Event>> {
     let mut events = Vec::new();
     for path in paths {
-        for line in BufReader::new(File::open(path)?).lines() {
-            if let Ok(event) = serde_json::from_str::<Event>(&line?) {
-                events.push(event);
+        let path = path.as_ref();
+        let lines: Vec<String> = BufReader::new(File::open(path)?)
+            .lines()
+            .collect::<Result<_, _>>()?;
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str::<Event>(line) {
+                Ok(event) => events.push(event),
+                Err(_) if i + 1 == lines.len() => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} line {}: {e}", path.display(), i + 1),
+                    ))
+                }
             }
         }
     }
     events.sort_by_key(|e| e.t);
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_torn_last_line_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("baton-check-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c0.0.jsonl");
+        let good = r#"{"t":2,"process":"c0.0","op":"acquire_invoke"}"#;
+        let earlier = r#"{"t":1,"process":"c0.0","op":"stop"}"#;
+        std::fs::write(&path, format!("{good}\n{earlier}\n{{\"t\":3,\"pro")).unwrap();
+        let events = load(&[&path]).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].op, Op::Stop, "sorted by time");
+        std::fs::write(&path, format!("{good}\nnot json\n{earlier}\n")).unwrap();
+        let err = load(&[&path]).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

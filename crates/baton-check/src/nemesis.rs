@@ -62,6 +62,16 @@ impl Fault {
         }
     }
 
+    /// What it acts on: 0 a node's process, 1 a node's proxy, 2 a client.
+    /// Two faults of one layer never hit the same node in a phase.
+    pub fn layer(self) -> u8 {
+        match self {
+            Fault::Kill | Fault::KillVolatile | Fault::Pause | Fault::ScriptFlush => 0,
+            Fault::Blackhole | Fault::Delay | Fault::DropReplies | Fault::Reset => 1,
+            Fault::PauseClient | Fault::KillClient => 2,
+        }
+    }
+
     /// Whether it targets a client process rather than a node.
     pub fn on_client(self) -> bool {
         matches!(self, Fault::PauseClient | Fault::KillClient)
@@ -143,40 +153,106 @@ pub struct Planned {
     pub node: usize,
 }
 
-/// Chooses the faults of one phase: one or two kinds from `enabled`, each
-/// on a different node where it can be. A kill needs a node of the right
-/// kind (`volatile[i]` says node i has no persistence); a fault with no
-/// eligible node is skipped.
-pub fn plan_phase(rng: &mut Rng, enabled: &[Fault], volatile: &[bool]) -> Vec<Planned> {
-    if enabled.is_empty() {
-        return Vec::new();
-    }
-    let count = 1 + rng.below(2);
-    let mut phase: Vec<Planned> = Vec::new();
-    for _ in 0..count {
-        let fault = enabled[rng.below(enabled.len())];
-        if phase.iter().any(|p| p.fault == fault) {
-            continue;
+/// Which faults each phase injects: two kinds per phase, dealt from a
+/// shuffled deck of the enabled kinds, so every kind comes up once every
+/// `kinds / 2` phases (a short run still sees them all) while the pairs
+/// vary. Kinds with no eligible node are left out of the deck.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    kinds: Vec<Fault>,
+    deck: Vec<Fault>,
+    /// `volatile[i]`: node i runs without persistence.
+    volatile: Vec<bool>,
+}
+
+impl Schedule {
+    /// A schedule over `enabled` kinds for nodes of which `volatile[i]`
+    /// says whether node i has no persistence.
+    pub fn new(enabled: &[Fault], volatile: &[bool]) -> Schedule {
+        let kinds = enabled
+            .iter()
+            .copied()
+            .filter(|&f| match f {
+                Fault::Kill => volatile.contains(&false),
+                Fault::KillVolatile => volatile.contains(&true),
+                _ => true,
+            })
+            .collect();
+        Schedule {
+            kinds,
+            deck: Vec::new(),
+            volatile: volatile.to_vec(),
         }
-        let eligible: Vec<usize> = (0..volatile.len())
+    }
+
+    /// The kinds this schedule injects (the enabled ones that can happen).
+    pub fn kinds(&self) -> &[Fault] {
+        &self.kinds
+    }
+
+    /// The faults of the next phase: two kinds when the deck allows, never
+    /// two of one layer (process, proxy) on the same node.
+    pub fn next_phase(&mut self, rng: &mut Rng) -> Vec<Planned> {
+        let mut phase: Vec<Planned> = Vec::new();
+        for _ in 0..2.min(self.kinds.len()) {
+            if self.deck.is_empty() {
+                self.deck = self.shuffled(rng);
+            }
+            // The topmost card that fits with what this phase has; if none
+            // does, one from a fresh deck slipped under this one.
+            let i = match self.top_fit(&phase) {
+                Some(i) => i,
+                None => {
+                    let mut deck = self.shuffled(rng);
+                    deck.append(&mut self.deck);
+                    self.deck = deck;
+                    let Some(i) = self.top_fit(&phase) else { break };
+                    i
+                }
+            };
+            let fault = self.deck.remove(i);
+            let eligible = self.eligible(fault, &phase);
+            phase.push(Planned {
+                fault,
+                node: eligible[rng.below(eligible.len())],
+            });
+        }
+        phase
+    }
+
+    /// The index of the topmost card of the deck that fits with `phase`.
+    fn top_fit(&self, phase: &[Planned]) -> Option<usize> {
+        self.deck.iter().rposition(|&f| {
+            !phase.iter().any(|p| p.fault == f) && !self.eligible(f, phase).is_empty()
+        })
+    }
+
+    /// The enabled kinds in a random order.
+    fn shuffled(&self, rng: &mut Rng) -> Vec<Fault> {
+        let mut deck = self.kinds.clone();
+        // Fisher-Yates.
+        for i in (1..deck.len()).rev() {
+            deck.swap(i, rng.below(i + 1));
+        }
+        deck
+    }
+
+    /// The nodes `fault` may hit alongside `phase`.
+    fn eligible(&self, fault: Fault, phase: &[Planned]) -> Vec<usize> {
+        (0..self.volatile.len())
             .filter(|&i| match fault {
-                Fault::Kill => !volatile[i],
-                Fault::KillVolatile => volatile[i],
+                Fault::Kill => !self.volatile[i],
+                Fault::KillVolatile => self.volatile[i],
                 _ => true,
             })
             .filter(|&i| {
-                fault.on_client() || !phase.iter().any(|p| !p.fault.on_client() && p.node == i)
+                fault.on_client()
+                    || !phase
+                        .iter()
+                        .any(|p| p.node == i && p.fault.layer() == fault.layer())
             })
-            .collect();
-        if eligible.is_empty() {
-            continue;
-        }
-        phase.push(Planned {
-            fault,
-            node: eligible[rng.below(eligible.len())],
-        });
+            .collect()
     }
-    phase
 }
 
 #[cfg(test)]
@@ -187,8 +263,9 @@ mod tests {
     fn phases_respect_persistence_and_spread_over_nodes() {
         let mut rng = Rng::new(7);
         let volatile = [true, false, false];
+        let mut schedule = Schedule::new(&Fault::ALL, &volatile);
         for _ in 0..10_000 {
-            let phase = plan_phase(&mut rng, &Fault::ALL, &volatile);
+            let phase = schedule.next_phase(&mut rng);
             assert!(!phase.is_empty() && phase.len() <= 2);
             for p in &phase {
                 match p.fault {
@@ -197,37 +274,59 @@ mod tests {
                     _ => {}
                 }
             }
-            let nodes: Vec<_> = phase
-                .iter()
-                .filter(|p| !p.fault.on_client())
-                .map(|p| p.node)
-                .collect();
-            assert!(
-                nodes.len() < 2 || nodes[0] != nodes[1],
-                "two node faults on one node: {phase:?}"
-            );
+            if let [a, b] = phase[..] {
+                assert!(
+                    a.fault.on_client() || a.node != b.node || a.fault.layer() != b.fault.layer(),
+                    "two faults of one layer on one node: {phase:?}"
+                );
+            }
         }
     }
 
     #[test]
-    fn every_enabled_fault_is_chosen_sometimes() {
+    fn every_kind_comes_up_within_a_round_of_the_deck() {
         let mut rng = Rng::new(1);
+        let mut schedule = Schedule::new(&Fault::ALL, &[true, false, false]);
+        // From a fresh deck: all of them in kinds/2 phases (two per phase).
         let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..1000 {
-            seen.extend(
-                plan_phase(&mut rng, &Fault::ALL, &[true, false])
-                    .iter()
-                    .map(|p| p.fault),
-            );
+        for _ in 0..Fault::ALL.len() / 2 {
+            seen.extend(schedule.next_phase(&mut rng).iter().map(|p| p.fault));
         }
-        assert_eq!(seen.len(), Fault::ALL.len());
+        assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");
+        // Any window of `kinds` phases spans a whole deck.
+        for _ in 0..50 {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..Fault::ALL.len() {
+                seen.extend(schedule.next_phase(&mut rng).iter().map(|p| p.fault));
+            }
+            assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");
+        }
     }
 
     #[test]
-    fn a_kill_without_an_eligible_node_is_skipped() {
-        let mut rng = Rng::new(3);
+    fn kinds_without_an_eligible_node_are_left_out() {
+        let schedule = Schedule::new(&Fault::ALL, &[false]);
+        assert!(!schedule.kinds().contains(&Fault::KillVolatile));
+        assert!(schedule.kinds().contains(&Fault::Kill));
+        let mut schedule = Schedule::new(&[Fault::KillVolatile], &[false]);
+        assert!(schedule.next_phase(&mut Rng::new(3)).is_empty());
+    }
+
+    /// One node: every phase still has two faults, a process fault with a
+    /// proxy or client one, and five phases show all nine kinds.
+    #[test]
+    fn a_single_node_gets_every_kind_too() {
+        let mut rng = Rng::new(11);
+        let mut schedule = Schedule::new(&Fault::ALL, &[false]);
+        assert_eq!(schedule.kinds().len(), 9);
         for _ in 0..100 {
-            assert!(plan_phase(&mut rng, &[Fault::KillVolatile], &[false]).is_empty());
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..Fault::ALL.len() {
+                let phase = schedule.next_phase(&mut rng);
+                assert_eq!(phase.len(), 2, "{phase:?}");
+                seen.extend(phase.iter().map(|p| p.fault));
+            }
+            assert_eq!(seen.len(), 9);
         }
     }
 }

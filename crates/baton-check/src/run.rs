@@ -11,7 +11,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::check::{check, Report};
 use crate::history::{load, Op, Recorder};
-use crate::nemesis::{plan_phase, Fault, Planned, Rng};
+use crate::nemesis::{Fault, Planned, Rng, Schedule};
 use crate::store::Store;
 
 /// The lock every client contends for.
@@ -68,11 +68,22 @@ struct Cluster {
     clients: Vec<Slot>,
     nemesis: Recorder,
     rng: Rng,
+    schedule: Schedule,
 }
 
 /// Runs the whole thing. Errors only if it cannot set up.
 pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let mut entries = std::fs::read_dir(&args.out).map_err(|e| e.to_string())?;
+    let ours = ["history.jsonl", "checker.jsonl"]
+        .iter()
+        .any(|f| args.out.join(f).exists());
+    if entries.next().is_some() && !ours {
+        return Err(format!(
+            "{} is not empty and not a baton-check output directory: choose another --out",
+            args.out.display()
+        ));
+    }
     for entry in std::fs::read_dir(&args.out).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path
@@ -111,8 +122,10 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
         volatile: args.volatile,
     });
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let volatile: Vec<bool> = (0..args.nodes).map(|i| i < args.volatile).collect();
     let mut cluster = Cluster {
         rng: Rng::new(args.seed),
+        schedule: Schedule::new(&args.nemesis, &volatile),
         args,
         exe,
         servers,
@@ -127,17 +140,17 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     }
 
     let end = Instant::now() + cluster.args.duration;
-    // Long enough for the liveness check to look at a TTL's worth of it.
-    let quiet = settle + cluster.args.ttl;
+    // Long enough for the liveness check to look at a few TTLs of it.
+    let quiet = settle + cluster.args.ttl * 3;
     sleep_until(end.min(Instant::now() + quiet)).await;
-    while !cluster.args.nemesis.is_empty() && Instant::now() + cluster.args.ttl * 4 < end {
+    while !cluster.schedule.kinds().is_empty() && Instant::now() + cluster.args.ttl * 4 < end {
         cluster.phase().await?;
         sleep_until(end.min(Instant::now() + quiet)).await;
     }
     sleep_until(end).await;
 
     checker.record(Op::Stop);
-    cluster.stop_clients().await;
+    cluster.stop_clients(&checker).await;
     checker.record(Op::Final {
         value: cluster.store.value(),
     });
@@ -237,10 +250,7 @@ impl Cluster {
 
     /// One fault phase: inject, wait, heal.
     async fn phase(&mut self) -> Result<(), String> {
-        let volatile: Vec<bool> = (0..self.args.nodes)
-            .map(|i| i < self.args.volatile)
-            .collect();
-        let planned = plan_phase(&mut self.rng, &self.args.nemesis, &volatile);
+        let planned = self.schedule.next_phase(&mut self.rng);
         let ttl = self.args.ttl;
         let mut until = Instant::now() + self.rng.between(ttl, ttl * 4);
         let mut active = Vec::new();
@@ -268,7 +278,7 @@ impl Cluster {
         for fault in active.into_iter().rev() {
             match fault {
                 Active::Node { fault, node } => self.heal_node(fault, node),
-                Active::Client { fault, slot } => self.heal_client(fault, slot)?,
+                Active::Client { fault, slot } => self.heal_client(fault, slot).await?,
             }
         }
         Ok(())
@@ -300,7 +310,7 @@ impl Cluster {
         signal_child(client, signal);
     }
 
-    fn heal_client(&mut self, fault: Fault, slot: usize) -> Result<(), String> {
+    async fn heal_client(&mut self, fault: Fault, slot: usize) -> Result<(), String> {
         let name = self.clients[slot].name.clone();
         match fault {
             Fault::PauseClient => {
@@ -309,7 +319,13 @@ impl Cluster {
             _ => {
                 if let Some(mut child) = self.clients[slot].child.take() {
                     let _ = child.start_kill();
+                    let _ = child.wait().await;
                 }
+                self.nemesis.record(Op::Exited {
+                    client: name.clone(),
+                    status: "killed by the nemesis".into(),
+                    clean: true,
+                });
                 let (index, incarnation) =
                     (self.clients[slot].index, self.clients[slot].incarnation);
                 self.clients[slot] = self.spawn(index, incarnation + 1)?;
@@ -347,7 +363,10 @@ impl Cluster {
             Fault::Pause => tokio::task::block_in_place(|| server.pause()),
             Fault::Blackhole => proxy.set_mode(Mode::Blackhole),
             Fault::Delay => {
-                let delay = self.rng.between(ttl / 10, ttl / 2);
+                // Per chunk and direction: slow round trips, some still
+                // inside the node timeout.
+                let timeout = self.args.node_timeout;
+                let delay = self.rng.between(timeout / 20, timeout / 2);
                 proxy.set_mode(Mode::Delay(delay));
             }
             Fault::DropReplies => proxy.set_mode(Mode::DropReplies),
@@ -386,21 +405,49 @@ impl Cluster {
         });
     }
 
-    /// Tells every client to stop after its current round, and waits.
-    async fn stop_clients(&mut self) {
-        for client in &self.clients {
+    /// Tells every client to stop after its current round, waits, and
+    /// records how each ended.
+    async fn stop_clients(&mut self, checker: &Recorder) {
+        let mut early = Vec::new();
+        for client in &mut self.clients {
+            // One that is gone already crashed: nobody told it to stop.
+            if let Some(status) = client
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                early.push((client.name.clone(), status));
+                client.child = None;
+            }
             signal_child(client, nix::sys::signal::Signal::SIGCONT);
             signal_child(client, nix::sys::signal::Signal::SIGTERM);
+        }
+        for (client, status) in early {
+            checker.record(Op::Exited {
+                client,
+                status: format!("ended before it was told to stop: {status}"),
+                clean: false,
+            });
         }
         // A round is at most a wait (two TTLs), the work and a release.
         let grace = self.args.ttl * 4 + self.args.node_timeout * 4 + Duration::from_secs(5);
         for client in &mut self.clients {
-            if let Some(mut child) = client.child.take() {
-                if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                    eprintln!("baton-check: client {} did not stop; killed", client.name);
+            let Some(mut child) = client.child.take() else {
+                continue;
+            };
+            let (status, clean) = match tokio::time::timeout(grace, child.wait()).await {
+                Ok(Ok(status)) => (status.to_string(), status.success()),
+                Ok(Err(e)) => (format!("could not be waited for: {e}"), false),
+                Err(_) => {
                     let _ = child.kill().await;
+                    (format!("did not stop within {grace:?}; killed"), false)
                 }
-            }
+            };
+            checker.record(Op::Exited {
+                client: client.name.clone(),
+                status,
+                clean,
+            });
         }
     }
 }

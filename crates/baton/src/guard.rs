@@ -192,6 +192,11 @@ impl LeaseCell {
         (!s.lost).then(|| s.schedule.next_renewal())
     }
 
+    /// The lease's deadline by the local clock.
+    pub(crate) fn valid_until(&self) -> Instant {
+        self.status.borrow().schedule.valid_until()
+    }
+
     /// When renewals should stop retrying.
     pub(crate) fn give_up_at(&self) -> Instant {
         self.status.borrow().schedule.give_up_at()

@@ -185,9 +185,14 @@ impl Shared {
             let Some(slot) = queue.leases.get_mut(&id) else {
                 continue;
             };
+            if slot.lease.0.valid_until() <= now {
+                // Its deadline passed (the process was paused, say) and
+                // nobody has looked yet: it is lost, say so now.
+                slot.lease.0.mark_lost("its deadline passed");
+            }
             if slot.lease.0.next_renewal().is_none() {
-                // Lost meanwhile (its deadline passed): renewing it now could
-                // keep a key alive that nobody trusts any more.
+                // Lost: renewing it now could keep a key alive that nobody
+                // trusts any more.
                 queue.leases.remove(&id);
                 continue;
             }
