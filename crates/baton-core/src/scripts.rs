@@ -89,6 +89,40 @@ pub const ALL: [Script; 6] = [ACQUIRE, RELEASE, EXTEND, RAISE, INSPECT, FORCE_RE
 mod tests {
     use super::*;
 
+    /// Data reaches the scripts only through KEYS and ARGV: every command
+    /// a script runs is named by a literal, no code is built or loaded at
+    /// run time, and the only concatenation is of an error message.
+    #[test]
+    fn scripts_take_data_only_through_keys_and_argv() {
+        for script in ALL {
+            for banned in ["loadstring", "load(", "dofile", "setfenv", "getfenv", "_G"] {
+                assert!(!script.source.contains(banned), "{}: {banned}", script.name);
+            }
+            for call in script.source.split("redis.").skip(1) {
+                if let Some(args) = call
+                    .strip_prefix("call(")
+                    .or_else(|| call.strip_prefix("pcall("))
+                {
+                    assert!(
+                        args.starts_with('\''),
+                        "{}: a command not named by a literal: redis.{call}",
+                        script.name
+                    );
+                }
+            }
+            for (i, line) in script.source.lines().enumerate() {
+                if line.contains("..") {
+                    assert!(
+                        line.contains("redis.error_reply('baton: "),
+                        "{} line {}: concatenation outside an error message",
+                        script.name,
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn pinned_sha1s_match_the_sources() {
         for script in ALL {

@@ -611,8 +611,12 @@ fn invalid_url(url: &str, e: &RedisError) -> Error {
 /// Errs on the side of hiding: the user info runs to the *last* `@`, so a
 /// password with an unescaped `/` or `@` is still found (a path containing
 /// `@` may be over-redacted, which is harmless).
+///
+/// Text with no `://` is not a URL, but may still be one mistyped with a
+/// password in it (`:secret@host`): everything before its last `@` counts
+/// as user info then.
 fn password_of(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
+    let rest = url.find("://").map_or(url, |i| &url[i + 3..]);
     let userinfo = &rest[..rest.rfind('@')?];
     userinfo.split_once(':').map(|(_, pw)| pw)
 }
@@ -656,6 +660,13 @@ mod tests {
             let url = format!("{scheme}://{user}:{password}@{host}{rest}");
             prop_assert!(!redact_url(&url).contains(&password), "{}", redact_url(&url));
         }
+    }
+
+    #[test]
+    fn text_that_is_no_url_is_shown_without_its_password() {
+        assert_eq!(redact_url(":s3cret@h"), ":***@h");
+        assert_eq!(redact_url("host:6379:s3cret@x"), "host:***@x");
+        assert_eq!(redact_url("nonsense"), "nonsense");
     }
 
     #[test]

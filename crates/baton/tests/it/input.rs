@@ -124,3 +124,18 @@ async fn a_wrong_password_is_a_backend_error_without_the_password() {
     })
     .await
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Any text that is no Redis URL (no `scheme://`), with a password-like
+    /// part in it: a typed `InvalidUrl` error, no panic, no password shown.
+    #[test]
+    fn any_text_that_is_no_url_is_a_typed_error(text in "[^:/]{0,30}", secret in "[a-z]{8}") {
+        let url = format!("{text}:Pw{secret}@{text}");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = runtime.block_on(Client::connect(&url)).unwrap_err();
+        proptest::prop_assert!(matches!(err, Error::InvalidUrl { .. }), "{url:?}: {err:?}");
+        let password = format!("Pw{secret}");
+        proptest::prop_assert!(!format!("{err} {err:?}").contains(&password), "{err:?}");
+    }
+}
