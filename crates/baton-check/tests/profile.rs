@@ -54,56 +54,40 @@ fn assert_not_vacuous(report: &Report, faults: &[Fault], output: &str) {
     }
 }
 
-#[test]
-fn single_server_under_every_fault() {
-    let out = out_dir("single");
-    let (code, report, output) = run(
-        &out,
-        &[
-            "--nodes",
-            "1",
-            "--clients",
-            "4",
-            "--duration",
-            "26s",
-            "--ttl",
-            "400ms",
-            "--nemesis",
-            "all",
-        ],
-    );
+/// A 26 s run under every fault with `args`: it must pass every check and
+/// have injected each of `faults`.
+fn under_every_fault(name: &str, args: &[&str], faults: &[Fault]) {
+    let out = out_dir(name);
+    let mut all = vec![
+        "--clients",
+        "4",
+        "--duration",
+        "26s",
+        "--ttl",
+        "400ms",
+        "--nemesis",
+        "all",
+    ];
+    all.extend_from_slice(args);
+    let (code, report, output) = run(&out, &all);
     assert!(report.ok(), "violations:\n{output}");
     assert_eq!(code, 0, "{output}");
-    let every_but_kill_volatile: Vec<Fault> = Fault::ALL
+    assert_not_vacuous(&report, faults, &output);
+}
+
+#[test]
+fn single_server_under_every_fault() {
+    // One node with persistence: no node to kill without it.
+    let faults: Vec<Fault> = Fault::ALL
         .into_iter()
         .filter(|&f| f != Fault::KillVolatile)
         .collect();
-    assert_not_vacuous(&report, &every_but_kill_volatile, &output);
+    under_every_fault("single", &["--nodes", "1"], &faults);
 }
 
 #[test]
 fn redlock_under_every_fault() {
-    let out = out_dir("redlock");
-    let (code, report, output) = run(
-        &out,
-        &[
-            "--nodes",
-            "3",
-            "--volatile",
-            "1",
-            "--clients",
-            "4",
-            "--duration",
-            "26s",
-            "--ttl",
-            "400ms",
-            "--nemesis",
-            "all",
-        ],
-    );
-    assert!(report.ok(), "violations:\n{output}");
-    assert_eq!(code, 0, "{output}");
-    assert_not_vacuous(&report, &Fault::ALL, &output);
+    under_every_fault("redlock", &["--nodes", "3", "--volatile", "1"], &Fault::ALL);
 }
 
 /// The checker is not vacuous: with a store that does not check fences,
