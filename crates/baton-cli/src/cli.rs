@@ -211,6 +211,25 @@ mod tests {
             let _ = lock_name(&text);
         }
 
+        /// Any command line built from the real options and values, well
+        /// formed or not: parsed or a usage error, never a panic.
+        #[test]
+        fn command_lines_never_panic(words in proptest::collection::vec(
+            prop_oneof![
+                Just("exec"), Just("status"), Just("release"), Just("bench"), Just("demo"),
+                Just("--ttl"), Just("--wait"), Just("--no-wait"), Just("--url"), Just("--prefix"),
+                Just("--force"), Just("--json"), Just("--"), Just("-v"), Just("-vv"), Just("--help"),
+                Just("job"), Just("0s"), Just("10s"), Just("25h"), Just("redis://:pw@127.0.0.1:1"),
+                Just(""), Just("\u{1f}"), Just("-x"), Just("true"),
+            ],
+            0..8,
+        ), extra in "\\PC{0,12}") {
+            let mut argv = vec!["baton".to_owned()];
+            argv.extend(words.iter().map(|w| w.to_string()));
+            argv.push(extra);
+            let _ = Cli::try_parse_from(argv);
+        }
+
         /// Whatever `ttl` accepts is a lease the library accepts.
         #[test]
         fn accepted_ttls_are_in_bounds(ms in 0u64..200_000_000) {
