@@ -1009,6 +1009,14 @@ mod tests {
         }
     }
 
+    /// Finishes `h` (stop at `stop`, final `value`), asserts every check
+    /// passes, and returns the note of check `name`.
+    fn passing_note(h: &mut H, stop: u64, value: u64, name: &str) -> String {
+        let report = h.finish(stop, value).report();
+        assert!(report.ok(), "{}", report.table());
+        result(&report, name).note.clone()
+    }
+
     fn result<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
         report.get(name).expect("the check exists")
     }
@@ -1352,10 +1360,8 @@ mod tests {
         h.store_write(1050, "c0.0", 1, 1, true);
         h.store_read(1150, "c1.0", 2, 1, true);
         h.store_write(1250, "c1.0", 2, 2, true);
-        let report = h.finish(3000, 2).report();
-        assert!(report.ok(), "{}", report.table());
         assert_eq!(
-            result(&report, "stale writes").note,
+            passing_note(&mut h, 3000, 2, "stale writes"),
             "lapsed writes: 1, rejected 0, accepted 1 (no later holder had reached the store); stale reads: 0, rejected 0"
         );
 
@@ -1365,10 +1371,8 @@ mod tests {
         h.store_read(1160, "c0.0", 1, 0, false);
         h.store_write(1200, "c0.0", 1, 1, false);
         h.store_write(1250, "c1.0", 2, 1, true);
-        let report = h.finish(3000, 1).report();
-        assert!(report.ok(), "{}", report.table());
         assert_eq!(
-            result(&report, "stale writes").note,
+            passing_note(&mut h, 3000, 1, "stale writes"),
             "lapsed writes: 1, rejected 1, accepted 0 (no later holder had reached the store); stale reads: 1, rejected 1"
         );
     }
@@ -1616,10 +1620,8 @@ mod tests {
         let mut h = H::new(0);
         // [0, 1400] and [1600, 3000]: checked for 900 ms each, too short.
         h.fault(1400, Some(1600), "pause", "node0");
-        let report = h.finish(3000, 0).report();
-        assert!(report.ok(), "{}", report.table());
         assert_eq!(
-            result(&report, "liveness").note,
+            passing_note(&mut h, 3000, 0, "liveness"),
             "quiet periods: 2, checked 0, skipped 2 (shorter than settle + ttl)"
         );
     }
@@ -1628,10 +1630,8 @@ mod tests {
     fn an_unhealed_fault_lasts_until_the_stop() {
         let mut h = H::new(0);
         h.fault(1000, None, "blackhole", "node0");
-        let report = h.finish(9000, 0).report();
-        assert!(report.ok(), "{}", report.table());
         assert_eq!(
-            result(&report, "liveness").note,
+            passing_note(&mut h, 9000, 0, "liveness"),
             "quiet periods: 1, checked 0, skipped 1 (shorter than settle + ttl)"
         );
     }
