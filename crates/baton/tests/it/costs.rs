@@ -216,3 +216,25 @@ async fn an_extend_and_a_renewal_never_overlap() {
     })
     .await
 }
+
+/// A process paused past its lease's deadline (here: its only thread
+/// blocked) sends no renewal when it wakes: the renewer finds the deadline
+/// passed and marks the lease lost, instead of extending a key that nobody
+/// may trust any more.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_past_its_deadline_after_a_pause_is_not_renewed() {
+    within(async {
+        let server = RedisServer::start();
+        let client = baton::Client::connect(&server.url()).await.unwrap();
+        let ttl = Duration::from_millis(300);
+        let guard = hold(&client, "job", ttl).await;
+        server.cmd::<()>(&["CONFIG", "RESETSTAT"]);
+        // The pause: nothing of this process runs for one and a half TTLs.
+        std::thread::sleep(ttl * 3 / 2);
+        eventually("the renewer gave the lease up", || client.renewing() == 0).await;
+        assert_eq!(calls(&server, "evalsha"), 0, "no renewal was sent");
+        assert!(!guard.is_held());
+        guard.lost().await;
+    })
+    .await
+}
