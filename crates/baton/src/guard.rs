@@ -149,8 +149,7 @@ impl Lease {
                 changed = status.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep_until(until.into()) => {
                     // Re-read: a renewal may have moved the deadline meanwhile.
-                    if self.0.status.borrow().schedule.valid_until() <= now() {
-                        self.0.mark_lost("its deadline passed");
+                    if self.0.lose_if_expired(now()) {
                         return;
                     }
                 }
@@ -192,9 +191,14 @@ impl LeaseCell {
         (!s.lost).then(|| s.schedule.next_renewal())
     }
 
-    /// The lease's deadline by the local clock.
-    pub(crate) fn valid_until(&self) -> Instant {
-        self.status.borrow().schedule.valid_until()
+    /// Marks the lease lost if its deadline has passed at `now`; returns
+    /// whether it did.
+    pub(crate) fn lose_if_expired(&self, now: Instant) -> bool {
+        let expired = self.status.borrow().schedule.valid_until() <= now;
+        if expired {
+            self.mark_lost("its deadline passed");
+        }
+        expired
     }
 
     /// When renewals should stop retrying.
@@ -221,9 +225,13 @@ impl LeaseCell {
                 // revive the lease: it was not to be trusted in between.
                 Extension::Extended if at < s.schedule.valid_until() => {
                     s.schedule.on_renewed(sent, ttl);
-                    let valid_for = s.schedule.valid_until().saturating_duration_since(now());
-                    let valid_for_us = valid_for.as_micros() as u64;
-                    tracing::trace!(lock = %self.name, fence = %self.fence, valid_for_us, "renewed");
+                    // Evaluated only when the event is enabled.
+                    tracing::trace!(
+                        lock = %self.name,
+                        fence = %self.fence,
+                        valid_for_us = s.schedule.valid_until().saturating_duration_since(now()).as_micros() as u64,
+                        "renewed"
+                    );
                     return true;
                 }
                 Extension::Extended => why = Some("its renewal came back after the deadline"),

@@ -185,11 +185,9 @@ impl Shared {
             let Some(slot) = queue.leases.get_mut(&id) else {
                 continue;
             };
-            if slot.lease.0.valid_until() <= now {
-                // Its deadline passed (the process was paused, say) and
-                // nobody has looked yet: it is lost, say so now.
-                slot.lease.0.mark_lost("its deadline passed");
-            }
+            // A deadline passed unseen (the process was paused, say) is a
+            // loss, said now.
+            slot.lease.0.lose_if_expired(now);
             if slot.lease.0.next_renewal().is_none() {
                 // Lost: renewing it now could keep a key alive that nobody
                 // trusts any more.
