@@ -23,6 +23,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 use crate::history::{now_ns, Op, Recorder};
+use crate::nemesis::Rng;
 use crate::store::StoreClient;
 
 /// What a client process is told on its command line.
@@ -74,6 +75,7 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
         .wait(args.ttl * 2)
         .retry_interval(args.ttl / 5);
     let mut store = None;
+    let mut rng = Rng::new(Rng::os_seed());
     while !stop.load(Ordering::SeqCst) {
         history.record(Op::AcquireInvoke);
         let guard = match lock.acquire().await {
@@ -89,7 +91,7 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
                     error: e.to_string(),
                 });
                 // A node that refuses connections answers at once: do not spin.
-                tokio::time::sleep(jitter(args.ttl / 10)).await;
+                tokio::time::sleep(rng.between(Duration::ZERO, args.ttl / 10)).await;
                 continue;
             }
         };
@@ -114,9 +116,11 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
             store = StoreClient::connect(args.store, &args.process).await.ok();
         }
         let served = match &mut store {
-            Some(conn) => update(conn, &history, fence, &lease, args.ttl)
-                .await
-                .is_ok(),
+            Some(conn) => {
+                // The work: up to two thirds of the TTL, so renewals happen.
+                let work = rng.between(Duration::ZERO, args.ttl * 2 / 3);
+                update(conn, &history, fence, &lease, work).await.is_ok()
+            }
             None => false,
         };
 
@@ -155,7 +159,7 @@ async fn update(
     history: &Recorder,
     fence: u64,
     lease: &baton::Lease,
-    ttl: Duration,
+    work: Duration,
 ) -> std::io::Result<()> {
     let value = store.read(fence).await?;
     history.record(Op::Read { fence, value });
@@ -164,7 +168,7 @@ async fn update(
         return Ok(());
     }
     // The work: a pause here (SIGSTOP) outlives the lease.
-    tokio::time::sleep(jitter(ttl * 2 / 3)).await;
+    tokio::time::sleep(work).await;
     history.record(Op::WriteInvoke {
         fence,
         value: value + 1,
@@ -172,14 +176,6 @@ async fn update(
     let accepted = store.write(fence, value + 1).await?;
     history.record(Op::WriteOk { fence, accepted });
     Ok(())
-}
-
-/// A random duration in `[0, max)`.
-fn jitter(max: Duration) -> Duration {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("OS randomness");
-    let nanos = max.as_nanos() as u64;
-    Duration::from_nanos(u64::from_le_bytes(bytes) % nanos.max(1))
 }
 
 /// Records the library's renewal events of our lock.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use baton_check::client::ClientArgs;
-use baton_check::nemesis::Fault;
+use baton_check::nemesis::{Fault, Rng};
 use baton_check::run::RunArgs;
 use clap::{Args, Parser, Subcommand};
 
@@ -131,11 +131,7 @@ fn run(r: Run) -> ExitCode {
         eprintln!("baton-check: --ttl must be between 100ms and 60s");
         return ExitCode::from(2);
     }
-    let seed = r.seed.unwrap_or_else(|| {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("OS randomness");
-        u64::from_le_bytes(bytes) >> 1
-    });
+    let seed = r.seed.unwrap_or_else(Rng::os_seed);
     let args = RunArgs {
         nodes: r.nodes.into(),
         clients: r.clients.into(),

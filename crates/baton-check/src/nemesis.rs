@@ -123,6 +123,14 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// A seed from the OS's random source (printable, so a run can be
+    /// replayed with it).
+    pub fn os_seed() -> u64 {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("OS randomness");
+        u64::from_le_bytes(bytes) >> 1
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;

@@ -113,15 +113,12 @@ impl Store {
 
     /// The resource's value now.
     pub fn value(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).value
+        locked(&self.state).value
     }
 
     /// The client process that read last (likely holding the lock now).
     pub fn last_reader(&self) -> Option<String> {
-        self.last_reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        locked(&self.last_reader).clone()
     }
 }
 
@@ -155,7 +152,7 @@ impl Shared {
         let number = |i: usize| parts.get(i).and_then(|s| s.parse::<u64>().ok());
         // The state stays locked while the event is recorded: the history's
         // order is the order the store applied the operations in.
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = locked(&self.state);
         match (parts.first(), parts.get(1), number(2), number(3)) {
             (Some(&"R"), Some(client), Some(fence), None) => {
                 let value = state.read(fence);
@@ -166,8 +163,7 @@ impl Shared {
                     accepted: value.is_some(),
                 });
                 if value.is_some() {
-                    *self.last_reader.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(client.to_string());
+                    *locked(&self.last_reader) = Some(client.to_string());
                 }
                 value.map_or_else(|| "S\n".to_owned(), |v| format!("V {v}\n"))
             }
@@ -184,6 +180,11 @@ impl Shared {
             _ => "E bad request\n".to_owned(),
         }
     }
+}
+
+/// Every critical section leaves the state consistent: poison is moot.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A client's connection to the store.
