@@ -113,6 +113,73 @@ pub fn extension(n: usize, extended: usize, refused: usize) -> Extension {
     }
 }
 
+/// The verdict of an extend or release over `n` nodes as soon as it is
+/// certain, with `unanswered` nodes still to reply: `None` while their
+/// replies could still change it. Lets a caller return at quorum and leave
+/// a slow node to finish in the background.
+///
+/// ```
+/// use baton_core::quorum::{extension_so_far, Extension};
+/// assert_eq!(extension_so_far(3, 2, 0, 1), Some(Extension::Extended));
+/// assert_eq!(extension_so_far(3, 1, 0, 2), None);
+/// assert_eq!(extension_so_far(3, 0, 2, 1), Some(Extension::Refused));
+/// // Two failed: the third cannot make a quorum either way.
+/// assert_eq!(extension_so_far(3, 0, 0, 1), Some(Extension::Unknown));
+/// ```
+pub fn extension_so_far(
+    n: usize,
+    extended: usize,
+    refused: usize,
+    unanswered: usize,
+) -> Option<Extension> {
+    let verdict = extension(n, extended, refused);
+    let could_extend = extended + unanswered >= quorum(n);
+    let could_refuse = refused + unanswered > n - quorum(n);
+    (verdict != Extension::Unknown || !(could_extend || could_refuse)).then_some(verdict)
+}
+
+/// What a read of a lock over several nodes (a status view) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A quorum of the nodes holds the same value.
+    Held,
+    /// A quorum answered and no value can reach a quorum.
+    Free,
+    /// Too many nodes failed for a quorum to answer.
+    NoQuorum,
+}
+
+/// The verdict of a read over `n` nodes as soon as it is certain: `agreeing`
+/// is the largest number of nodes holding one same value, `answered` the
+/// nodes that replied, `unanswered` those still to reply. `None` while the
+/// rest could still change it.
+///
+/// ```
+/// use baton_core::quorum::{reading_so_far, Reading};
+/// assert_eq!(reading_so_far(3, 2, 2, 1), Some(Reading::Held));
+/// assert_eq!(reading_so_far(3, 0, 2, 1), Some(Reading::Free));
+/// // One holder seen on two answers: the third may hold it too.
+/// assert_eq!(reading_so_far(3, 1, 2, 1), None);
+/// assert_eq!(reading_so_far(3, 1, 1, 0), Some(Reading::NoQuorum));
+/// ```
+pub fn reading_so_far(
+    n: usize,
+    agreeing: usize,
+    answered: usize,
+    unanswered: usize,
+) -> Option<Reading> {
+    let need = quorum(n);
+    if agreeing >= need {
+        Some(Reading::Held)
+    } else if answered + unanswered < need {
+        Some(Reading::NoQuorum)
+    } else if answered >= need && agreeing + unanswered < need {
+        Some(Reading::Free)
+    } else {
+        None
+    }
+}
+
 /// Whether a won round's fence is settled: the nodes that reported it plus
 /// those raised to it form a quorum of the `n` configured nodes (see the
 /// module docs for why that keeps fences increasing).
@@ -270,6 +337,56 @@ impl Round {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Deciding early never disagrees with deciding at the end: whatever
+    /// the unanswered nodes say, the final verdict is the early one.
+    #[test]
+    fn early_verdicts_are_the_final_ones() {
+        for n in 1..=7 {
+            for ext in 0..=n {
+                for refd in 0..=n - ext {
+                    for failed in 0..=n - ext - refd {
+                        let unanswered = n - ext - refd - failed;
+                        let Some(early) = extension_so_far(n, ext, refd, unanswered) else {
+                            continue;
+                        };
+                        for more_ext in 0..=unanswered {
+                            for more_ref in 0..=unanswered - more_ext {
+                                let end = extension_so_far(n, ext + more_ext, refd + more_ref, 0);
+                                assert_eq!(end, Some(early), "n={n} {ext}/{refd}/{failed}");
+                            }
+                        }
+                    }
+                }
+                // Reads: `ext` as the largest agreeing group.
+                for answered in ext..=n {
+                    for failed in 0..=n - answered {
+                        let unanswered = n - answered - failed;
+                        let Some(early) = reading_so_far(n, ext, answered, unanswered) else {
+                            continue;
+                        };
+                        for more in 0..=unanswered {
+                            for joins in 0..=more {
+                                let end = reading_so_far(
+                                    n,
+                                    (ext + joins).max(more - joins),
+                                    answered + more,
+                                    0,
+                                );
+                                assert_eq!(
+                                    end,
+                                    Some(early),
+                                    "n={n} agree={ext} answered={answered}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(extension_so_far(1, 0, 0, 0), Some(Extension::Unknown));
+        assert_eq!(reading_so_far(1, 0, 1, 0), Some(Reading::Free));
+    }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 

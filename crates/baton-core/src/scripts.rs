@@ -33,11 +33,13 @@ pub const ACQUIRE: Script = Script {
 /// nobody).
 ///
 /// `KEYS = [lock]`, `ARGV = [token, channel or ""]`; replies 1 if released,
-/// 0 if the key was absent or another's.
+/// 2 if released but the announcement was refused (an ACL user without
+/// rights to the channel or to `PUBLISH`: the release still stands), 0 if
+/// the key was absent or another's.
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "c99f136c71ea9e4e193c7c6b4eb52a0a0185ebac",
+    sha1: "782676a5d850c0b05719587a8950da32c7a3a3a4",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
@@ -75,11 +77,13 @@ pub const INSPECT: Script = Script {
 /// Deletes the lock whoever holds it, and announces the release: an
 /// operator's tool for a stuck lock, never used by the lock itself.
 ///
-/// `KEYS = [lock]`, `ARGV = [channel]`; replies the deleted value, or nil.
+/// `KEYS = [lock]`, `ARGV = [channel]`; replies `[deleted value or nil,
+/// announced]`, `announced` 0 when `PUBLISH` was refused (the lock is
+/// broken all the same).
 pub const FORCE_RELEASE: Script = Script {
     name: "force_release",
     source: include_str!("scripts/force_release.lua"),
-    sha1: "c3e2252e96f1adbcfd3fcbd5b910aa40cd7e8a7b",
+    sha1: "5997c11b5d0c3775bd165bbca4aef4fbbc425b44",
 };
 
 /// Every script, for loading and checking.

@@ -26,6 +26,13 @@ pub enum Mode {
     /// Reset all current connections at once, and reset new ones as soon as
     /// they are accepted, while in this mode.
     Reset,
+    /// Relay everything, but forget a connection that carried no bytes for
+    /// this long, as a NAT or a load balancer drops an idle flow: from then
+    /// on its bytes are discarded both ways, with no FIN and no RST, so its
+    /// ends find out only by timing out. A forgotten connection stays dead
+    /// whatever the mode later (only [`Mode::Reset`] ends it); new
+    /// connections are relayed.
+    ForgetIdle(Duration),
 }
 
 /// Which way bytes flow through the proxy.
@@ -41,7 +48,7 @@ impl Mode {
     /// Whether bytes flowing `direction` are delivered in this mode.
     pub(crate) fn forwards(self, direction: Direction) -> bool {
         match self {
-            Mode::Pass | Mode::Delay(_) => true,
+            Mode::Pass | Mode::Delay(_) | Mode::ForgetIdle(_) => true,
             Mode::DropReplies => direction == Direction::Up,
             Mode::Blackhole | Mode::Reset => false,
         }

@@ -12,6 +12,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::mode::{Direction, Mode};
 use crate::url::redis_url;
@@ -35,6 +36,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     state: watch::Sender<State>,
     live: Arc<AtomicUsize>,
+    forgotten: Arc<AtomicUsize>,
     accept: AbortHandle,
 }
 
@@ -56,11 +58,17 @@ impl FaultProxy {
             resets: 0,
         });
         let live = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, target, watcher, Arc::clone(&live)));
+        let forgotten = Arc::new(AtomicUsize::new(0));
+        let counters = Counters {
+            live: Arc::clone(&live),
+            forgotten: Arc::clone(&forgotten),
+        };
+        let accept = tokio::spawn(accept_loop(listener, target, watcher, counters));
         Self {
             addr,
             state,
             live,
+            forgotten,
             accept: accept.abort_handle(),
         }
     }
@@ -105,6 +113,46 @@ impl FaultProxy {
     pub fn connections(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
+
+    /// How many connections [`Mode::ForgetIdle`] has forgotten so far.
+    pub fn forgotten(&self) -> usize {
+        self.forgotten.load(Ordering::SeqCst)
+    }
+}
+
+/// What every connection of a proxy counts in.
+#[derive(Debug, Clone)]
+struct Counters {
+    live: Arc<AtomicUsize>,
+    forgotten: Arc<AtomicUsize>,
+}
+
+/// One connection's traffic, for [`Mode::ForgetIdle`].
+#[derive(Debug)]
+struct Activity {
+    last: std::sync::Mutex<Instant>,
+    forgotten: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            last: std::sync::Mutex::new(Instant::now()),
+            forgotten: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_forgotten(&self) -> bool {
+        self.forgotten.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -119,7 +167,7 @@ async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
     state: watch::Receiver<State>,
-    live: Arc<AtomicUsize>,
+    counters: Counters,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -135,7 +183,7 @@ async fn accept_loop(
                     abort(client);
                     continue;
                 }
-                connections.spawn(relay(client, target, state.clone(), now.resets, Arc::clone(&live)));
+                connections.spawn(relay(client, target, state.clone(), now.resets, counters.clone()));
             }
             // Reap finished connections so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -149,7 +197,7 @@ async fn relay(
     target: SocketAddr,
     state: watch::Receiver<State>,
     resets: u64,
-    live: Arc<AtomicUsize>,
+    counters: Counters,
 ) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         abort(client);
@@ -158,7 +206,8 @@ async fn relay(
     // Requests and replies are small: don't let Nagle hold them back.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let _live = LiveGuard::new(live);
+    let _live = LiveGuard::new(counters.live);
+    let activity = Activity::new();
     let (lost_up, lost_down) = (AtomicBool::new(false), AtomicBool::new(false));
     let mut watcher = state.clone();
     let must_reset = |s: &State| {
@@ -171,10 +220,11 @@ async fn relay(
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
         tokio::select! {
-            up = pump(client_read, server_write, &state, Direction::Up, &lost_up) => up.is_err(),
-            down = pump(server_read, client_write, &state, Direction::Down, &lost_down) => down.is_err(),
+            up = pump(client_read, server_write, &state, Direction::Up, &lost_up, &activity) => up.is_err(),
+            down = pump(server_read, client_write, &state, Direction::Down, &lost_down, &activity) => down.is_err(),
             // Also when the proxy is dropped (the sender is gone).
             _ = watcher.wait_for(must_reset) => true,
+            () = forget_when_idle(state.clone(), &activity, &counters.forgotten) => unreachable!("never ends"),
         }
     };
     if reset {
@@ -192,6 +242,7 @@ async fn pump(
     state: &watch::Receiver<State>,
     direction: Direction,
     lost: &AtomicBool,
+    activity: &Activity,
 ) -> io::Result<()> {
     let mut buf = vec![0; 16 * 1024];
     loop {
@@ -199,6 +250,10 @@ async fn pump(
         if n == 0 {
             return Ok(());
         }
+        if activity.is_forgotten() {
+            continue; // as a flow a NAT no longer knows
+        }
+        activity.touch();
         let mode = state.borrow().mode;
         if !mode.forwards(direction) {
             lost.store(true, Ordering::SeqCst);
@@ -213,6 +268,34 @@ async fn pump(
             tokio::time::sleep(delay).await;
         }
         to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Under [`Mode::ForgetIdle`], marks the connection forgotten once it has
+/// been idle that long. Never returns (the connection ends by other means).
+async fn forget_when_idle(
+    mut state: watch::Receiver<State>,
+    activity: &Activity,
+    forgotten: &AtomicUsize,
+) {
+    loop {
+        let mode = state.borrow_and_update().mode;
+        let Mode::ForgetIdle(after) = mode else {
+            if state.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            continue;
+        };
+        let due = activity.last() + after;
+        if Instant::now() >= due {
+            activity.forgotten.store(true, Ordering::SeqCst);
+            forgotten.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            changed = state.changed() => if changed.is_err() { std::future::pending::<()>().await },
+        }
     }
 }
 

@@ -154,6 +154,34 @@ async fn blackhole_answers_nothing_then_pass_works_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_idle_silences_an_idle_connection_without_closing_it() {
+    let server = RedisServer::start();
+    let proxy = step("start", FaultProxy::start(server.addr())).await;
+    let mut idle = connect(&proxy).await;
+    assert_eq!(ping(&mut idle).await, b"+PONG\r\n");
+    proxy.set_mode(Mode::ForgetIdle(Duration::from_millis(50)));
+    eventually("the idle connection is forgotten", || {
+        proxy.forgotten() == 1
+    })
+    .await;
+    step("write", idle.write_all(b"SET k v\r\n")).await.unwrap();
+    assert_silent(&mut idle).await;
+    assert_eq!(
+        server.cmd::<Option<String>>(&["GET", "k"]),
+        None,
+        "nothing was forwarded"
+    );
+    proxy.set_mode(Mode::Pass);
+    assert_silent(&mut idle).await;
+    assert_eq!(proxy.connections(), 1, "still open: no FIN, no RST");
+    assert_eq!(
+        ping(&mut connect(&proxy).await).await,
+        b"+PONG\r\n",
+        "new ones pass"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_replies_runs_commands_but_swallows_replies() {
     let server = RedisServer::start();
     let proxy = step("start", FaultProxy::start(server.addr())).await;

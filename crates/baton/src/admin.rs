@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
-use baton_core::quorum::quorum;
+use std::sync::Arc;
+
+use baton_core::quorum::{self, quorum, Reading};
 use baton_core::token::fingerprint;
 use baton_core::{Fence, Keys};
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::node::Inspection;
+use crate::redlock::finish_in_background;
 
 /// What a lock looks like from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +32,9 @@ pub struct LockStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     /// The first 8 characters of its token: enough to tell holders apart,
-    /// not enough to act as the owner.
+    /// not enough to act as the owner. A foreign value that is not UTF-8 is
+    /// decoded lossily (U+FFFD for each bad byte); control characters are
+    /// kept as they are, so escape them before printing to a terminal.
     pub fingerprint: String,
     /// How long its lease has left on the server (the shortest among the
     /// nodes that hold it); `None` if the key has no expiry (a lock taken
@@ -51,34 +57,40 @@ impl Client {
     /// # Ok(()) }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
     /// ```
+    ///
+    /// Over several nodes it returns as soon as the answers decide it (a
+    /// quorum holds one value, or no value can reach one), without waiting
+    /// for a slow node.
     pub async fn status(&self, name: &str) -> Result<LockStatus> {
         let keys = self.keys_of(name)?;
         let nodes = &self.inner.nodes;
-        let replies = join_all((0..nodes.len()).map(|i| nodes.inspect(i, &keys))).await;
-        let mut seen = Vec::new();
+        let n = nodes.len();
+        let keys = &keys;
+        let mut replies: FuturesUnordered<_> = (0..n)
+            .map(|i| async move { (i, nodes.inspect(i, keys).await) })
+            .collect();
+        let mut seen: Vec<Inspection> = Vec::new();
         let mut errors = Vec::new();
-        for (i, reply) in replies.into_iter().enumerate() {
-            match reply {
-                Ok(inspection) => seen.push(inspection),
-                Err(e) => errors.push((i, e)),
+        let reading = loop {
+            match replies.next().await {
+                Some((_, Ok(inspection))) => seen.push(inspection),
+                Some((i, Err(e))) => errors.push((i, e)),
+                None => unreachable!("with every reply in, a reading is certain"),
             }
-        }
-        let need = quorum(nodes.len());
-        if seen.len() < need {
+            let agreeing = most_agreeing(&seen).map_or(0, |(_, count)| count);
+            if let Some(reading) = quorum::reading_so_far(n, agreeing, seen.len(), replies.len()) {
+                break reading;
+            }
+        };
+        drop(replies); // reads only: a slow node's answer is not needed
+        if reading == Reading::NoQuorum {
             return Err(nodes.no_quorum(name, errors, Vec::new(), seen.len()));
         }
         let fence = seen.iter().filter_map(|s| s.fence).max().map(Fence);
-        let holder = seen
-            .iter()
-            .filter_map(|s| s.holder.as_deref())
-            .find(|value| {
-                seen.iter()
-                    .filter(|s| s.holder.as_deref() == Some(*value))
-                    .count()
-                    >= need
-            })
-            .map(|value| Holder {
-                fingerprint: fingerprint(value).to_owned(),
+        let holder = most_agreeing(&seen)
+            .filter(|_| reading == Reading::Held)
+            .map(|(value, _)| Holder {
+                fingerprint: shown(value),
                 remaining: seen
                     .iter()
                     .filter(|s| s.holder.as_deref() == Some(value))
@@ -93,35 +105,43 @@ impl Client {
     /// Breaks lock `name` whoever holds it, on every node, and wakes its
     /// waiters: for an operator facing a stuck lock. Returns the
     /// fingerprints of the tokens removed (empty if it was free). Succeeds
-    /// when a quorum of the nodes answered (a silent node keeps its copy
-    /// until its TTL, which no longer makes a quorum).
+    /// once a quorum of the nodes answered (a slow node's copy is removed in
+    /// the background; a silent one keeps it until its TTL, which no longer
+    /// makes a quorum).
     ///
     /// The holder is not told: its guard will find the lease lost at its next
     /// renewal, and until then it may still believe it holds the lock. Its
     /// fence does not change, so a fenced store refuses it once the next
     /// holder has written.
     pub async fn force_release(&self, name: &str) -> Result<Vec<String>> {
-        let keys = self.keys_of(name)?;
+        let keys = Arc::new(self.keys_of(name)?);
         let nodes = &self.inner.nodes;
-        let replies = join_all((0..nodes.len()).map(|i| nodes.force_release(i, &keys))).await;
+        let n = nodes.len();
+        let mut replies: FuturesUnordered<_> = (0..n)
+            .map(|i| {
+                let (nodes, keys) = (Arc::clone(nodes), Arc::clone(&keys));
+                async move { (i, nodes.force_release(i, &keys).await) }
+            })
+            .collect();
         let mut removed = Vec::new();
         let mut errors = Vec::new();
-        for (i, reply) in replies.into_iter().enumerate() {
-            match reply {
-                Ok(Some(value)) => removed.push(fingerprint(&value).to_owned()),
-                Ok(None) => {}
-                Err(e) => errors.push((i, e)),
+        let mut answered = 0;
+        while answered < quorum(n) {
+            match replies.next().await {
+                Some((_, Ok(value))) => {
+                    answered += 1;
+                    removed.extend(value.as_deref().map(shown));
+                }
+                Some((i, Err(e))) => errors.push((i, e)),
+                None => return Err(nodes.no_quorum(name, errors, Vec::new(), answered)),
             }
-        }
-        let answered = nodes.len() - errors.len();
-        if answered < quorum(nodes.len()) {
-            return Err(nodes.no_quorum(name, errors, Vec::new(), answered));
         }
         // A quorum answered: the lock is broken (no one can hold a quorum
         // of it now), though a silent node may keep its copy until its TTL.
         for (i, e) in errors {
             tracing::warn!(node = nodes.name(i), error = %e, "force release did not reach a node");
         }
+        finish_in_background(replies);
         removed.sort();
         removed.dedup();
         Ok(removed)
@@ -130,4 +150,23 @@ impl Client {
     fn keys_of(&self, name: &str) -> Result<Keys> {
         Keys::new(self.prefix(), name).map_err(|reason| Error::invalid_name(name, reason))
     }
+}
+
+/// The holder value held by the most nodes, and on how many.
+fn most_agreeing(seen: &[Inspection]) -> Option<(&[u8], usize)> {
+    seen.iter()
+        .filter_map(|s| s.holder.as_deref())
+        .map(|value| {
+            let count = seen
+                .iter()
+                .filter(|s| s.holder.as_deref() == Some(value))
+                .count();
+            (value, count)
+        })
+        .max_by_key(|&(_, count)| count)
+}
+
+/// The fingerprint of a stored value, which may be any bytes.
+fn shown(value: &[u8]) -> String {
+    fingerprint(&String::from_utf8_lossy(value)).to_owned()
 }

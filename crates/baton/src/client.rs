@@ -212,6 +212,7 @@ impl ClientBuilder {
                 reason: "no redis url given".to_owned(),
             });
         }
+        refuse_duplicates(&self.urls)?;
         let connected =
             futures_util::future::join_all(self.urls.iter().map(|url| node::connect(url, timeout)))
                 .await;
@@ -221,4 +222,24 @@ impl ClientBuilder {
         nodes.extend(self.connections.into_iter().map(Connection::into_node));
         Ok(Client::assemble(nodes, prefix, timeout))
     }
+}
+
+/// Two URLs naming one server would make one server count twice towards a
+/// Redlock quorum (with `A,A,B` and B down, A alone would be a "majority").
+fn refuse_duplicates(urls: &[String]) -> Result<()> {
+    let mut seen: Vec<(String, &str)> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let server = node::server_of(url)?;
+        if let Some((_, first)) = seen.iter().find(|(s, _)| *s == server) {
+            return Err(Error::InvalidUrl {
+                url: node::redact_url(url),
+                reason: format!(
+                    "it names the same server as {} ({server}): Redlock nodes must be independent servers",
+                    node::redact_url(first)
+                ),
+            });
+        }
+        seen.push((server, url));
+    }
+    Ok(())
 }

@@ -407,12 +407,16 @@ impl Guard {
 impl LeaseCell {
     /// Releases the lease on every node. Straggling requests of its round
     /// are told first, so one that lands after this takes itself back.
-    async fn release(&self, nodes: &crate::redlock::Nodes) -> Result<bool> {
+    async fn release(&self, nodes: &Arc<crate::redlock::Nodes>) -> Result<bool> {
         self.ended
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .store(true, Ordering::SeqCst);
-        nodes.release(&self.keys, &self.token).await
+        let held = {
+            let s = self.status.borrow();
+            !s.lost && s.schedule.valid_until() > now()
+        };
+        nodes.release(&self.keys, &self.token, held).await
     }
 
     /// After a release: no longer held, without the warning of a loss.

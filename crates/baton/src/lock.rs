@@ -14,6 +14,8 @@ use crate::guard::{Guard, Lease, Released};
 use crate::random;
 use crate::redlock::now;
 use crate::wait::Waiter;
+use futures_util::FutureExt as _;
+use tokio::task::JoinHandle;
 
 /// The default lease length.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -131,7 +133,7 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         match self.attempt(&keys, ttl, &random::token()).await? {
             Attempt::Won(guard) => Ok(Some(guard)),
-            Attempt::Busy { .. } | Attempt::Spoiled { .. } => Ok(None),
+            Attempt::Busy { .. } => Ok(None),
         }
     }
 
@@ -152,14 +154,28 @@ impl Lock {
         let start = tokio::time::Instant::now();
         let deadline = self.wait.and_then(|wait| start.checked_add(wait));
         let mut waiter: Option<Waiter> = None;
+        let mut taking_back: Option<JoinHandle<bool>> = None;
         loop {
+            if let Some(take_back) = taking_back.take() {
+                // The last attempt's take-back must be over, every node
+                // answering, before its token is used again: a late release
+                // must not meet the next attempt's key. If it is not (a slow
+                // node), the next attempt draws a fresh token instead of
+                // waiting for it.
+                let done =
+                    take_back.is_finished() && matches!(take_back.now_or_never(), Some(Ok(true)));
+                if !done {
+                    token = random::token();
+                }
+            }
             let (holder, split) = match self.attempt(&keys, ttl, &token).await? {
                 Attempt::Won(guard) => return Ok(guard),
-                Attempt::Busy { holder, split } => (holder, split),
-                Attempt::Spoiled { holder, split } => {
-                    // What the last attempt may have left could not be taken
-                    // back: a late release must not meet our next key.
-                    token = random::token();
+                Attempt::Busy {
+                    holder,
+                    split,
+                    take_back,
+                } => {
+                    taking_back = take_back;
                     (holder, split)
                 }
             };
@@ -179,8 +195,8 @@ impl Lock {
                 None => {
                     // Subscribe before the retry that precedes the wait, so a
                     // release between the two is not missed.
-                    let subscriptions = self.client.inner.nodes.subscribe(&keys.channel).await;
-                    let w = Waiter::new(subscriptions);
+                    let (subscriptions, late) = self.client.inner.nodes.subscribe(&keys).await;
+                    let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
                 }
@@ -281,17 +297,14 @@ impl Lock {
                 expired,
             } => {
                 let n = nodes.len();
+                // Take back what may have landed, without making the caller
+                // wait for a slow node (see `acquire` for the token's reuse).
+                let take_back = (!release.is_empty())
+                    .then(|| self.take_back_in_background(keys, token, release));
                 if round.errors.len() > n - quorum(n) {
-                    // Failures alone make a quorum impossible: an error, and
-                    // nothing follows with this token, so take back what may
-                    // have landed without making the caller wait for it.
-                    if !release.is_empty() {
-                        self.release_in_background(keys, token, release);
-                    }
+                    // Failures alone make a quorum impossible: an error.
                     return Err(nodes.no_quorum(&self.name, round.errors, round.busy, acquired));
                 }
-                // The caller may try again with this token: the release must
-                // land first, or it could delete the next attempt's key.
                 // A split vote: some nodes were ours, and no one else can
                 // hold a quorum either (else this is plain waiting on them).
                 // Contenders woken together stay back a random while, over a
@@ -299,22 +312,26 @@ impl Lock {
                 let unanswered = n - acquired - busy - failed;
                 let split = (expired || (acquired > 0 && busy + unanswered < quorum(n)))
                     .then(|| SPLIT_SPREAD.max(now().saturating_duration_since(round.started) * 2));
-                if !release.is_empty() && !nodes.take_back(keys, token, &release).await {
-                    return Ok(Attempt::Spoiled { holder, split });
-                }
-                Ok(Attempt::Busy { holder, split })
+                Ok(Attempt::Busy {
+                    holder,
+                    split,
+                    take_back,
+                })
             }
         }
     }
 
-    /// After a failed final attempt, takes back whatever of it may have
-    /// landed, so others need not wait out its TTL.
-    fn release_in_background(&self, keys: &Arc<Keys>, token: &Token, which: Vec<usize>) {
+    /// After a lost attempt, takes back whatever of it may have landed, so
+    /// others need not wait out its TTL. Yields whether every node answered.
+    fn take_back_in_background(
+        &self,
+        keys: &Arc<Keys>,
+        token: &Token,
+        which: Vec<usize>,
+    ) -> JoinHandle<bool> {
         let nodes = Arc::clone(&self.client.inner.nodes);
         let (keys, token) = (Arc::clone(keys), token.clone());
-        tokio::spawn(async move {
-            nodes.take_back(&keys, &token, &which).await;
-        });
+        tokio::spawn(async move { nodes.take_back(&keys, &token, &which).await })
     }
 }
 
@@ -333,14 +350,11 @@ enum Attempt {
     Won(Guard),
     /// Not won. `split`: a split vote (or a win that came too late) where
     /// no one holds a quorum, with the spread to back off over.
+    /// `take_back`: the release of what the attempt may have left, running.
     Busy {
         holder: Option<HolderTtl>,
         split: Option<Duration>,
-    },
-    /// As `Busy`, and the token must not be used again.
-    Spoiled {
-        holder: Option<HolderTtl>,
-        split: Option<Duration>,
+        take_back: Option<JoinHandle<bool>>,
     },
 }
 

@@ -16,7 +16,7 @@ use baton_core::{Keys, Token};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::{BoxFuture, Inspection, Node, Renewal};
+use crate::node::{BoxFuture, Inspection, Node, Release, Renewal};
 use crate::wait::{Hub, Subscription};
 use crate::Client;
 
@@ -197,7 +197,7 @@ impl Node for MemoryNode {
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, Result<Release>> {
         Box::pin(async move {
             let released = self.with(|map| {
                 MemoryNode::holds(map, &keys.lock, token) && map.remove(&keys.lock).is_some()
@@ -205,7 +205,11 @@ impl Node for MemoryNode {
             if released && announce {
                 self.hub.publish(&keys.channel);
             }
-            Ok(released)
+            Ok(if released {
+                Release::Deleted
+            } else {
+                Release::NotHeld
+            })
         })
     }
 
@@ -247,7 +251,7 @@ impl Node for MemoryNode {
                 let (holder, pttl) = match live(map, &keys.lock) {
                     None => (None, -2),
                     Some(e) => (
-                        Some(e.value.clone()),
+                        Some(e.value.clone().into_bytes()),
                         e.expires.map_or(-1, |at| (at - now).as_millis() as i64),
                     ),
                 };
@@ -261,7 +265,7 @@ impl Node for MemoryNode {
         })
     }
 
-    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>> {
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let removed = self.with(|map| {
                 live(map, &keys.lock)
@@ -272,7 +276,7 @@ impl Node for MemoryNode {
             if removed.is_some() {
                 self.hub.publish(&keys.channel);
             }
-            Ok(removed.map(|e| e.value))
+            Ok(removed.map(|e| e.value.into_bytes()))
         })
     }
 

@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use baton_core::scripts::{self, Script};
 use baton_core::{Keys, Token};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::io::tcp::{socket2, TcpSettings};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::task::AbortHandle;
 
@@ -37,8 +39,9 @@ pub(crate) type Renewal<'a> = (&'a Keys, &'a Token, u64);
 /// What `inspect` read from one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Inspection {
-    /// The lock key's value (the holder's token), if set.
-    pub(crate) holder: Option<String>,
+    /// The lock key's value (the holder's token), if set: bytes, since a
+    /// foreign holder may have stored anything.
+    pub(crate) holder: Option<Vec<u8>>,
     /// The lock key's `PTTL` (-2 absent, -1 no expiry).
     pub(crate) pttl: i64,
     /// The fence counter, if set.
@@ -58,14 +61,13 @@ pub(crate) trait Node: Send + Sync + 'static {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Reply>>;
 
-    /// Runs the release script: `true` if the key held our token and is gone.
-    /// `announce` publishes the release to waiters.
+    /// Runs the release script. `announce` publishes the release to waiters.
     fn release<'a>(
         &'a self,
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<bool>>;
+    ) -> BoxFuture<'a, Result<Release>>;
 
     /// Runs the raise script: while the lock holds our token, lifts the fence
     /// counter to at least `fence`. `true` if the lock was ours.
@@ -81,7 +83,7 @@ pub(crate) trait Node: Send + Sync + 'static {
 
     /// Deletes the lock whoever holds it and announces the release; the
     /// value deleted, if any. For operators only.
-    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>>;
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
 
     /// Runs the extend script for each renewal, in one pipeline: per renewal,
     /// `true` if the key held our token and its TTL was reset.
@@ -90,33 +92,62 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// Subscribes to a release channel; `None` when this node cannot notify
     /// (waiters then rely on the timed fallback alone).
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>>;
+
+    /// A command to this node got no answer within the node timeout. A
+    /// connection that a NAT or load balancer dropped silently looks just
+    /// like this, so a node that can reopen its connection does so before
+    /// its next command.
+    fn suspect(&self) {}
+}
+
+/// What a release found on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The key held our token and is deleted.
+    Deleted,
+    /// The key was absent or another's; nothing was touched.
+    NotHeld,
+    /// Absent, found by a retry after the connection broke under the first
+    /// try, which may itself have deleted it: ours to count as deleted
+    /// while the lease was valid (nobody else could have taken or expired
+    /// it then).
+    Unclear,
 }
 
 /// A Redis server reached through a redis-rs connection (a
 /// `ConnectionManager`, which reconnects, or a `MultiplexedConnection`).
 pub(crate) struct RedisNode<C> {
-    conn: C,
+    link: Link<C>,
     name: String,
     notifications: Option<Arc<PubSubLink>>,
+    /// Set once a refused release announcement has been warned about: an
+    /// ACL without the channel would otherwise warn at every release.
+    warned_unannounced: AtomicBool,
 }
+
+/// TCP keepalive on every connection: probes after this much idle time
+/// keep NAT and load-balancer state alive (their idle cut-offs are minutes)
+/// and find a dead peer without waiting for a command to time out.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+/// Unacknowledged data for this long breaks the connection (Linux
+/// `TCP_USER_TIMEOUT`), so a peer gone silent mid-command is noticed.
+#[cfg(target_os = "linux")]
+const USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Opens a Redis node from a URL: a reconnecting connection for commands,
 /// and (lazily) a separate pub/sub connection for release notifications.
 pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Arc<dyn Node>> {
-    let client = redis::Client::open(url).map_err(|e| invalid_url(url, &e))?;
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
+    let info = info.set_tcp_settings(tcp_settings());
+    let client = redis::Client::open(info).map_err(|e| invalid_url(url, &e))?;
     let name = client.get_connection_info().addr().to_string();
-    // redis-rs's own response timeout is a backstop behind ours (which
-    // reports `NodeTimeout`), never in front of it.
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout.saturating_mul(2)))
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(10))
-        .set_max_delay(Duration::from_millis(500));
     let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(
         connect_for,
-        ConnectionManager::new_with_config(client.clone(), config),
+        ConnectionManager::new_with_config(client.clone(), manager_config(timeout)),
     )
     .await
     .map_err(|_| Error::NodeTimeout {
@@ -124,11 +155,148 @@ pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Arc<dyn Node
         timeout: connect_for,
     })?
     .map_err(|e| redis_error(&name, e))?;
+    warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
+    let reopen: Reopen<ConnectionManager> = {
+        let client = client.clone();
+        Box::new(move || {
+            Box::pin(ConnectionManager::new_with_config(
+                client.clone(),
+                manager_config(timeout),
+            ))
+        })
+    };
     Ok(Arc::new(RedisNode {
-        conn,
+        link: Link::new(conn, Some(reopen)),
         notifications: Some(PubSubLink::new(client, name.clone(), timeout)),
         name,
+        warned_unannounced: AtomicBool::new(false),
     }))
+}
+
+/// Which server a URL names, for telling duplicates apart: its address
+/// and database (`host:port/db`, or the socket path).
+pub(crate) fn server_of(url: &str) -> Result<String> {
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
+    let addr = info.addr().to_string().to_ascii_lowercase();
+    Ok(format!("{addr}/{}", info.redis_settings().db()))
+}
+
+/// Says once, at connect, if the server may evict keys without a TTL:
+/// under `allkeys-*` the fence counter can be evicted like any key, and the
+/// next acquire then draws fence 1 again, after higher ones — a fenced store
+/// would refuse the new, rightful holder. `volatile-*` only evicts keys with
+/// a TTL: fence counters are safe, but a lock key may be evicted under
+/// memory pressure (a second holder gets in; its higher fence still
+/// protects a fenced store). A server that refuses `CONFIG` (an ACL, a
+/// managed service) is left at that, with a debug line.
+async fn warn_if_fences_can_be_evicted(conn: &ConnectionManager, name: &str, timeout: Duration) {
+    let mut conn = conn.clone();
+    let asked = tokio::time::timeout(
+        timeout,
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            // A map in RESP3, pairs in RESP2: both read as a map.
+            .query_async::<std::collections::HashMap<String, String>>(&mut conn),
+    )
+    .await;
+    match asked {
+        Ok(Ok(reply)) => match reply.get("maxmemory-policy").map(String::as_str) {
+            Some(policy) if policy.starts_with("allkeys-") => tracing::warn!(
+                node = %name,
+                policy,
+                "maxmemory-policy {policy} can evict fence counters, after which fences start again at 1 \
+                 and a fenced store refuses the rightful holder: use noeviction (or a volatile-* policy)"
+            ),
+            Some(policy) if policy.starts_with("volatile-") => tracing::info!(
+                node = %name,
+                policy,
+                "maxmemory-policy {policy} can evict lock keys under memory pressure (fences stay safe): \
+                 noeviction keeps locks too"
+            ),
+            _ => {}
+        },
+        Ok(Err(e)) => tracing::debug!(node = %name, error = %e, "cannot read maxmemory-policy"),
+        Err(_) => tracing::debug!(node = %name, "no answer reading maxmemory-policy"),
+    }
+}
+
+fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(USER_TIMEOUT);
+    settings
+}
+
+/// The settings of every command connection.
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    // redis-rs's own response timeout is a backstop behind ours (which
+    // reports `NodeTimeout`), never in front of it.
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout.saturating_mul(2)))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// Opens a fresh command connection (the caller bounds how long it may take).
+type Reopen<C> = Box<dyn Fn() -> BoxFuture<'static, redis::RedisResult<C>> + Send + Sync>;
+
+/// A node's command connection, replaced when it is suspected dead.
+///
+/// redis-rs reconnects by itself after an error that breaks the connection
+/// (a reset, a closed socket), but not after silence: a connection dropped
+/// by a NAT without a reset would time out forever. So a timeout marks the
+/// connection stale, and the next command opens a fresh one first.
+struct Link<C> {
+    current: std::sync::RwLock<C>,
+    /// `None` for a connection handed in by the user: it is used as it is.
+    reopen: Option<Reopen<C>>,
+    stale: AtomicBool,
+    /// One reopen at a time.
+    reopening: tokio::sync::Mutex<()>,
+}
+
+impl<C: Clone> Link<C> {
+    fn new(conn: C, reopen: Option<Reopen<C>>) -> Link<C> {
+        Link {
+            current: std::sync::RwLock::new(conn),
+            reopen,
+            stale: AtomicBool::new(false),
+            reopening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The connection for the next command: a fresh one if this one is stale.
+    async fn get(&self) -> redis::RedisResult<C> {
+        if let (true, Some(reopen)) = (self.stale.load(Ordering::Acquire), &self.reopen) {
+            let _one = self.reopening.lock().await;
+            if self.stale.load(Ordering::Acquire) {
+                let fresh = reopen().await?;
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                self.stale.store(false, Ordering::Release);
+            }
+        }
+        Ok(self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+
+    fn mark_stale(&self) {
+        if self.reopen.is_some() {
+            self.stale.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// A redis-rs connection handed to Baton: a `ConnectionManager` (which
@@ -149,9 +317,10 @@ impl Connection {
     {
         let name = format!("redis db {}", conn.get_db());
         Connection(Arc::new(RedisNode {
-            conn,
+            link: Link::new(conn, None),
             name,
             notifications: None,
+            warned_unannounced: AtomicBool::new(false),
         }))
     }
 }
@@ -172,21 +341,62 @@ impl<C> RedisNode<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    /// `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`.
-    async fn eval(&self, script: &Script, keys: &[&str], args: &[&str]) -> Result<Value> {
-        let mut conn = self.conn.clone();
+    /// `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`; sent once more on
+    /// a fresh connection if the connection broke under it (every script is
+    /// safe to repeat: each acts by token, and an acquire that finds our own
+    /// token counts it as ours). The `bool` says whether it was repeated.
+    async fn eval(&self, script: &Script, keys: &[&str], args: &[&str]) -> Result<(Value, bool)> {
+        match self.eval_once(script, keys, args).await {
+            Err(e) if e.is_connection_dropped() => {
+                tracing::debug!(node = %self.name, error = %e, "connection broke; sending again on a fresh one");
+                let again = self.eval_once(script, keys, args).await;
+                again
+                    .map(|value| (value, true))
+                    .map_err(|e| redis_error(&self.name, e))
+            }
+            other => other
+                .map(|value| (value, false))
+                .map_err(|e| redis_error(&self.name, e)),
+        }
+    }
+
+    async fn eval_once(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> redis::RedisResult<Value> {
+        let mut conn = self.connection().await?;
         let reply = invocation(script, true, keys, args)
             .query_async::<Value>(&mut conn)
             .await;
-        let reply = match reply {
+        match reply {
             Err(e) if is_noscript(&e) => {
                 invocation(script, false, keys, args)
                     .query_async::<Value>(&mut conn)
                     .await
             }
             other => other,
-        };
-        reply.map_err(|e| redis_error(&self.name, e))
+        }
+    }
+
+    /// The connection for the next command (see [`Link`]).
+    async fn connection(&self) -> redis::RedisResult<C> {
+        self.link.get().await
+    }
+
+    /// Runs `script` and reads its reply as a `T`, and whether it was sent
+    /// twice (see [`RedisNode::eval`]).
+    async fn call_noting_retry<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<(T, bool)> {
+        let (value, retried) = self.eval(script, keys, args).await?;
+        redis::from_redis_value::<T>(value)
+            .map(|v| (v, retried))
+            .map_err(|e| redis_error(&self.name, RedisError::from(e)))
     }
 
     /// Runs `script` and reads its reply as a `T`.
@@ -196,9 +406,9 @@ where
         keys: &[&str],
         args: &[&str],
     ) -> Result<T> {
-        let value = self.eval(script, keys, args).await?;
-        redis::from_redis_value::<T>(value)
-            .map_err(|e| redis_error(&self.name, RedisError::from(e)))
+        self.call_noting_retry(script, keys, args)
+            .await
+            .map(|(v, _)| v)
     }
 
     async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
@@ -217,12 +427,13 @@ where
             }
             pipe
         };
-        let mut conn = self.conn.clone();
         let all: Vec<usize> = (0..renewals.len()).collect();
-        let replies = match self
-            .run_pipeline(build(true, &all), all.len(), &mut conn)
-            .await
-        {
+        let mut sent = self.run_pipeline(build(true, &all), all.len()).await;
+        if matches!(&sent, Err(e) if e.is_connection_dropped()) {
+            // Extends are safe to repeat: send again on a fresh connection.
+            sent = self.run_pipeline(build(true, &all), all.len()).await;
+        }
+        let replies = match sent {
             Ok(replies) => replies,
             Err(e) => return all.iter().map(|_| Err(self.shared_error(&e))).collect(),
         };
@@ -238,7 +449,7 @@ where
             replies.into_iter().map(|v| self.parse_extend(v)).collect();
         if !missing.is_empty() {
             match self
-                .run_pipeline(build(false, &missing), missing.len(), &mut conn)
+                .run_pipeline(build(false, &missing), missing.len())
                 .await
             {
                 Ok(again) => {
@@ -260,9 +471,9 @@ where
         &self,
         pipe: redis::Pipeline,
         expected: usize,
-        conn: &mut C,
     ) -> std::result::Result<Vec<Value>, Arc<RedisError>> {
-        match pipe.query_async::<Vec<Value>>(conn).await {
+        let mut conn = self.connection().await.map_err(Arc::new)?;
+        match pipe.query_async::<Vec<Value>>(&mut conn).await {
             Ok(replies) if replies.len() == expected => Ok(replies),
             Ok(_) => Err(Arc::new(RedisError::from((
                 ErrorKind::Parse,
@@ -278,6 +489,21 @@ where
             .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
             .map(|n| n == 1)
             .map_err(|e| redis_error(&self.name, e))
+    }
+
+    /// A release went through but its announcement was refused: waiters
+    /// fall back to timed retries. Said once per node at `warn`, then at `debug`.
+    fn unannounced(&self, key: &str) {
+        if self.warned_unannounced.swap(true, Ordering::Relaxed) {
+            tracing::debug!(node = %self.name, key, "release not announced: PUBLISH refused");
+        } else {
+            tracing::warn!(
+                node = %self.name,
+                key,
+                "the server refused to PUBLISH the release (an ACL without the release channel or PUBLISH?): \
+                 releases still happen, but waiters are woken only by their timed retries"
+            );
+        }
     }
 
     fn shared_error(&self, e: &Arc<RedisError>) -> Error {
@@ -323,13 +549,21 @@ where
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, Result<Release>> {
         Box::pin(async move {
             let channel = if announce { keys.channel.as_str() } else { "" };
-            let n: i64 = self
-                .call(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
+            let (n, retried): (i64, bool) = self
+                .call_noting_retry(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
                 .await?;
-            Ok(n == 1)
+            Ok(match n {
+                RELEASED_UNANNOUNCED => {
+                    self.unannounced(&keys.lock);
+                    Release::Deleted
+                }
+                1 => Release::Deleted,
+                _ if retried => Release::Unclear,
+                _ => Release::NotHeld,
+            })
         })
     }
 
@@ -354,7 +588,7 @@ where
 
     fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
         Box::pin(async move {
-            let (holder, pttl, fence): (Option<String>, i64, Option<String>) = self
+            let (holder, pttl, fence): (Option<Vec<u8>>, i64, Option<String>) = self
                 .call(&scripts::INSPECT, &[&keys.lock, &keys.fence], &[])
                 .await?;
             Ok(Inspection {
@@ -365,15 +599,24 @@ where
         })
     }
 
-    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<String>>> {
+    fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            self.call(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
-                .await
+            let (holder, announced): (Option<Vec<u8>>, i64) = self
+                .call(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
+                .await?;
+            if holder.is_some() && announced == 0 {
+                self.unannounced(&keys.lock);
+            }
+            Ok(holder)
         })
     }
 
     fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
         Box::pin(self.extend_batch(renewals))
+    }
+
+    fn suspect(&self) {
+        self.link.mark_stale();
     }
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
@@ -385,6 +628,9 @@ where
         })
     }
 }
+
+/// The release script's reply when the key was deleted but `PUBLISH` was refused.
+const RELEASED_UNANNOUNCED: i64 = 2;
 
 fn invocation(script: &Script, use_sha: bool, keys: &[&str], args: &[&str]) -> redis::Cmd {
     let mut cmd = if use_sha {
@@ -596,42 +842,105 @@ fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 'static) ->
 }
 
 fn invalid_url(url: &str, e: &RedisError) -> Error {
-    let reason = match password_of(url) {
-        Some(pw) if !pw.is_empty() => e.to_string().replace(pw, "***"),
-        _ => e.to_string(),
-    };
+    let mut reason = e.to_string();
+    for secret in secrets_of(url) {
+        if !secret.is_empty() {
+            reason = reason.replace(&url[secret], "***");
+        }
+    }
     Error::InvalidUrl {
         url: redact_url(url),
         reason,
     }
 }
 
-/// The password part of a URL's user info, if any.
+/// Where a URL may carry a password, as byte ranges of `url`: the user
+/// info's (`redis://user:PASSWORD@host`), and the value of every `pass` or
+/// `password` query parameter (redis-rs takes `?pass=` for unix sockets:
+/// `unix:///run/redis.sock?pass=PASSWORD`).
 ///
 /// Errs on the side of hiding: the user info runs to the *last* `@`, so a
 /// password with an unescaped `/` or `@` is still found (a path containing
-/// `@` may be over-redacted, which is harmless).
-///
-/// Text with no `://` is not a URL, but may still be one mistyped with a
-/// password in it (`:secret@host`): everything before its last `@` counts
-/// as user info then.
-fn password_of(url: &str) -> Option<&str> {
-    let rest = url.find("://").map_or(url, |i| &url[i + 3..]);
-    let userinfo = &rest[..rest.rfind('@')?];
-    userinfo.split_once(':').map(|(_, pw)| pw)
+/// `@` may be over-redacted, which is harmless). Text with no `://` is not
+/// a URL, but may still be one mistyped with a password in it
+/// (`:secret@host`): everything before its last `@` counts as user info
+/// then. Query keys are compared percent-decoded and without case, as
+/// `p%61ss` is `pass` to a URL parser.
+fn secrets_of(url: &str) -> Vec<std::ops::Range<usize>> {
+    let mut secrets = Vec::new();
+    let rest_at = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[rest_at..];
+    if let Some(at) = rest.rfind('@') {
+        if let Some(colon) = rest[..at].find(':') {
+            secrets.push(rest_at + colon + 1..rest_at + at);
+        }
+    }
+    if let Some(q) = url.find('?') {
+        let query_end = url[q..].find('#').map_or(url.len(), |i| q + i);
+        let mut start = q + 1;
+        for pair in url[q + 1..query_end].split('&') {
+            if let Some((key, _)) = pair.split_once('=') {
+                if is_password_key(key) {
+                    secrets.push(start + key.len() + 1..start + pair.len());
+                }
+            }
+            start += pair.len() + 1;
+        }
+    }
+    secrets
 }
 
-/// The URL with its password (if any) replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    match password_of(url) {
-        Some(pw) if !pw.is_empty() => {
-            // The password's own position (a subslice of `url`), not the
-            // first place its text occurs.
-            let at = pw.as_ptr() as usize - url.as_ptr() as usize;
-            format!("{}***{}", &url[..at], &url[at + pw.len()..])
+fn is_password_key(key: &str) -> bool {
+    let decoded = percent_decode(key);
+    decoded.eq_ignore_ascii_case("pass") || decoded.eq_ignore_ascii_case("password")
+}
+
+/// `%XX` and `+` decoded as a query parser would (bad escapes kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
         }
-        _ => url.to_owned(),
+        i += 1;
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The URL with every password in it (see [`secrets_of`]) replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let mut secrets: Vec<_> = secrets_of(url)
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    secrets.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(url.len());
+    let mut done = 0;
+    for secret in secrets {
+        if secret.end <= done {
+            continue; // inside one already hidden
+        }
+        let start = secret.start.max(done);
+        out.push_str(&url[done..start]);
+        if start == secret.start {
+            out.push_str("***");
+        }
+        done = secret.end;
+    }
+    out.push_str(&url[done..]);
+    out
 }
 
 #[cfg(test)]
@@ -660,6 +969,41 @@ mod tests {
             let url = format!("{scheme}://{user}:{password}@{host}{rest}");
             prop_assert!(!redact_url(&url).contains(&password), "{}", redact_url(&url));
         }
+    }
+
+    proptest! {
+        /// A password in a query parameter (`?pass=`, as unix socket URLs
+        /// carry it), whatever else the URL holds: it never survives.
+        #[test]
+        fn a_query_password_never_survives_redaction(
+            scheme in "(unix|redis\\+unix|redis|rediss)",
+            path in "[a-z/.]{1,12}",
+            key in "(pass|password|PASS|p%61ss)",
+            secret in "[a-zA-Z0-9/@:%!+]{1,12}",
+            before in "(db=1&|user=u&|)",
+            after in "(&db=zz|&protocol=resp3|#frag|)",
+        ) {
+            let password = format!("Zq{secret}Zq");
+            let url = format!("{scheme}:///{path}?{before}{key}={password}{after}");
+            prop_assert!(!redact_url(&url).contains(&password), "{}", redact_url(&url));
+        }
+    }
+
+    #[test]
+    fn query_passwords_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("unix:///tmp/x.sock?pass=S3cret&db=zz"),
+            "unix:///tmp/x.sock?pass=***&db=zz"
+        );
+        assert_eq!(
+            redact_url("redis+unix:///s?db=1&password=a@b"),
+            "redis+unix:///s?db=1&password=***"
+        );
+        assert_eq!(
+            redact_url("redis://u:pw@h:1/?pass=x#f"),
+            "redis://u:***@h:1/?pass=***#f"
+        );
+        assert_eq!(redact_url("unix:///s?passes=x"), "unix:///s?passes=x");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! One server is the case N = 1 of the same code: one round trip, no extra
 //! work. This module decides nothing itself; it only asks and counts.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::{Error, NodeError, NodeFailure, Result};
-use crate::node::{Node, Renewal};
+use crate::node::{Node, Release, Renewal};
 use crate::wait::Subscription;
 
 /// The configured nodes of a client and their per-node timeout.
@@ -57,7 +58,8 @@ impl Nodes {
         self.list.len()
     }
 
-    /// Runs `f` against node `i` under the node timeout.
+    /// Runs `f` against node `i` under the node timeout. A timeout makes
+    /// the node suspect its connection (see [`Node::suspect`]).
     async fn ask<'a, T, F>(&'a self, i: usize, f: F) -> Result<T>
     where
         F: FnOnce(&'a dyn Node) -> crate::node::BoxFuture<'a, Result<T>>,
@@ -65,10 +67,13 @@ impl Nodes {
         let node = &*self.list[i];
         match tokio::time::timeout(self.timeout, f(node)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::NodeTimeout {
-                node: node.name().to_owned(),
-                timeout: self.timeout,
-            }),
+            Err(_) => {
+                node.suspect();
+                Err(Error::NodeTimeout {
+                    node: node.name().to_owned(),
+                    timeout: self.timeout,
+                })
+            }
         }
     }
 
@@ -194,55 +199,101 @@ impl Nodes {
     /// Releases a held lease on every node and announces it. `Ok(true)` if
     /// a quorum of the configured nodes deleted our key, `Ok(false)` if too
     /// many found it gone or another's for that, an error if too many failed
-    /// to say.
-    pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<bool> {
-        let (released, refused, mut errors) = self.release_on(keys, token, &self.all(), true).await;
-        match quorum::extension(self.len(), released, refused) {
-            Extension::Extended => Ok(true),
-            Extension::Refused => Ok(false),
-            Extension::Unknown => Err(errors.swap_remove(0)),
-        }
-    }
-
-    /// Takes back what a lost attempt may have left on `which` nodes,
-    /// without waking waiters (the real holder, if any, still holds). True
-    /// if every node answered, so none can still hold the token.
-    pub(crate) async fn take_back(&self, keys: &Keys, token: &Token, which: &[usize]) -> bool {
-        self.release_on(keys, token, which, false)
-            .await
-            .2
-            .is_empty()
-    }
-
-    /// Releases on `which` nodes: how many deleted our key, how many (of
-    /// all configured) did not hold it, and the errors.
-    async fn release_on(
-        &self,
-        keys: &Keys,
+    /// to say. `held`: the lease was valid when the release was sent, so a
+    /// key that a repeated release found gone was ours (see
+    /// [`Release::Unclear`]).
+    ///
+    /// Decided as soon as the replies allow: a slow node's release finishes
+    /// in the background (under the node timeout), delaying nobody.
+    pub(crate) async fn release(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
         token: &Token,
-        which: &[usize],
-        announce: bool,
-    ) -> (usize, usize, Vec<Error>) {
-        let replies = join_all(
-            which
-                .iter()
-                .map(|&i| self.ask(i, |n| n.release(keys, token, announce))),
-        )
-        .await;
-        let mut released = 0;
-        let mut refused = self.len() - which.len();
-        let mut errors = Vec::new();
-        for reply in replies {
+        held: bool,
+    ) -> Result<bool> {
+        let mut replies = self.releases(keys, token, &self.all(), true);
+        let (mut released, mut refused, mut errors) = (0, 0, Vec::new());
+        while let Some(reply) = replies.next().await {
             match reply {
-                Ok(true) => released += 1,
-                Ok(false) => refused += 1,
+                Ok(Release::Deleted) => released += 1,
+                Ok(Release::Unclear) if held => released += 1,
+                Ok(_) => refused += 1,
                 Err(e) => {
                     tracing::debug!(error = %e, "release failed on a node");
                     errors.push(e);
                 }
             }
+            if let Some(verdict) =
+                quorum::extension_so_far(self.len(), released, refused, replies.len())
+            {
+                finish_in_background(replies);
+                return match verdict {
+                    Extension::Extended => Ok(true),
+                    Extension::Refused => Ok(false),
+                    Extension::Unknown => Err(errors.swap_remove(0)),
+                };
+            }
         }
-        (released, refused, errors)
+        unreachable!("with every reply in, a release's verdict is certain")
+    }
+
+    /// Takes back what a lost attempt may have left on `which` nodes,
+    /// without waking waiters (the real holder, if any, still holds). True
+    /// if every node answered, so none can still hold the token.
+    pub(crate) async fn take_back(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
+        token: &Token,
+        which: &[usize],
+    ) -> bool {
+        let mut replies = self.releases(keys, token, which, false);
+        let mut all_answered = true;
+        while let Some(reply) = replies.next().await {
+            all_answered &= reply.is_ok();
+        }
+        all_answered
+    }
+
+    /// One release per node of `which`, in parallel, as `'static` futures
+    /// (so that stragglers can be left to finish in the background).
+    fn releases(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
+        token: &Token,
+        which: &[usize],
+        announce: bool,
+    ) -> FuturesUnordered<impl Future<Output = Result<Release>> + Send + 'static> {
+        which
+            .iter()
+            .map(|&i| {
+                let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
+                async move { nodes.release_on(i, &keys, &token, announce).await }
+            })
+            .collect()
+    }
+
+    /// Releases on node `i`. A release that timed out is sent once more
+    /// (on a fresh connection, the node now suspecting its old one): a lock
+    /// left behind costs every other worker its whole TTL, which is worth a
+    /// second node timeout. The first may have landed, so "not held" from
+    /// the second is [`Release::Unclear`].
+    async fn release_on(
+        &self,
+        i: usize,
+        keys: &Keys,
+        token: &Token,
+        announce: bool,
+    ) -> Result<Release> {
+        match self.ask(i, |n| n.release(keys, token, announce)).await {
+            Err(Error::NodeTimeout { .. }) => {
+                let again = self.ask(i, |n| n.release(keys, token, announce)).await;
+                again.map(|r| match r {
+                    Release::NotHeld => Release::Unclear,
+                    r => r,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Every node, for a release after a won round or a guard.
@@ -262,15 +313,18 @@ impl Nodes {
         let per_node = join_all(self.list.iter().map(|node| async move {
             match tokio::time::timeout(timeout, node.extend(renewals)).await {
                 Ok(replies) => replies,
-                Err(_) => renewals
-                    .iter()
-                    .map(|_| {
-                        Err(Error::NodeTimeout {
-                            node: node.name().to_owned(),
-                            timeout,
+                Err(_) => {
+                    node.suspect();
+                    renewals
+                        .iter()
+                        .map(|_| {
+                            Err(Error::NodeTimeout {
+                                node: node.name().to_owned(),
+                                timeout,
+                            })
                         })
-                    })
-                    .collect(),
+                        .collect()
+                }
             }
         }))
         .await;
@@ -333,21 +387,47 @@ impl Nodes {
         }
     }
 
-    /// Subscribes to `channel` on every node that can notify. Best effort:
-    /// a node that fails is left to the timed fallback.
-    pub(crate) async fn subscribe(&self, channel: &str) -> Vec<Subscription> {
-        let subscriptions =
-            join_all((0..self.len()).map(|i| self.ask(i, |n| n.subscribe(channel)))).await;
-        subscriptions
-            .into_iter()
-            .filter_map(|s| match s {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "no release notifications from a node");
-                    None
-                }
+    /// Subscribes to the lock's release channel on every node that can
+    /// notify. Best effort: a node that fails is left to the timed fallback.
+    ///
+    /// Returns once a quorum of nodes has subscribed (every holder's quorum
+    /// then shares a node with ours, so its release is heard) or every node
+    /// has answered; slower nodes' subscriptions arrive on the second value
+    /// as they come, so a slow node delays no waiter.
+    pub(crate) async fn subscribe(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
+    ) -> (Vec<Subscription>, Option<LateSubscriptions>) {
+        let mut pending: FuturesUnordered<_> = (0..self.len())
+            .map(|i| {
+                let (nodes, keys) = (Arc::clone(self), Arc::clone(keys));
+                async move { nodes.ask(i, |n| n.subscribe(&keys.channel)).await }
             })
-            .collect()
+            .collect();
+        let mut subscriptions = Vec::new();
+        let need = quorum::quorum(self.len());
+        while subscriptions.len() < need {
+            match pending.next().await {
+                None => return (subscriptions, None),
+                Some(Ok(Some(s))) => subscriptions.push(s),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "no release notifications from a node"),
+            }
+        }
+        if pending.is_empty() {
+            return (subscriptions, None);
+        }
+        let (late, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(reply) = pending.next().await {
+                if let Ok(Some(s)) = reply {
+                    if late.send(s).is_err() {
+                        return; // the waiter is gone
+                    }
+                }
+            }
+        });
+        (subscriptions, Some(receiver))
     }
 
     /// Inspects the lock on node `i` (under the node timeout).
@@ -356,7 +436,7 @@ impl Nodes {
     }
 
     /// Force-releases the lock on node `i` (under the node timeout).
-    pub(crate) async fn force_release(&self, i: usize, keys: &Keys) -> Result<Option<String>> {
+    pub(crate) async fn force_release(&self, i: usize, keys: &Keys) -> Result<Option<Vec<u8>>> {
         self.ask(i, |n| n.force_release(keys)).await
     }
 
@@ -367,6 +447,21 @@ impl Nodes {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+}
+
+/// Subscriptions of slow nodes, arriving after [`Nodes::subscribe`] returned.
+pub(crate) type LateSubscriptions = tokio::sync::mpsc::UnboundedReceiver<Subscription>;
+
+/// Drives a fan-out's remaining requests to completion on their own,
+/// once the caller has its answer.
+pub(crate) fn finish_in_background<F>(mut rest: FuturesUnordered<F>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    if !rest.is_empty() {
+        tokio::spawn(async move { while rest.next().await.is_some() {} });
     }
 }
 

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::redlock::LateSubscriptions;
 
 /// Called with a channel's name when its last subscriber leaves.
 pub(crate) type OnLastLeave = Arc<dyn Fn(&str) + Send + Sync>;
@@ -123,35 +126,97 @@ impl Drop for Subscription {
     }
 }
 
+/// After the first node announces a release, how long a waiter waits for
+/// the announcements of a quorum of nodes before it tries anyway.
+const QUORUM_GRACE: Duration = Duration::from_millis(50);
+
 /// A waiter's subscriptions to one lock's release channel on every node
 /// that supports notifications.
 pub(crate) struct Waiter {
     subscriptions: Vec<Subscription>,
+    /// Subscriptions of slow nodes, joining as they arrive.
+    late: Option<LateSubscriptions>,
+    /// How many nodes' announcements make a release certain: a quorum.
+    quorum: usize,
 }
 
 impl Waiter {
-    pub(crate) fn new(subscriptions: Vec<Subscription>) -> Waiter {
-        Waiter { subscriptions }
+    pub(crate) fn new(
+        subscriptions: Vec<Subscription>,
+        late: Option<LateSubscriptions>,
+        quorum: usize,
+    ) -> Waiter {
+        Waiter {
+            subscriptions,
+            late,
+            quorum,
+        }
     }
 
     /// True when at least one node will announce releases.
     pub(crate) fn is_notified(&self) -> bool {
-        !self.subscriptions.is_empty()
+        !self.subscriptions.is_empty() || self.late.is_some()
     }
 
-    /// Waits for a release notification from any node, or `fallback`,
-    /// whichever comes first.
+    /// Waits for a release notification, or `fallback`, whichever comes
+    /// first.
+    ///
+    /// Over several nodes a release is announced by each node it reaches,
+    /// a moment apart. Trying at the first announcement would race the
+    /// release on the others, and a round split between a freed node and a
+    /// still-held one must then wait for every node to answer (a node
+    /// timeout, if one is silent). So once one node has announced, the wait
+    /// goes on for the announcements of a quorum of the subscribed nodes,
+    /// for at most [`QUORUM_GRACE`].
     pub(crate) async fn wait(&mut self, fallback: Duration) {
-        if self.subscriptions.is_empty() {
-            tokio::time::sleep(fallback).await;
-            return;
+        let deadline = tokio::time::sleep(fallback);
+        tokio::pin!(deadline);
+        let mut announced: Vec<bool> = Vec::new();
+        let mut grace: Option<Instant> = None;
+        loop {
+            announced.resize(self.subscriptions.len(), false);
+            let heard = announced.iter().filter(|&&a| a).count();
+            if heard > 0 && heard >= self.quorum.min(self.subscriptions.len()) {
+                return;
+            }
+            let Waiter {
+                subscriptions,
+                late,
+                ..
+            } = self;
+            let released = async {
+                if subscriptions.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                select_all(subscriptions.iter_mut().map(|s| Box::pin(s.released())))
+                    .await
+                    .1
+            };
+            let joined = async {
+                match late {
+                    Some(late) => late.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let grace_over = async {
+                match grace {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut deadline => return,
+                () = grace_over => return,
+                node = released => {
+                    announced[node] = true;
+                    grace.get_or_insert_with(|| Instant::now() + QUORUM_GRACE);
+                }
+                joined = joined => match joined {
+                    Some(subscription) => self.subscriptions.push(subscription),
+                    None => self.late = None,
+                },
+            }
         }
-        let released = select_all(
-            self.subscriptions
-                .iter_mut()
-                .map(|s| Box::pin(s.released())),
-        );
-        let _ = tokio::time::timeout(fallback, released).await;
     }
 }
 
@@ -168,7 +233,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_release_before_the_wait_is_not_missed() {
         let hub = Arc::new(Hub::default());
-        let mut waiter = Waiter::new(vec![hub.join("c", None)]);
+        let mut waiter = Waiter::new(vec![hub.join("c", None)], None, 1);
         hub.publish("c");
         let start = tokio::time::Instant::now();
         waiter.wait(Duration::from_secs(30)).await;

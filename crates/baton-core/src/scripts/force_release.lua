@@ -1,7 +1,12 @@
--- force_release(KEYS[1]=lock; ARGV[1]=release channel) -> the value deleted (whoever held it) and the release announced, or false if the key was absent
+-- force_release(KEYS[1]=lock; ARGV[1]=release channel) -> {the value deleted (whoever held it) or false if the key was absent, 1 if the release was announced else 0}
 local holder = redis.call('GET', KEYS[1])
+local announced = 0
 if holder then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[1], 'released')
+  -- pcall: the lock is broken; a refused PUBLISH (ACL) must not turn that into an error.
+  local published = redis.pcall('PUBLISH', ARGV[1], 'released')
+  if not (type(published) == 'table' and published.err) then
+    announced = 1
+  end
 end
-return holder
+return {holder, announced}

@@ -9,6 +9,7 @@ mod cancel;
 mod costs;
 mod exclusion;
 mod faults;
+mod hardening;
 mod input;
 mod ownership;
 mod redlock;

@@ -108,6 +108,17 @@ async fn every_pattern_of_foreign_holders() {
                     .await
                     .expect("no error");
                 assert_eq!(got.is_some(), free > n / 2, "n={n} mask={mask:b}");
+                if got.is_none() {
+                    // A lost attempt is taken back in the background.
+                    crate::support::eventually("no token of ours left behind", || {
+                        cluster
+                            .values()
+                            .iter()
+                            .enumerate()
+                            .all(|(i, v)| (mask & (1 << i) != 0) || v.is_none())
+                    })
+                    .await;
+                }
                 for (i, value) in cluster.values().into_iter().enumerate() {
                     if mask & (1 << i) != 0 {
                         assert_eq!(
@@ -115,19 +126,18 @@ async fn every_pattern_of_foreign_holders() {
                             Some(FOREIGN),
                             "foreign key untouched: n={n} mask={mask:b} node {i}"
                         );
-                    } else if got.is_none() {
-                        assert_eq!(
-                            value, None,
-                            "no token of ours left behind: n={n} mask={mask:b} node {i}"
-                        );
                     }
                 }
                 if let Some(guard) = got {
                     assert_eq!(guard.release().await.unwrap(), Released::Released);
-                    assert!(cluster
-                        .values()
-                        .iter()
-                        .all(|v| v.as_deref().is_none_or(|v| v == FOREIGN)));
+                    // Returned at quorum: the rest lands in the background.
+                    crate::support::eventually("released everywhere", || {
+                        cluster
+                            .values()
+                            .iter()
+                            .all(|v| v.as_deref().is_none_or(|v| v == FOREIGN))
+                    })
+                    .await;
                 }
                 for server in &cluster.servers {
                     server.cmd::<()>(&["DEL", KEY]);
@@ -574,8 +584,8 @@ async fn a_waiter_behind_a_quorum_holder_does_not_spin() {
 }
 
 /// A won round's straggling request (a NOSCRIPT resend through a slow link)
-/// lands after the release — here a release cancelled at once, finished by
-/// the guard's drop: it takes its node back, so nothing of ours remains.
+/// lands after the release, which returned at the quorum of the two fast
+/// nodes: it takes its node back, so nothing of ours remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_straggler_landing_after_the_release_takes_itself_back() {
     within(async {
@@ -606,11 +616,7 @@ async fn a_straggler_landing_after_the_release_takes_itself_back() {
             .await
             .unwrap()
             .expect("2 of 3");
-        let cancelled = tokio::time::timeout(Duration::from_millis(5), guard.release()).await;
-        assert!(
-            cancelled.is_err(),
-            "cut off while waiting for the straggler"
-        );
+        assert_eq!(guard.release().await.unwrap(), baton::Released::Released);
         crate::support::eventually("released everywhere, the straggler's node included", || {
             servers
                 .iter()
