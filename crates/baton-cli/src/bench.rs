@@ -12,6 +12,7 @@
 //!
 //! Every key a run creates (fence counters included) is deleted afterwards.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +115,9 @@ impl Progress {
                 loop {
                     let n = done.load(Ordering::Relaxed).min(total);
                     let filled = n * 30 / total.max(1);
-                    eprint!(
+                    // Not `eprint!`: a broken stderr must not panic.
+                    let _ = write!(
+                        std::io::stderr(),
                         "\r  {workload:<11} [{}{}] {n}/{total}",
                         "#".repeat(filled),
                         " ".repeat(30 - filled)
@@ -135,7 +138,7 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
-            eprint!("\r\x1b[2K");
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
 }

@@ -97,7 +97,7 @@ pub async fn run(args: ExecArgs) -> Exit {
                 Ok(baton::Released::AlreadyExpired) => lapsed(),
                 Err(_) if !held_to_the_end => lapsed(),
                 Err(e) => {
-                    eprintln!(
+                    baton_cli::err!(
                         "baton: could not release lock {:?} (it expires within its ttl): {e}",
                         args.name
                     );

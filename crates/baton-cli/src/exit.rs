@@ -40,7 +40,7 @@ impl Exit {
     /// Prints the message (if any) and gives the process exit code.
     pub fn report(self) -> ExitCode {
         if let Some(message) = self.message {
-            eprintln!("baton: {message}");
+            baton_cli::err!("baton: {message}");
         }
         ExitCode::from(self.code)
     }

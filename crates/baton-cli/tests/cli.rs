@@ -98,6 +98,16 @@ fn stderr_of(child: &mut Child) -> String {
     stderr
 }
 
+/// A stderr that cannot be written, as cron or a supervisor may leave it:
+/// every write fails with EPIPE. (A socket whose other end is closed, as a
+/// pipe whose reader has gone; std makes it close-on-exec, so no other
+/// test's child can be holding the other end.)
+fn closed_stderr() -> Stdio {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    drop(ours);
+    Stdio::from(std::os::fd::OwnedFd::from(theirs))
+}
+
 fn one_line(stderr: &str) {
     assert_eq!(
         stderr.trim_end().lines().count(),
@@ -470,6 +480,108 @@ fn no_password_in_logs() {
         assert!(!all.contains("Zq-s3cret-qZ"), "{args:?}: {all}");
         if args[1] == "exec" && args[4] == url {
             assert!(all.contains("DEBUG"), "the logs were on: {all}");
+        }
+    }
+}
+
+/// With stderr closed (cron, a supervisor that closed its pipe), `baton`
+/// still exits with the status it means, not a panic's 101: for its final
+/// message, clap's usage message and, with -vv, the library's log lines.
+#[test]
+fn a_closed_stderr_keeps_the_exit_status() {
+    let server = RedisServer::start();
+    server.cmd::<()>(&["SET", "baton:job", "another's", "PX", "60000"]);
+    let cases: [(&[&str], i32); 6] = [
+        // No final message, only the library's log lines with -vv.
+        (&["exec", "free", "--", "sh", "-c", "exit 3"], 3),
+        // These commands would exit 1 if they ran: the status is baton's own.
+        (&["exec", "job", "-n", "--", "false"], 75),
+        (
+            &[
+                "exec",
+                "job",
+                "-n",
+                "--conflict-exit-code",
+                "0",
+                "--",
+                "false",
+            ],
+            0,
+        ),
+        (&["exec", "job", "--bogus", "--", "false"], 64),
+        (&["release", "job"], 64),
+        (
+            &["exec", "job", "--url", "redis://127.0.0.1:1", "--", "false"],
+            69,
+        ),
+    ];
+    for verbose in [&[][..], &["-vv"]] {
+        for (args, want) in cases {
+            let args = [verbose, args].concat();
+            let (code, _, stderr) = run(&server, &args);
+            assert_eq!(code, want, "{args:?}: {stderr}");
+            if verbose.is_empty() {
+                assert!(want == 3 || !stderr.is_empty(), "{args:?} has a message");
+            } else if want == 3 {
+                assert!(stderr.contains("DEBUG"), "the logs were on: {stderr}");
+            }
+            let status = baton(&server, &args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(closed_stderr())
+                .status()
+                .expect("run baton");
+            assert_eq!(status.code(), Some(want), "{args:?} with stderr closed");
+        }
+    }
+    assert_eq!(server.cmd::<String>(&["GET", "baton:job"]), "another's");
+}
+
+/// The release fails after the command ended (the server stopped): the
+/// command's status, with a warning on stderr; with stderr closed, the same
+/// status.
+#[test]
+fn a_failed_release_with_stderr_closed_keeps_the_commands_status() {
+    for closed in [false, true] {
+        let server = RedisServer::start();
+        let mut child = baton(
+            &server,
+            &[
+                "exec",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                "echo started; read line; exit 3",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if closed {
+            closed_stderr()
+        } else {
+            Stdio::piped()
+        })
+        .spawn()
+        .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read");
+        assert!(line.starts_with("started"), "{line:?}");
+        server.pause();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let status = wait(&mut child);
+        server.resume();
+        assert_eq!(
+            status.code(),
+            Some(3),
+            "the command's status (closed: {closed})"
+        );
+        if !closed {
+            let stderr = stderr_of(&mut child);
+            one_line(&stderr);
+            assert!(stderr.contains("could not release"), "{stderr}");
         }
     }
 }
