@@ -585,3 +585,26 @@ fn a_failed_release_with_stderr_closed_keeps_the_commands_status() {
         }
     }
 }
+
+/// `bench --concurrency 0` (no task would record a latency), `--ops 0` and
+/// counts past the bounds are usage errors for every workload, found before
+/// anything runs.
+#[test]
+fn bench_rejects_zero_and_huge_counts_as_usage_errors() {
+    let server = RedisServer::start();
+    for workload in baton_cli::bench::WORKLOADS {
+        for (flag, value) in [
+            ("--concurrency", "0"),
+            ("--concurrency", "10001"),
+            ("--ops", "0"),
+            ("--ops", "10000001"),
+        ] {
+            let args = ["bench", "--workload", workload, "--ops", "2", flag, value];
+            let (code, stdout, stderr) = run(&server, &args);
+            assert_eq!(code, 64, "{args:?}: {stderr}");
+            assert!(stdout.is_empty(), "nothing measured: {stdout}");
+            assert!(stderr.contains(flag), "says which flag: {stderr}");
+        }
+    }
+    assert!(server.keys().is_empty(), "nothing ran");
+}
