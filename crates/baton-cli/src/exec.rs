@@ -97,10 +97,12 @@ pub async fn run(args: ExecArgs) -> Exit {
                 Ok(baton::Released::AlreadyExpired) => lapsed(),
                 Err(_) if !held_to_the_end => lapsed(),
                 Err(e) => {
-                    baton_cli::err!(
-                        "baton: could not release lock {:?} (it expires within its ttl): {e}",
+                    // The error may quote the server's text: escaped.
+                    let warning = format!(
+                        "could not release lock {:?} (it expires within its ttl): {e}",
                         args.name
                     );
+                    baton_cli::err!("baton: {}", baton_cli::text::printable(&warning));
                     Exit::quiet(status_code(status))
                 }
             }

@@ -7,6 +7,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
+pub mod text;
 
 /// `println!` for a command-line tool: a closed stdout (`baton status | head`)
 /// ends the output quietly instead of panicking.

@@ -1,6 +1,6 @@
 //! The real `baton` binary against real redis-server processes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,12 @@ fn sleeper(server: &RedisServer, ttl: &str) -> Child {
 /// Everything the child wrote on stderr.
 fn stderr_of(child: &mut Child) -> String {
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     stderr
 }
 
@@ -607,4 +612,108 @@ fn bench_rejects_zero_and_huge_counts_as_usage_errors() {
         }
     }
     assert!(server.keys().is_empty(), "nothing ran");
+}
+
+/// Lock values set by something else (another library, an attacker):
+/// escape sequences to clear the screen and set the window title; and BEL,
+/// DEL, a C1 control (CSI), bidirectional overrides, CR, BS and ESC, all
+/// within the 8 characters of the fingerprint.
+const HOSTILE: [&str; 2] = [
+    "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+    "\u{7}\u{7f}\u{9b}\u{202e}\u{2066}\r\u{8}\u{1b}",
+];
+
+/// Asserts that `text` (one line of output, its newline aside) holds no
+/// control or bidirectional-control character: nothing a terminal obeys.
+#[track_caller]
+fn assert_inert(what: &str, text: &str) {
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    let raw: Vec<char> = line
+        .chars()
+        .filter(|&c| {
+            c.is_control()
+                || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    assert!(raw.is_empty(), "{what}: raw {raw:?} in {text:?}");
+}
+
+/// `status`, `status --json` and `release --force` show a hostile lock
+/// value's fingerprint escaped; the JSON still parses, to the fingerprint
+/// itself.
+#[test]
+fn a_hostile_lock_value_reaches_the_terminal_escaped() {
+    let server = RedisServer::start();
+    for value in HOSTILE {
+        let fingerprint: String = value.chars().take(8).collect();
+        server.cmd::<()>(&["SET", "baton:job", value, "PX", "60000"]);
+        let (code, text, _) = run(&server, &["status", "job"]);
+        assert_eq!(code, 1, "held: {text:?}");
+        assert_inert("status", &text);
+        assert!(text.starts_with("job: held by \\u{"), "{text:?}");
+        let (code, json, _) = run(&server, &["status", "job", "--json"]);
+        assert_eq!(code, 1, "held: {json:?}");
+        assert_inert("status --json", &json);
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect(&json);
+        assert_eq!(parsed["held"], true, "{json}");
+        assert_eq!(parsed["holder"], fingerprint.as_str(), "{json}");
+        let (code, text, _) = run(&server, &["release", "job", "--force"]);
+        assert_eq!(code, 0, "{text:?}");
+        assert_inert("release --force", &text);
+        assert!(
+            text.starts_with("job: removed the lock held by \\u{"),
+            "{text:?}"
+        );
+        assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+    }
+}
+
+/// A "server" on a free port that answers every command with an error whose
+/// text sets the window title and clears the screen. Its threads end with
+/// the test binary.
+fn hostile_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut last = b'\n';
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    // One reply per command: each begins a line with '*'.
+                    let mut commands = 0;
+                    for &b in &buf[..n] {
+                        commands += usize::from(b == b'*' && last == b'\n');
+                        last = b;
+                    }
+                    let reply = b"-ERR \x1b]0;pwned\x07\x1b[2J gone\r\n".repeat(commands);
+                    if conn.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A server's error text can carry anything: baton's final message shows it
+/// escaped, on one line.
+#[test]
+fn a_hostile_server_error_reaches_the_terminal_escaped() {
+    let server = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", hostile_server());
+    for args in [
+        &["exec", "job", "--url", &url, "--", "true"][..],
+        &["status", "job", "--url", &url],
+        &["release", "job", "--force", "--url", &url],
+    ] {
+        let (code, stdout, stderr) = run(&server, args);
+        assert_eq!(code, 69, "{args:?}: {stderr:?}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        one_line(&stderr);
+        assert_inert("the final message", &stderr);
+        assert!(stderr.contains("\\u{1b}]0;pwned\\u{7}"), "{stderr:?}");
+    }
 }
