@@ -5,6 +5,7 @@
 //! stream is closed): every line goes through [`out!`] or [`err!`].
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod text;

@@ -9,6 +9,9 @@
 //! through `baton_cli::out!` or `baton_cli::err!`.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+// One unsafe block, allowed where it is: exec.rs's `pre_exec` hook, which
+// makes the command die with `baton` on Linux.
+#![deny(unsafe_code)]
 
 mod cli;
 mod demo;
@@ -33,6 +36,8 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    // A current-thread runtime on the main thread: `baton exec` relies on
+    // spawning its command from this thread (see exec.rs, die_with_baton).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -215,11 +215,61 @@ fn signals_to_baton_reach_the_command_and_the_lock_is_released() {
     assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
 }
 
+/// A process the test did not start itself (baton's command), killed when
+/// dropped if it still runs: a failing test leaves nothing behind.
+struct Orphan {
+    pid: i32,
+    /// When it started (Linux), so that a later process given the same pid
+    /// is not taken for it.
+    start: Option<String>,
+}
+
+impl Orphan {
+    fn new(pid: &str) -> Orphan {
+        let pid = pid.parse().expect("a pid");
+        Orphan {
+            pid,
+            start: stat(pid).map(|(_, start)| start),
+        }
+    }
+
+    /// Whether it still runs. On Linux a zombie (dead, not yet reaped by
+    /// whoever adopted it) does not.
+    fn running(&self) -> bool {
+        if cfg!(target_os = "linux") {
+            stat(self.pid).is_some_and(|(state, start)| {
+                Some(start) == self.start && !matches!(state, 'Z' | 'X')
+            })
+        } else {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), None).is_ok()
+        }
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        if self.running() {
+            let pid = nix::unistd::Pid::from_raw(self.pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// A process's state letter and start time, from /proc/PID/stat (Linux).
+fn stat(pid: i32) -> Option<(char, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold anything but the last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.to_owned(); // field 22, starttime
+    Some((state, start))
+}
+
 #[test]
 fn a_killed_baton_leaves_a_key_that_expires_within_its_ttl() {
     let server = RedisServer::start();
     let (mut child, _out, line) = holder(&server, &["--ttl", "1s"]);
-    let command_pid = line.split_whitespace().nth(2).unwrap().to_owned();
+    let _command = Orphan::new(line.split_whitespace().nth(2).unwrap());
     child.kill().unwrap(); // SIGKILL: no release, no more renewals
     wait(&mut child);
     // Never more than the TTL (no renewal outlives baton); -2 if already gone.
@@ -233,7 +283,44 @@ fn a_killed_baton_leaves_a_key_that_expires_within_its_ttl() {
         assert!(start.elapsed() < DEADLINE, "the key outlived its ttl");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = Command::new("kill").args(["-KILL", &command_pid]).status();
+}
+
+/// `baton` SIGKILLed while its command runs (Linux): the command is killed
+/// with it, so it cannot go on without the lock; once the lease has expired
+/// the next `exec -n` runs, alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_baton_takes_its_command_with_it() {
+    let server = RedisServer::start();
+    let args = [
+        "exec",
+        "job",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "echo started $$; exec sleep 600",
+    ];
+    let (mut child, _out, line) = started(&server, &args);
+    let command = Orphan::new(line.split_whitespace().nth(1).unwrap());
+    assert!(command.running(), "{line}");
+    child.kill().unwrap();
+    wait(&mut child);
+    let start = Instant::now();
+    while command.running() {
+        assert!(start.elapsed() < DEADLINE, "the command outlived baton");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    while server
+        .cmd::<Option<String>>(&["GET", "baton:job"])
+        .is_some()
+    {
+        assert!(start.elapsed() < DEADLINE, "the key outlived its ttl");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stdout, stderr) = run(&server, &["exec", "job", "-n", "--", "echo", "ran"]);
+    assert_eq!((code, stdout.trim()), (0, "ran"), "{stderr}");
 }
 
 #[test]
