@@ -12,6 +12,7 @@
 //!
 //! Every key a run creates (fence counters included) is deleted afterwards.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +46,18 @@ pub const WORKLOADS: [&str; 6] = [
     "all",
 ];
 
+/// The most tasks (or workers) [`Options::concurrency`] may ask for.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// The most cycles [`Options::ops`] may ask for (each one's latency is kept).
+pub const MAX_OPS: usize = 10_000_000;
+
 /// Runs the chosen workloads and returns one report each. `redlock` needs
 /// at least two URLs (with one, `all` leaves it out).
+///
+/// An error, before anything is measured, for an unknown workload, or a
+/// concurrency or ops count of 0 (there would be nothing to measure) or
+/// above [`MAX_CONCURRENCY`] or [`MAX_OPS`].
 pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     if !WORKLOADS.contains(&o.workload.as_str()) {
         return Err(format!(
@@ -54,6 +65,14 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
             o.workload,
             WORKLOADS.join(", ")
         ));
+    }
+    for (what, value, max) in [
+        ("concurrency", o.concurrency, MAX_CONCURRENCY),
+        ("ops", o.ops, MAX_OPS),
+    ] {
+        if value.is_some_and(|n| !(1..=max).contains(&n)) {
+            return Err(format!("the {what} must be from 1 to {max}"));
+        }
     }
     let url = o.urls.first().ok_or("no --url given")?.clone();
     let scale = |full: usize| {
@@ -114,7 +133,9 @@ impl Progress {
                 loop {
                     let n = done.load(Ordering::Relaxed).min(total);
                     let filled = n * 30 / total.max(1);
-                    eprint!(
+                    // Not `eprint!`: a broken stderr must not panic.
+                    let _ = write!(
+                        std::io::stderr(),
                         "\r  {workload:<11} [{}{}] {n}/{total}",
                         "#".repeat(filled),
                         " ".repeat(30 - filled)
@@ -135,7 +156,7 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
-            eprint!("\r\x1b[2K");
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
 }
@@ -412,4 +433,42 @@ async fn baseline(url: &str, ops: usize, tasks: usize, done: &Progress) -> Resul
         latencies,
         format!(",\"concurrency\":{tasks}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_test_support::RedisServer;
+
+    /// Concurrency 0 (no task would record a latency) and ops 0 are errors
+    /// for every workload, before anything runs.
+    #[tokio::test]
+    async fn zero_concurrency_or_ops_is_an_error_for_every_workload() {
+        let servers = [RedisServer::start(), RedisServer::start()];
+        let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+        for workload in WORKLOADS {
+            for (concurrency, ops, what) in [
+                (Some(0), Some(2), "concurrency"),
+                (Some(MAX_CONCURRENCY + 1), Some(2), "concurrency"),
+                (Some(2), Some(0), "ops"),
+                (Some(2), Some(MAX_OPS + 1), "ops"),
+            ] {
+                let options = Options {
+                    urls: urls.clone(),
+                    workload: workload.to_owned(),
+                    ops,
+                    concurrency,
+                    quick: false,
+                    progress: false,
+                };
+                match run(&options).await {
+                    Err(e) => assert!(e.contains(what), "{workload}: {e}"),
+                    Ok(_) => panic!("{workload} ran with {concurrency:?} {ops:?}"),
+                }
+            }
+        }
+        for server in &servers {
+            assert!(server.keys().is_empty(), "nothing ran");
+        }
+    }
 }

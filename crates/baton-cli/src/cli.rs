@@ -151,12 +151,13 @@ pub struct BenchArgs {
     #[arg(long, default_value = "all")]
     pub workload: String,
 
-    /// Tasks for concurrent and baseline (default 64), workers for contended (default 8).
-    #[arg(long)]
+    /// Tasks for concurrent and baseline (default 64), workers for contended (default 8);
+    /// from 1 to 10000.
+    #[arg(long, value_parser = count(baton_cli::bench::MAX_CONCURRENCY))]
     pub concurrency: Option<usize>,
 
-    /// Cycles per workload, instead of the standard counts (e.g. --ops 1000).
-    #[arg(long)]
+    /// Cycles per workload, instead of the standard counts (e.g. --ops 1000; from 1 to 10000000).
+    #[arg(long, value_parser = count(baton_cli::bench::MAX_OPS))]
     pub ops: Option<usize>,
 
     /// A short profile: a twentieth of the standard counts.
@@ -171,6 +172,11 @@ pub struct BenchArgs {
 /// Parses a human duration: 500ms, 30s, 2m, 1h30m.
 pub fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (try 500ms, 30s or 2m)"))
+}
+
+/// Parses a count from 1 to `max`: 0 would leave nothing to measure.
+fn count(max: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=max as u64)
 }
 
 /// Parses a lease length: a duration within the library's bounds.
@@ -200,6 +206,9 @@ mod tests {
         assert!(ttl("5ms").is_err() && ttl("25h").is_err() && ttl("0s").is_err());
         assert!(lock_name("").is_err() && lock_name("a\nb").is_err());
         assert_eq!(lock_name("nightly-report").as_deref(), Ok("nightly-report"));
+        // The bench's --help gives these bounds in words.
+        use baton_cli::bench::{MAX_CONCURRENCY, MAX_OPS};
+        assert_eq!((MAX_CONCURRENCY, MAX_OPS), (10_000, 10_000_000));
     }
 
     proptest! {
@@ -220,7 +229,8 @@ mod tests {
                 Just("--ttl"), Just("--wait"), Just("--no-wait"), Just("--url"), Just("--prefix"),
                 Just("--force"), Just("--json"), Just("--"), Just("-v"), Just("-vv"), Just("--help"),
                 Just("job"), Just("0s"), Just("10s"), Just("25h"), Just("redis://:pw@127.0.0.1:1"),
-                Just(""), Just("\u{1f}"), Just("-x"), Just("true"),
+                Just(""), Just("\u{1f}"), Just("-x"), Just("true"), Just("--concurrency"),
+                Just("--ops"), Just("0"), Just("18446744073709551616"),
             ],
             0..8,
         ), extra in "\\PC{0,12}") {

@@ -3,8 +3,17 @@
 //! The lease is renewed by the library while the command runs. If it is
 //! lost, the command gets SIGTERM, then SIGKILL after `--kill-after`.
 //! SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to `baton` are passed on to the
-//! command; when the command ends, the lock is released at once. If `baton`
-//! itself is killed, the lease simply expires within its TTL.
+//! command; when the command ends, the lock is released at once.
+//!
+//! If `baton` itself is killed (SIGKILL, the OOM killer, a crash), nothing
+//! releases the lock: the lease simply expires within its TTL, since no one
+//! renews it. On Linux the command is killed with it (SIGKILL, through
+//! `PR_SET_PDEATHSIG`), so it cannot go on running without the lock beside
+//! the next holder. Only the command's own process gets that signal: the
+//! processes it starts itself do not (a shell script's children, unless
+//! it `exec`s them), nor does a set-user-ID or set-group-ID program (the
+//! kernel clears the setting when such a program is executed). On other
+//! systems the command keeps running when `baton` is killed.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -61,12 +70,15 @@ pub async fn run(args: ExecArgs) -> Exit {
         }
         Err(e) => return exit::from_error(&e),
     };
-    let spawned = Command::new(&args.command[0])
+    let mut command = Command::new(&args.command[0]);
+    command
         .args(&args.command[1..])
         .env("BATON_NAME", &args.name)
         .env("BATON_FENCE", guard.fence().to_string())
-        .env("BATON_TTL_MS", args.ttl.as_millis().to_string())
-        .spawn();
+        .env("BATON_TTL_MS", args.ttl.as_millis().to_string());
+    #[cfg(target_os = "linux")]
+    die_with_baton(&mut command);
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
@@ -97,10 +109,12 @@ pub async fn run(args: ExecArgs) -> Exit {
                 Ok(baton::Released::AlreadyExpired) => lapsed(),
                 Err(_) if !held_to_the_end => lapsed(),
                 Err(e) => {
-                    eprintln!(
-                        "baton: could not release lock {:?} (it expires within its ttl): {e}",
+                    // The error may quote the server's text: escaped.
+                    let warning = format!(
+                        "could not release lock {:?} (it expires within its ttl): {e}",
                         args.name
                     );
+                    baton_cli::err!("baton: {}", baton_cli::text::printable(&warning));
                     Exit::quiet(status_code(status))
                 }
             }
@@ -112,6 +126,45 @@ pub async fn run(args: ExecArgs) -> Exit {
                 args.name
             ),
         ),
+    }
+}
+
+/// Has the kernel SIGKILL the command when `baton` dies (Linux).
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends,
+/// not the process. That is `baton`'s main thread: `main` runs a
+/// current-thread tokio runtime on it, and `Command::spawn` forks on the
+/// thread that calls it, which lives until `baton` exits. It must stay so:
+/// spawning from another thread (a multi-threaded runtime's worker, a
+/// `spawn_blocking` thread that ends when idle) would kill the command when
+/// that thread ends, with `baton` still running.
+#[cfg(target_os = "linux")]
+fn die_with_baton(command: &mut Command) {
+    use nix::sys::prctl::set_pdeathsig;
+    use nix::sys::signal::raise;
+    use nix::unistd::getppid;
+
+    // Taken before the fork: in the child, a different parent means `baton`
+    // died before the prctl took effect, and no signal will come.
+    let baton = Pid::this();
+    // The crate's one unsafe block (main.rs denies unsafe_code).
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are sound (another thread of `baton` may
+    // have held a lock, such as the allocator's, when it forked). It makes
+    // three system calls through nix's thin wrappers, prctl(2), getppid(2)
+    // and raise(3), all async-signal-safe; it allocates nothing (it
+    // captures a `Pid`, which is `Copy`, and an `Errno` becomes an
+    // `io::Error` without allocating), takes no lock and touches no memory
+    // shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            set_pdeathsig(Signal::SIGKILL)?;
+            if getppid() != baton {
+                raise(Signal::SIGKILL)?;
+            }
+            Ok(())
+        });
     }
 }
 

@@ -37,10 +37,12 @@ impl Exit {
         }
     }
 
-    /// Prints the message (if any) and gives the process exit code.
+    /// Prints the message (if any) and gives the process exit code. The
+    /// message is escaped: it may quote a server's error text, which can
+    /// carry anything.
     pub fn report(self) -> ExitCode {
         if let Some(message) = self.message {
-            eprintln!("baton: {message}");
+            baton_cli::err!("baton: {}", baton_cli::text::printable(&message));
         }
         ExitCode::from(self.code)
     }

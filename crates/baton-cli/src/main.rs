@@ -3,6 +3,15 @@
 //!
 //! This crate is the only one that knows about processes, signals and exit
 //! statuses; the lock itself is the `baton` library.
+//!
+//! Nothing here prints with `println!` or `eprintln!` (they panic when the
+//! stream is closed, and the exit status would be 101): every line goes
+//! through `baton_cli::out!` or `baton_cli::err!`.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+// One unsafe block, allowed where it is: exec.rs's `pre_exec` hook, which
+// makes the command die with `baton` on Linux.
+#![deny(unsafe_code)]
 
 mod cli;
 mod demo;
@@ -27,6 +36,8 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    // A current-thread runtime on the main thread: `baton exec` relies on
+    // spawning its command from this thread (see exec.rs, die_with_baton).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,5 +109,8 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A line that cannot be written (stderr closed) is dropped: by
+        // default the subscriber reports that with `eprintln!`, which panics.
+        .log_internal_errors(false)
         .init();
 }

@@ -1,4 +1,10 @@
 //! `baton status` and `baton release --force`.
+//!
+//! A holder's fingerprint is whatever is stored in the lock key (another
+//! library or an attacker may have put escape sequences there): it is
+//! printed through `baton_cli::text`, like every name shown.
+
+use baton_cli::text::{json_string, printable};
 
 use crate::cli::{ReleaseArgs, StatusArgs};
 use crate::exit::{self, Exit};
@@ -29,7 +35,7 @@ pub async fn status(args: StatusArgs) -> Exit {
     } else {
         let fence = fence.map_or("never taken".to_owned(), |f| format!("fence {f}"));
         match &status.holder {
-            None => baton_cli::out!("{}: free ({fence})", args.name),
+            None => baton_cli::out!("{}: free ({fence})", printable(&args.name)),
             Some(holder) => {
                 let left = holder.remaining.map_or("no expiry".to_owned(), |r| {
                     format!(
@@ -41,8 +47,8 @@ pub async fn status(args: StatusArgs) -> Exit {
                 });
                 baton_cli::out!(
                     "{}: held by {} ({left}, {fence})",
-                    args.name,
-                    holder.fingerprint
+                    printable(&args.name),
+                    printable(&holder.fingerprint)
                 );
             }
         }
@@ -67,33 +73,17 @@ pub async fn release(args: ReleaseArgs) -> Exit {
     };
     match client.force_release(&args.name).await {
         Ok(removed) if removed.is_empty() => {
-            baton_cli::out!("{}: was not held; nothing removed", args.name);
+            baton_cli::out!("{}: was not held; nothing removed", printable(&args.name));
             Exit::quiet(0)
         }
         Ok(removed) => {
             baton_cli::out!(
                 "{}: removed the lock held by {}",
-                args.name,
-                removed.join(", ")
+                printable(&args.name),
+                printable(&removed.join(", "))
             );
             Exit::quiet(0)
         }
         Err(e) => exit::from_error(&e),
     }
-}
-
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -1,6 +1,6 @@
 //! The real `baton` binary against real redis-server processes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,8 +94,23 @@ fn sleeper(server: &RedisServer, ttl: &str) -> Child {
 /// Everything the child wrote on stderr.
 fn stderr_of(child: &mut Child) -> String {
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     stderr
+}
+
+/// A stderr that cannot be written, as cron or a supervisor may leave it:
+/// every write fails with EPIPE. (A socket whose other end is closed, as a
+/// pipe whose reader has gone; std makes it close-on-exec, so no other
+/// test's child can be holding the other end.)
+fn closed_stderr() -> Stdio {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    drop(ours);
+    Stdio::from(std::os::fd::OwnedFd::from(theirs))
 }
 
 fn one_line(stderr: &str) {
@@ -200,11 +215,61 @@ fn signals_to_baton_reach_the_command_and_the_lock_is_released() {
     assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
 }
 
+/// A process the test did not start itself (baton's command), killed when
+/// dropped if it still runs: a failing test leaves nothing behind.
+struct Orphan {
+    pid: i32,
+    /// When it started (Linux), so that a later process given the same pid
+    /// is not taken for it.
+    start: Option<String>,
+}
+
+impl Orphan {
+    fn new(pid: &str) -> Orphan {
+        let pid = pid.parse().expect("a pid");
+        Orphan {
+            pid,
+            start: stat(pid).map(|(_, start)| start),
+        }
+    }
+
+    /// Whether it still runs. On Linux a zombie (dead, not yet reaped by
+    /// whoever adopted it) does not.
+    fn running(&self) -> bool {
+        if cfg!(target_os = "linux") {
+            stat(self.pid).is_some_and(|(state, start)| {
+                Some(start) == self.start && !matches!(state, 'Z' | 'X')
+            })
+        } else {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), None).is_ok()
+        }
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        if self.running() {
+            let pid = nix::unistd::Pid::from_raw(self.pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// A process's state letter and start time, from /proc/PID/stat (Linux).
+fn stat(pid: i32) -> Option<(char, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold anything but the last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.to_owned(); // field 22, starttime
+    Some((state, start))
+}
+
 #[test]
 fn a_killed_baton_leaves_a_key_that_expires_within_its_ttl() {
     let server = RedisServer::start();
     let (mut child, _out, line) = holder(&server, &["--ttl", "1s"]);
-    let command_pid = line.split_whitespace().nth(2).unwrap().to_owned();
+    let _command = Orphan::new(line.split_whitespace().nth(2).unwrap());
     child.kill().unwrap(); // SIGKILL: no release, no more renewals
     wait(&mut child);
     // Never more than the TTL (no renewal outlives baton); -2 if already gone.
@@ -218,7 +283,44 @@ fn a_killed_baton_leaves_a_key_that_expires_within_its_ttl() {
         assert!(start.elapsed() < DEADLINE, "the key outlived its ttl");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = Command::new("kill").args(["-KILL", &command_pid]).status();
+}
+
+/// `baton` SIGKILLed while its command runs (Linux): the command is killed
+/// with it, so it cannot go on without the lock; once the lease has expired
+/// the next `exec -n` runs, alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_baton_takes_its_command_with_it() {
+    let server = RedisServer::start();
+    let args = [
+        "exec",
+        "job",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "echo started $$; exec sleep 600",
+    ];
+    let (mut child, _out, line) = started(&server, &args);
+    let command = Orphan::new(line.split_whitespace().nth(1).unwrap());
+    assert!(command.running(), "{line}");
+    child.kill().unwrap();
+    wait(&mut child);
+    let start = Instant::now();
+    while command.running() {
+        assert!(start.elapsed() < DEADLINE, "the command outlived baton");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    while server
+        .cmd::<Option<String>>(&["GET", "baton:job"])
+        .is_some()
+    {
+        assert!(start.elapsed() < DEADLINE, "the key outlived its ttl");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stdout, stderr) = run(&server, &["exec", "job", "-n", "--", "echo", "ran"]);
+    assert_eq!((code, stdout.trim()), (0, "ran"), "{stderr}");
 }
 
 #[test]
@@ -471,5 +573,234 @@ fn no_password_in_logs() {
         if args[1] == "exec" && args[4] == url {
             assert!(all.contains("DEBUG"), "the logs were on: {all}");
         }
+    }
+}
+
+/// With stderr closed (cron, a supervisor that closed its pipe), `baton`
+/// still exits with the status it means, not a panic's 101: for its final
+/// message, clap's usage message and, with -vv, the library's log lines.
+#[test]
+fn a_closed_stderr_keeps_the_exit_status() {
+    let server = RedisServer::start();
+    server.cmd::<()>(&["SET", "baton:job", "another's", "PX", "60000"]);
+    let cases: [(&[&str], i32); 6] = [
+        // No final message, only the library's log lines with -vv.
+        (&["exec", "free", "--", "sh", "-c", "exit 3"], 3),
+        // These commands would exit 1 if they ran: the status is baton's own.
+        (&["exec", "job", "-n", "--", "false"], 75),
+        (
+            &[
+                "exec",
+                "job",
+                "-n",
+                "--conflict-exit-code",
+                "0",
+                "--",
+                "false",
+            ],
+            0,
+        ),
+        (&["exec", "job", "--bogus", "--", "false"], 64),
+        (&["release", "job"], 64),
+        (
+            &["exec", "job", "--url", "redis://127.0.0.1:1", "--", "false"],
+            69,
+        ),
+    ];
+    for verbose in [&[][..], &["-vv"]] {
+        for (args, want) in cases {
+            let args = [verbose, args].concat();
+            let (code, _, stderr) = run(&server, &args);
+            assert_eq!(code, want, "{args:?}: {stderr}");
+            if verbose.is_empty() {
+                assert!(want == 3 || !stderr.is_empty(), "{args:?} has a message");
+            } else if want == 3 {
+                assert!(stderr.contains("DEBUG"), "the logs were on: {stderr}");
+            }
+            let status = baton(&server, &args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(closed_stderr())
+                .status()
+                .expect("run baton");
+            assert_eq!(status.code(), Some(want), "{args:?} with stderr closed");
+        }
+    }
+    assert_eq!(server.cmd::<String>(&["GET", "baton:job"]), "another's");
+}
+
+/// The release fails after the command ended (the server stopped): the
+/// command's status, with a warning on stderr; with stderr closed, the same
+/// status.
+#[test]
+fn a_failed_release_with_stderr_closed_keeps_the_commands_status() {
+    for closed in [false, true] {
+        let server = RedisServer::start();
+        let mut child = baton(
+            &server,
+            &[
+                "exec",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                "echo started; read line; exit 3",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if closed {
+            closed_stderr()
+        } else {
+            Stdio::piped()
+        })
+        .spawn()
+        .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read");
+        assert!(line.starts_with("started"), "{line:?}");
+        server.pause();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let status = wait(&mut child);
+        server.resume();
+        assert_eq!(
+            status.code(),
+            Some(3),
+            "the command's status (closed: {closed})"
+        );
+        if !closed {
+            let stderr = stderr_of(&mut child);
+            one_line(&stderr);
+            assert!(stderr.contains("could not release"), "{stderr}");
+        }
+    }
+}
+
+/// `bench --concurrency 0` (no task would record a latency), `--ops 0` and
+/// counts past the bounds are usage errors for every workload, found before
+/// anything runs.
+#[test]
+fn bench_rejects_zero_and_huge_counts_as_usage_errors() {
+    let server = RedisServer::start();
+    for workload in baton_cli::bench::WORKLOADS {
+        for (flag, value) in [
+            ("--concurrency", "0"),
+            ("--concurrency", "10001"),
+            ("--ops", "0"),
+            ("--ops", "10000001"),
+        ] {
+            let args = ["bench", "--workload", workload, "--ops", "2", flag, value];
+            let (code, stdout, stderr) = run(&server, &args);
+            assert_eq!(code, 64, "{args:?}: {stderr}");
+            assert!(stdout.is_empty(), "nothing measured: {stdout}");
+            assert!(stderr.contains(flag), "says which flag: {stderr}");
+        }
+    }
+    assert!(server.keys().is_empty(), "nothing ran");
+}
+
+/// Lock values set by something else (another library, an attacker):
+/// escape sequences to clear the screen and set the window title; and BEL,
+/// DEL, a C1 control (CSI), bidirectional overrides, CR, BS and ESC, all
+/// within the 8 characters of the fingerprint.
+const HOSTILE: [&str; 2] = [
+    "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+    "\u{7}\u{7f}\u{9b}\u{202e}\u{2066}\r\u{8}\u{1b}",
+];
+
+/// Asserts that `text` (one line of output, its newline aside) holds no
+/// control or bidirectional-control character: nothing a terminal obeys.
+#[track_caller]
+fn assert_inert(what: &str, text: &str) {
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    let raw: Vec<char> = line
+        .chars()
+        .filter(|&c| {
+            c.is_control()
+                || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    assert!(raw.is_empty(), "{what}: raw {raw:?} in {text:?}");
+}
+
+/// `status`, `status --json` and `release --force` show a hostile lock
+/// value's fingerprint escaped; the JSON still parses, to the fingerprint
+/// itself.
+#[test]
+fn a_hostile_lock_value_reaches_the_terminal_escaped() {
+    let server = RedisServer::start();
+    for value in HOSTILE {
+        let fingerprint: String = value.chars().take(8).collect();
+        server.cmd::<()>(&["SET", "baton:job", value, "PX", "60000"]);
+        let (code, text, _) = run(&server, &["status", "job"]);
+        assert_eq!(code, 1, "held: {text:?}");
+        assert_inert("status", &text);
+        assert!(text.starts_with("job: held by \\u{"), "{text:?}");
+        let (code, json, _) = run(&server, &["status", "job", "--json"]);
+        assert_eq!(code, 1, "held: {json:?}");
+        assert_inert("status --json", &json);
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect(&json);
+        assert_eq!(parsed["held"], true, "{json}");
+        assert_eq!(parsed["holder"], fingerprint.as_str(), "{json}");
+        let (code, text, _) = run(&server, &["release", "job", "--force"]);
+        assert_eq!(code, 0, "{text:?}");
+        assert_inert("release --force", &text);
+        assert!(
+            text.starts_with("job: removed the lock held by \\u{"),
+            "{text:?}"
+        );
+        assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+    }
+}
+
+/// A "server" on a free port that answers every command with an error whose
+/// text sets the window title and clears the screen. Its threads end with
+/// the test binary.
+fn hostile_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut last = b'\n';
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    // One reply per command: each begins a line with '*'.
+                    let mut commands = 0;
+                    for &b in &buf[..n] {
+                        commands += usize::from(b == b'*' && last == b'\n');
+                        last = b;
+                    }
+                    let reply = b"-ERR \x1b]0;pwned\x07\x1b[2J gone\r\n".repeat(commands);
+                    if conn.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A server's error text can carry anything: baton's final message shows it
+/// escaped, on one line.
+#[test]
+fn a_hostile_server_error_reaches_the_terminal_escaped() {
+    let server = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", hostile_server());
+    for args in [
+        &["exec", "job", "--url", &url, "--", "true"][..],
+        &["status", "job", "--url", &url],
+        &["release", "job", "--force", "--url", &url],
+    ] {
+        let (code, stdout, stderr) = run(&server, args);
+        assert_eq!(code, 69, "{args:?}: {stderr:?}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        one_line(&stderr);
+        assert_inert("the final message", &stderr);
+        assert!(stderr.contains("\\u{1b}]0;pwned\\u{7}"), "{stderr:?}");
     }
 }
