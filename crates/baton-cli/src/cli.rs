@@ -86,7 +86,7 @@ pub struct ExecArgs {
     pub backend: Backend,
 
     /// Lease length, renewed automatically while the command runs (e.g. 500ms, 30s, 2m;
-    /// from 10ms to 24h).
+    /// from 50ms to 24h).
     #[arg(long, default_value = "10s", value_parser = ttl)]
     pub ttl: Duration,
 
@@ -183,7 +183,7 @@ fn count(max: usize) -> clap::builder::RangedU64ValueParser<usize> {
 fn ttl(text: &str) -> Result<Duration, String> {
     let ttl = duration(text)?;
     if ttl < baton::MIN_TTL || ttl > baton::MAX_TTL {
-        return Err("a lease lasts from 10ms to 24h".to_owned());
+        return Err("a lease lasts from 50ms to 24h".to_owned());
     }
     Ok(ttl)
 }
