@@ -116,7 +116,7 @@ impl Client {
         Client::assemble(nodes, DEFAULT_PREFIX, DEFAULT_NODE_TIMEOUT)
     }
 
-    fn assemble(nodes: Vec<Arc<dyn Node>>, prefix: &str, timeout: Duration) -> Client {
+    pub(crate) fn assemble(nodes: Vec<Arc<dyn Node>>, prefix: &str, timeout: Duration) -> Client {
         let nodes = Arc::new(Nodes::new(nodes, timeout));
         Client {
             inner: Arc::new(Inner {

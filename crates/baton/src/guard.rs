@@ -333,7 +333,7 @@ impl Guard {
         let renewals = [(&*cell.keys, &cell.token, ttl.as_millis() as u64)];
         let nodes = &self.client.inner.nodes;
         let (verdict, error) = nodes
-            .extend(|_| cell.name.to_string(), &renewals, nodes.timeout())
+            .extend(|_| cell.name.to_string(), &renewals)
             .await
             .pop()
             .expect("one verdict per renewal");

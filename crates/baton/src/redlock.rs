@@ -301,15 +301,15 @@ impl Nodes {
         (0..self.len()).collect()
     }
 
-    /// Extends each renewal on every node (one pipeline per node), with at
-    /// most `timeout` per node. Per renewal: the quorum's verdict, and for an
+    /// Extends each renewal on every node (one pipeline per node), each
+    /// under the node timeout. Per renewal: the quorum's verdict, and for an
     /// unknown one the error that explains it.
     pub(crate) async fn extend(
         &self,
         name_of: impl Fn(usize) -> String,
         renewals: &[Renewal<'_>],
-        timeout: Duration,
     ) -> Vec<(Extension, Option<Error>)> {
+        let timeout = self.timeout;
         let per_node = join_all(self.list.iter().map(|node| async move {
             match tokio::time::timeout(timeout, node.extend(renewals)).await {
                 Ok(replies) => replies,
@@ -443,10 +443,6 @@ impl Nodes {
     /// Node `i`'s name (`host:port`).
     pub(crate) fn name(&self, i: usize) -> &str {
         self.list[i].name()
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 

@@ -8,6 +8,11 @@
 //! Registering a lease wakes it only when that lease is due before the
 //! task's next planned look, so taking a lock costs no task wake-up.
 //!
+//! Due leases wait in a second queue ordered by their give-up points, and
+//! each batch takes at most [`MAX_BATCH`] of them, the most urgent first:
+//! after a stall the backlog is worked off closest deadline first, in
+//! pipelines small enough that each is timed by its own most urgent lease.
+//!
 //! Ordering: a lease is registered only after its acquire succeeded, and
 //! unregistered before its release is sent. A renewal already in flight when
 //! a release is sent cannot keep the key alive: it only resets the TTL of a
@@ -20,11 +25,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+use baton_core::quorum::Extension;
+
 use crate::guard::Lease;
 use crate::redlock::{now, Nodes};
 
 /// Leases due this soon after the earliest are renewed in the same batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
+/// The most renewals in one batch (one pipeline per node). One giant
+/// pipeline would be timed out by its most urgent lease's give-up point,
+/// and fail every lease in it with that one.
+const MAX_BATCH: usize = 512;
 
 /// The renewal queue of one client.
 pub(crate) struct Renewer {
@@ -39,7 +51,10 @@ struct Shared {
 
 #[derive(Default)]
 struct Queue {
+    /// Leases by when their next renewal is due.
     due: BTreeSet<(Instant, u64)>,
+    /// Leases already due, by their give-up points: the most urgent first.
+    ready: BTreeSet<(Instant, u64)>,
     leases: HashMap<u64, Slot>,
     task: Option<JoinHandle<()>>,
     /// When the task will look at the queue next: `None` while it is busy
@@ -48,6 +63,42 @@ struct Queue {
 }
 
 impl Queue {
+    /// Queues lease `id` (registered) for its renewal at `at`, wherever it
+    /// was before; `None` (lost) drops it. Returns whether the task must be
+    /// woken for it.
+    fn schedule(&mut self, id: u64, at: Option<Instant>) -> bool {
+        let Some(slot) = self.leases.get_mut(&id) else {
+            return false;
+        };
+        match std::mem::replace(&mut slot.place, Place::InFlight) {
+            Place::Due(old) => self.due.remove(&(old, id)),
+            Place::Ready(give_up) => self.ready.remove(&(give_up, id)),
+            Place::InFlight => false,
+        };
+        let Some(at) = at else {
+            self.leases.remove(&id);
+            return false;
+        };
+        slot.place = Place::Due(at);
+        self.due.insert((at, id));
+        self.needs_wake(at)
+    }
+
+    /// Moves the leases due by `horizon` to `ready`.
+    fn ready_up_to(&mut self, horizon: Instant) {
+        while let Some(&(at, id)) = self.due.first() {
+            if at > horizon {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(slot) = self.leases.get_mut(&id) {
+                let give_up = slot.lease.0.give_up_at();
+                slot.place = Place::Ready(give_up);
+                self.ready.insert((give_up, id));
+            }
+        }
+    }
+
     /// Whether the task must be woken for a lease due at `at`.
     fn needs_wake(&self, at: Instant) -> bool {
         match self.looks_at {
@@ -60,8 +111,17 @@ impl Queue {
 
 struct Slot {
     lease: Lease,
-    /// When it is queued for; `None` while its renewal is in flight.
-    at: Option<Instant>,
+    place: Place,
+}
+
+/// Where a registered lease is.
+enum Place {
+    /// In `due`, for this time.
+    Due(Instant),
+    /// In `ready`, with this give-up point.
+    Ready(Instant),
+    /// Its renewal is in flight; the batch requeues it.
+    InFlight,
 }
 
 impl Renewer {
@@ -79,19 +139,14 @@ impl Renewer {
     pub(crate) fn register(&self, lease: &Lease) {
         let mut queue = self.shared.lock();
         let id = lease.0.id;
-        let at = lease.0.next_renewal();
         queue.leases.insert(
             id,
             Slot {
                 lease: lease.clone(),
-                at,
+                place: Place::InFlight,
             },
         );
-        let mut wake = false;
-        if let Some(at) = at {
-            queue.due.insert((at, id));
-            wake = queue.needs_wake(at);
-        }
+        let wake = queue.schedule(id, lease.0.next_renewal());
         // (Re)start the task if there is none, or if the runtime it was
         // spawned on has gone.
         if queue.task.as_ref().is_none_or(JoinHandle::is_finished) {
@@ -107,29 +162,22 @@ impl Renewer {
     /// Stops renewing the lease `id` (a no-op if it is not registered).
     /// The task is not woken: at its next look it finds nothing due.
     pub(crate) fn unregister(&self, id: u64) {
-        let mut queue = self.shared.lock();
-        if let Some(Slot { at: Some(at), .. }) = queue.leases.remove(&id) {
-            queue.due.remove(&(at, id));
-        }
+        self.shared.lock().schedule(id, None);
     }
 
     /// Re-reads the lease's next renewal time after an extend.
     pub(crate) fn reschedule(&self, lease: &Lease) {
         let mut queue = self.shared.lock();
         let id = lease.0.id;
-        let Some(slot) = queue.leases.get_mut(&id) else {
-            return;
-        };
         // In flight: the batch requeues it from the fresh schedule.
-        let Some(old) = slot.at else { return };
-        let new = lease.0.next_renewal();
-        slot.at = new;
-        queue.due.remove(&(old, id));
-        let mut wake = false;
-        if let Some(at) = new {
-            queue.due.insert((at, id));
-            wake = queue.needs_wake(at);
+        if queue
+            .leases
+            .get(&id)
+            .is_none_or(|slot| matches!(slot.place, Place::InFlight))
+        {
+            return;
         }
+        let wake = queue.schedule(id, lease.0.next_renewal());
         drop(queue);
         if wake {
             self.shared.wake.notify_one();
@@ -161,30 +209,35 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the leases due within the batch window, or says when to look again.
+    /// Takes the most urgent leases due within the batch window, or says
+    /// when to look again.
     fn take_due(&self) -> Step {
         let mut queue = self.lock();
         let now = now();
-        match queue.due.first() {
-            Some(&(first, _)) if first <= now => {}
-            next => {
-                let look = next.map(|&(at, _)| at);
-                queue.looks_at = Some(look);
-                return Step::Sleep(look);
+        if queue.ready.is_empty() {
+            // A batch starts when its first lease is due, not before: the
+            // window only gathers the leases due soon after it.
+            match queue.due.first() {
+                Some(&(first, _)) if first <= now => {}
+                next => {
+                    let look = next.map(|&(at, _)| at);
+                    queue.looks_at = Some(look);
+                    return Step::Sleep(look);
+                }
             }
         }
+        queue.ready_up_to(now + BATCH_WINDOW);
         queue.looks_at = None;
-        let horizon = now + BATCH_WINDOW;
         let mut batch = Vec::new();
         let mut busy = Vec::new();
-        while let Some(&(at, id)) = queue.due.first() {
-            if at > horizon {
+        while batch.len() < MAX_BATCH {
+            let Some((_, id)) = queue.ready.pop_first() else {
                 break;
-            }
-            queue.due.pop_first();
+            };
             let Some(slot) = queue.leases.get_mut(&id) else {
                 continue;
             };
+            slot.place = Place::InFlight;
             // A deadline passed unseen (the process was paused, say) is a
             // loss, said now.
             slot.lease.0.lose_if_expired(now);
@@ -195,21 +248,14 @@ impl Shared {
                 continue;
             }
             match Arc::clone(&slot.lease.0.in_flight).try_lock_owned() {
-                Ok(turn) => {
-                    slot.at = None;
-                    batch.push((slot.lease.clone(), turn));
-                }
+                Ok(turn) => batch.push((slot.lease.clone(), turn)),
                 // An extend is in flight: it reschedules the lease when it
                 // completes; look again shortly in case it does not.
                 Err(_) => busy.push(id),
             }
         }
         for id in busy {
-            let at = now + BATCH_WINDOW;
-            if let Some(slot) = queue.leases.get_mut(&id) {
-                slot.at = Some(at);
-                queue.due.insert((at, id));
-            }
+            queue.schedule(id, Some(now + BATCH_WINDOW));
         }
         Step::Renew(batch)
     }
@@ -217,22 +263,14 @@ impl Shared {
     /// Puts a renewed lease back in the queue, or drops it if it is lost or
     /// was unregistered meanwhile.
     fn requeue(&self, lease: &Lease, held: bool) {
-        let mut queue = self.lock();
-        let id = lease.0.id;
         let next = lease.0.next_renewal().filter(|_| held);
-        match (queue.leases.get_mut(&id), next) {
-            (Some(slot), Some(at)) => {
-                slot.at = Some(at);
-                queue.due.insert((at, id));
-            }
-            (Some(_), None) => {
-                queue.leases.remove(&id);
-            }
-            (None, _) => {}
-        }
+        self.lock().schedule(lease.0.id, next);
     }
 
     async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>) {
+        if batch.is_empty() {
+            return; // all lost or busy
+        }
         let (batch, _turns): (Vec<Lease>, Vec<_>) = batch.into_iter().unzip();
         for lease in &batch {
             tracing::trace!(lock = %lease.0.name, fence = %lease.fence(), "renewing");
@@ -244,19 +282,42 @@ impl Shared {
             .zip(&ttls)
             .map(|(l, ttl)| (&*l.0.keys, &l.0.token, ttl.as_millis() as u64))
             .collect();
-        // A stalled node must not hold the batch past its earliest give-up point.
-        let give_up = batch.iter().map(|l| l.0.give_up_at()).min().unwrap_or(sent);
-        let timeout = self
+        // Each lease gives up at its own give-up point while the batch is
+        // out, and the batch is waited for (up to the node timeout) only
+        // while a lease in it is still waiting: a batch is never timed by its
+        // most urgent lease, which would fail every other lease with it.
+        let mut by_give_up: Vec<(Instant, usize)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.0.give_up_at(), i))
+            .collect();
+        by_give_up.sort_unstable();
+        let mut given_up = 0;
+        let extend = self
             .nodes
-            .timeout()
-            .min(give_up.saturating_duration_since(sent))
-            .max(Duration::from_millis(1));
-        let verdicts = self
-            .nodes
-            .extend(|r| batch[r].0.name.to_string(), &renewals, timeout)
-            .await;
+            .extend(|r| batch[r].0.name.to_string(), &renewals);
+        tokio::pin!(extend);
+        let verdicts = loop {
+            let Some(&(give_up, i)) = by_give_up.get(given_up) else {
+                break None; // every lease in the batch gave up
+            };
+            tokio::select! {
+                biased;
+                verdicts = &mut extend => break Some(verdicts),
+                () = tokio::time::sleep_until(give_up.into()) => {
+                    batch[i].0.on_renewal(Extension::Unknown, sent, ttls[i], give_up);
+                    given_up += 1;
+                }
+            }
+        };
         let at = now();
-        for ((lease, ttl), (verdict, error)) in batch.iter().zip(ttls).zip(verdicts) {
+        let verdicts = verdicts
+            .into_iter()
+            .flatten()
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None));
+        for ((lease, ttl), verdict) in batch.iter().zip(ttls).zip(verdicts) {
+            let (verdict, error) = verdict.unwrap_or((Extension::Unknown, None));
             if let Some(e) = error {
                 tracing::debug!(lock = %lease.0.name, error = %e, "renewal error");
             }
@@ -293,11 +354,108 @@ async fn run(shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::time::Duration;
 
+    use baton_core::quorum::Reply;
+    use baton_core::{Keys, Token};
+
+    use crate::error::Result;
+    use crate::node::{BoxFuture, Inspection, Node, Release, Renewal};
+    use crate::wait::Subscription;
     use crate::Client;
 
     const TTL: Duration = Duration::from_millis(300);
+
+    /// A server whose renewals cost time in proportion to their number
+    /// (as a real one's do) and that can stall: on tokio's paused clock, so
+    /// the test is exact.
+    struct SlowServer {
+        per_renewal: Duration,
+        stalled_until: Mutex<Option<tokio::time::Instant>>,
+    }
+
+    impl Node for SlowServer {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn acquire<'a>(
+            &'a self,
+            _: &'a Keys,
+            _: &'a Token,
+            _: u64,
+        ) -> BoxFuture<'a, Result<Reply>> {
+            Box::pin(async { Ok(Reply::Acquired { fence: 1 }) })
+        }
+        fn release<'a>(
+            &'a self,
+            _: &'a Keys,
+            _: &'a Token,
+            _: bool,
+        ) -> BoxFuture<'a, Result<Release>> {
+            Box::pin(async { Ok(Release::Deleted) })
+        }
+        fn raise<'a>(&'a self, _: &'a Keys, _: &'a Token, _: u64) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async { Ok(true) })
+        }
+        fn inspect<'a>(&'a self, _: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
+            unimplemented!("not used")
+        }
+        fn force_release<'a>(&'a self, _: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+            unimplemented!("not used")
+        }
+        fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
+            Box::pin(async move {
+                let stall = *self.stalled_until.lock().unwrap();
+                if let Some(until) = stall {
+                    tokio::time::sleep_until(until).await;
+                }
+                tokio::time::sleep(self.per_renewal * renewals.len() as u32).await;
+                renewals.iter().map(|_| Ok(true)).collect()
+            })
+        }
+        fn subscribe<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    /// 2,000 leases (TTL 2 s) taken over 400 ms; their second renewals are
+    /// due over the next 400 ms, exactly while the server stalls for 1 s;
+    /// it then needs 0.1 ms per renewal. Every lease can still be renewed
+    /// before its give-up point (89% of the TTL after its last renewal): the
+    /// backlog takes 200 ms, the most urgent lease has 110 ms left and each
+    /// next 512 (one batch, 51 ms) have 100 ms more. Worked off most urgent
+    /// first in small batches, none is declared lost. One batch of the whole
+    /// backlog, timed by its most urgent lease's 110 ms, failed them all
+    /// over and over, and most were declared lost.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_after_a_stall_is_worked_off_by_urgency() {
+        let server = std::sync::Arc::new(SlowServer {
+            per_renewal: Duration::from_micros(100),
+            stalled_until: Mutex::new(None),
+        });
+        let client = Client::assemble(
+            vec![server.clone()],
+            baton_core::name::DEFAULT_PREFIX,
+            Duration::from_secs(5),
+        );
+        let ttl = Duration::from_secs(2);
+        let start = tokio::time::Instant::now();
+        let mut guards = Vec::new();
+        for i in 0..2000 {
+            let lock = client.lock(&format!("lease-{i}")).ttl(ttl);
+            guards.push(lock.try_acquire().await.unwrap().expect("free"));
+            if i % 5 == 4 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        tokio::time::sleep_until(start + ttl * 2 / 3).await;
+        *server.stalled_until.lock().unwrap() =
+            Some(tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::time::sleep(ttl * 3).await;
+        let lost = guards.iter().filter(|g| !g.is_held()).count();
+        assert_eq!(lost, 0, "leases declared lost that could be renewed");
+    }
 
     /// Many held leases are entries of one queue: they all stay held for many
     /// TTLs, and once released the queue is empty and the one task parked.
