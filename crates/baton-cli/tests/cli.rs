@@ -374,6 +374,12 @@ fn bad_flags_and_urls_are_usage_errors_and_an_unreachable_server_is_69() {
         ("redis://127.0.0.1:1", 69),
         ("rediss://:secret@127.0.0.1:1", 64),
         ("redis://:sec/ret@127.0.0.1:notaport", 64),
+        // Unix sockets carry the password in the query string.
+        ("unix:///tmp/x.sock?pass=secret&db=zz", 64),
+        ("unix:///nonexistent/baton.sock?pass=secret", 69),
+        ("redis+unix:///nonexistent.sock?db=1&pass=secret", 69),
+        // One server named twice would count twice towards a quorum.
+        ("redis://127.0.0.1:1,redis://:secret@127.0.0.1:1/", 64),
     ] {
         let (code, _, stderr) = run(&server, &["exec", "job", "--url", url, "--", "true"]);
         assert_eq!(code, want, "{url}: {stderr}");
@@ -382,6 +388,16 @@ fn bad_flags_and_urls_are_usage_errors_and_an_unreachable_server_is_69() {
             !stderr.contains("secret") && !stderr.contains("sec/ret"),
             "no password shown: {stderr}"
         );
+        // Nor with every log line on, nor given in BATON_URL.
+        let (code, stdout, stderr) = run(&server, &["-vv", "status", "job", "--url", url]);
+        assert_eq!(code, want, "{url}: {stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("secret"), "{stderr}");
+        let out = baton(&server, &["status", "job"])
+            .env("BATON_URL", url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(want), "{url}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("secret"));
     }
     // Usage errors are found before any server is asked.
     for args in [
