@@ -23,6 +23,18 @@ fn connected_clients(server: &RedisServer) -> usize {
         .expect("INFO clients has connected_clients")
 }
 
+/// Takes lock `job` for 30 s without renewal, so its connection can go idle.
+async fn hold_unrenewed(client: &Client) -> baton::Guard {
+    client
+        .lock("job")
+        .ttl(Duration::from_secs(30))
+        .auto_renew(false)
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free")
+}
+
 /// A server that closes connections idle for a second (`timeout 1`, as
 /// managed services and proxies do), and a client whose one command
 /// connection it has already closed.
@@ -30,14 +42,7 @@ async fn closed_while_idle() -> (RedisServer, Client, baton::Guard) {
     let server = RedisServer::start();
     server.cmd::<()>(&["CONFIG", "SET", "timeout", "1"]);
     let client = Client::connect(&server.url()).await.unwrap();
-    let guard = client
-        .lock("job")
-        .ttl(Duration::from_secs(30))
-        .auto_renew(false)
-        .try_acquire()
-        .await
-        .unwrap()
-        .expect("free");
+    let guard = hold_unrenewed(&client).await;
     eventually("the server closed the idle connection", || {
         connected_clients(&server) == 1
     })
@@ -140,14 +145,7 @@ async fn a_silently_dropped_connection_is_replaced_and_the_release_lands() {
             .build()
             .await
             .unwrap();
-        let guard = client
-            .lock("job")
-            .ttl(Duration::from_secs(30))
-            .auto_renew(false)
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("free");
+        let guard = hold_unrenewed(&client).await;
         proxy.set_mode(Mode::ForgetIdle(Duration::from_millis(50)));
         eventually("the proxy forgot the idle connection", || {
             proxy.forgotten() == 1
