@@ -372,7 +372,7 @@ fn bad_flags_and_urls_are_usage_errors_and_an_unreachable_server_is_69() {
         ("nonsense", 64),
         ("redis://:secret@127.0.0.1:1", 69),
         ("redis://127.0.0.1:1", 69),
-        ("rediss://:secret@127.0.0.1:1", 64),
+        ("rediss://:secret@127.0.0.1:1", 69),
         ("redis://:sec/ret@127.0.0.1:notaport", 64),
         // Unix sockets carry the password in the query string.
         ("unix:///tmp/x.sock?pass=secret&db=zz", 64),
