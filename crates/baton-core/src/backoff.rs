@@ -85,10 +85,52 @@ pub fn after_split(spread: Duration, jitter: f64) -> Duration {
     spread.mul_f64(jitter)
 }
 
+/// The first pause after a transient server error while waiting.
+pub const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(20);
+/// The longest pause between attempts while a server keeps failing.
+pub const MAX_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// After the `failures`-th transient server error in a row (0 for the
+/// first) while waiting for a lock, how long to pause before trying again:
+/// doubling from [`FIRST_ERROR_PAUSE`] up to [`MAX_ERROR_PAUSE`], jittered
+/// to between half and all of it (`jitter` in `[0, 1)`), so waiters do not
+/// return in step when a failed-over server comes back.
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_core::backoff::after_error;
+/// let ms = Duration::from_millis;
+/// assert_eq!(after_error(0, 0.999_999), ms(20) - Duration::from_nanos(10));
+/// assert_eq!(after_error(1, 0.0), ms(20));
+/// assert_eq!(after_error(30, 0.0), ms(500));
+/// ```
+pub fn after_error(failures: u32, jitter: f64) -> Duration {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let full = FIRST_ERROR_PAUSE
+        .saturating_mul(1 << failures.min(16))
+        .min(MAX_ERROR_PAUSE);
+    full.mul_f64(0.5 + jitter / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn error_pauses_double_up_to_the_cap() {
+        let full: Vec<Duration> = (0..8).map(|n| after_error(n, 0.999_999_999)).collect();
+        for pair in full.windows(2) {
+            assert!(pair[1] >= pair[0]);
+        }
+        assert!(full.iter().all(|&d| d <= MAX_ERROR_PAUSE));
+        assert_eq!(after_error(u32::MAX, 0.0), MAX_ERROR_PAUSE / 2);
+        assert_eq!(after_error(0, f64::NAN), FIRST_ERROR_PAUSE / 2);
+    }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 

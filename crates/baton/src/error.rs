@@ -111,21 +111,36 @@ pub enum Error {
 
 impl Error {
     /// True for failures that may pass if the same call is made again later:
-    /// a server error or timeout, or a wait that ran out. False for bad input
-    /// and for a lost lease (retrying does not bring a lease back).
+    /// a transient server failure (see [`Error::is_transient`]) or a wait
+    /// that ran out. False for bad input, for a lost lease (retrying does not
+    /// bring a lease back) and for server errors that stay (a refused
+    /// password, a missing ACL permission).
     ///
     /// ```
     /// let e = baton::Error::Lost { name: "x".into() };
     /// assert!(!e.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Redis { .. }
-                | Error::NodeTimeout { .. }
-                | Error::Timeout { .. }
-                | Error::NoQuorum { .. }
-        )
+        self.is_transient() || matches!(self, Error::Timeout { .. })
+    }
+
+    /// True for a server failure that passes by itself, which
+    /// [`Lock::acquire`](crate::Lock::acquire) rides out within its wait
+    /// budget: a node that did not answer in time, a connection refused,
+    /// reset or closed, a server still loading its data (`LOADING`), a
+    /// read-only former master after a failover (`READONLY`), `MASTERDOWN`,
+    /// `TRYAGAIN` and `CLUSTERDOWN`; over several nodes, a
+    /// [`Error::NoQuorum`] whose failed nodes all failed that way.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::NodeTimeout { .. } => true,
+            Error::Redis { source, .. } => crate::node::is_transient(source.as_ref()),
+            Error::NoQuorum { nodes, .. } => nodes.iter().all(|n| match &n.failure {
+                NodeFailure::TakenByAnother => true,
+                NodeFailure::Error(e) => e.is_transient(),
+            }),
+            _ => false,
+        }
     }
 
     /// True when the lease was lost ([`Error::Lost`]).

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::backoff::{after_split, next_try_in, HolderTtl};
+use baton_core::backoff::{after_error, after_split, next_try_in, HolderTtl};
 use baton_core::quorum::{quorum, Decision};
 use baton_core::{Keys, Token};
 
@@ -154,8 +154,11 @@ impl Lock {
     /// that never announces its release (another library, a crash) is
     /// followed when its key expires, or after the retry interval.
     ///
-    /// A server error ends the wait with that error rather than retrying
-    /// behind the caller's back: check [`Error::is_retryable`] to decide.
+    /// A transient server failure ([`Error::is_transient`]: a restart, a
+    /// failover, a connection reset) is ridden out within the wait budget,
+    /// with jittered backoff from 20 ms to 1 s; when the budget ends during
+    /// one, the last such error is returned rather than [`Error::Timeout`].
+    /// Any other error ends the wait at once.
     pub async fn acquire(&self) -> Result<Guard> {
         let (keys, ttl) = self.plan()?;
         // One token for every attempt of this call: an attempt whose reply
@@ -165,6 +168,7 @@ impl Lock {
         let deadline = self.wait.and_then(|wait| start.checked_add(wait));
         let mut waiter: Option<Waiter> = None;
         let mut taking_back: Option<JoinHandle<bool>> = None;
+        let mut failures = 0_u32;
         loop {
             if let Some(take_back) = taking_back.take() {
                 // The last attempt's take-back must be over, every node
@@ -178,16 +182,35 @@ impl Lock {
                     token = random::token();
                 }
             }
-            let (holder, split) = match self.attempt(&keys, ttl, &token).await? {
-                Attempt::Won(guard) => return Ok(guard),
-                Attempt::Busy {
+            let (holder, split) = match self.attempt(&keys, ttl, &token).await {
+                Ok(Attempt::Won(guard)) => return Ok(guard),
+                Ok(Attempt::Busy {
                     holder,
                     split,
                     take_back,
-                } => {
+                }) => {
+                    failures = 0;
                     taking_back = take_back;
                     (holder, split)
                 }
+                Err(e) if e.is_transient() => {
+                    // A blip (a restart, a failover): ride it out within the
+                    // budget, then give the last error. What the failed
+                    // attempt may have left is being taken back: a fresh
+                    // token keeps that release off the next attempt's key.
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    let pause = after_error(failures, random::jitter());
+                    if left.is_some_and(|left| left <= pause) {
+                        return Err(e);
+                    }
+                    tracing::debug!(lock = %self.name, error = %e, ?pause, "transient error while waiting; trying again");
+                    failures = failures.saturating_add(1);
+                    token = random::token();
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
             if left == Some(Duration::ZERO) {

@@ -834,6 +834,33 @@ impl std::fmt::Display for SharedError {
 
 impl std::error::Error for SharedError {}
 
+/// Whether a backend error (the `source` of [`Error::Redis`]) is one that
+/// passes by itself: the connection broke or was refused, the server is
+/// loading its data, read-only (a demoted master in a failover), its
+/// master is down, or a cluster is moving or down.
+pub(crate) fn is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
+    let redis = match source.downcast_ref::<SharedError>() {
+        Some(shared) => &*shared.0,
+        None => match source.downcast_ref::<RedisError>() {
+            Some(e) => e,
+            None => return false,
+        },
+    };
+    redis.is_connection_dropped()
+        || redis.is_connection_refusal()
+        || redis.is_timeout()
+        || matches!(
+            redis.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+}
+
 fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Redis {
         node: node.to_owned(),

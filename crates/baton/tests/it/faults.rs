@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use baton::Error;
+use baton::{Client, Error};
+use baton_test_support::RedisServer;
 
 use crate::support::{eventually_async, within, Backend};
 
@@ -89,6 +90,75 @@ async fn scripts_are_reloaded_after_a_flush() {
         b.server().flush_scripts();
         assert_eq!(guard.release().await.unwrap(), baton::Released::Released);
         crate::support::assert_only_the_fence_counter_left(&b, "job");
+    })
+    .await
+}
+
+/// A waiter rides out a server that dies and comes back inside its wait
+/// budget: its attempts fail with connection errors, it keeps trying with
+/// backoff, and it takes the lock once the server is back.
+#[tokio::test]
+async fn a_waiter_rides_out_a_server_restart() {
+    within(async {
+        let logs = crate::support::LogCapture::start();
+        let mut server = RedisServer::start();
+        let client = Client::connect(&server.url()).await.unwrap();
+        server.kill();
+        let lock = client.lock("job").wait(Duration::from_secs(30));
+        let waiter = tokio::spawn(async move { lock.acquire().await });
+        crate::support::eventually("the waiter met the dead server", || {
+            logs.text().contains("transient error while waiting")
+        })
+        .await;
+        server.restart();
+        let guard = waiter
+            .await
+            .unwrap()
+            .expect("acquired once the server was back");
+        assert!(guard.is_held());
+        let holder: Option<String> = server.cmd(&["GET", "baton:job"]);
+        assert!(holder.is_some(), "held on the restarted server");
+    })
+    .await
+}
+
+/// With the server down for the whole budget, the wait ends with the last
+/// server error (retryable), not with a timeout; `try_acquire` is one
+/// attempt; a refused permission is not ridden out.
+#[tokio::test]
+async fn a_budget_spent_on_a_dead_server_returns_its_error() {
+    within(async {
+        let mut server = RedisServer::start();
+        let client = Client::connect(&server.url()).await.unwrap();
+        server.kill();
+        let err = client.lock("job").try_acquire().await.unwrap_err();
+        assert!(err.is_transient() && err.is_retryable(), "{err:?}");
+        let err = client
+            .lock("job")
+            .wait(Duration::from_millis(300))
+            .acquire()
+            .await
+            .unwrap_err();
+        assert!(err.is_transient() && err.is_backend(), "{err:?}");
+
+        let server = RedisServer::start();
+        server.cmd::<()>(&[
+            "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "&*", "+@all", "-evalsha", "-eval",
+        ]);
+        let url = format!("redis://noeval:pw@127.0.0.1:{}/", server.port());
+        let client = Client::connect(&url).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = client
+            .lock("job")
+            .wait(Duration::from_secs(30))
+            .acquire()
+            .await
+            .unwrap_err();
+        assert!(!err.is_transient() && !err.is_retryable(), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not ridden out"
+        );
     })
     .await
 }

@@ -3,14 +3,13 @@
 //! values that are not text, duplicate Redlock nodes, evictable fences, and
 //! a slow Redlock node.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton::{Client, Error, Released};
 use baton_test_support::{FaultProxy, Mode, RedisServer};
 use tokio::time::Instant;
 
-use crate::support::{eventually, hold, spawn_waiter, within};
+use crate::support::{eventually, hold, spawn_waiter, within, LogCapture};
 
 const KEY: &str = "baton:job";
 
@@ -249,47 +248,19 @@ async fn a_server_named_twice_is_refused() {
     assert!(!matches!(err, Error::InvalidUrl { .. }), "{err:?}");
 }
 
-/// Log lines written while `f` runs on this thread.
-async fn logs_of<F: std::future::Future>(f: F) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    f.await;
-    let logs = buffer.0.lock().unwrap().clone();
-    String::from_utf8(logs).unwrap()
-}
-
 /// A server that may evict keys without a TTL (`allkeys-*`) can evict a
 /// fence counter, and fences would start again at 1: said at connect.
 #[tokio::test]
 async fn an_eviction_policy_that_can_reset_fences_is_warned_about() {
     let server = RedisServer::start();
-    let quiet = logs_of(async {
-        Client::connect(&server.url()).await.unwrap();
-    })
-    .await;
+    let quiet = LogCapture::start();
+    Client::connect(&server.url()).await.unwrap();
+    let quiet = quiet.text();
     assert!(!quiet.contains("maxmemory-policy"), "noeviction: {quiet}");
     server.cmd::<()>(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
-    let warned = logs_of(async {
-        Client::connect(&server.url()).await.unwrap();
-    })
-    .await;
+    let warned = LogCapture::start();
+    Client::connect(&server.url()).await.unwrap();
+    let warned = warned.text();
     assert!(
         warned.contains("WARN") && warned.contains("allkeys-lru") && warned.contains("noeviction"),
         "{warned}"
