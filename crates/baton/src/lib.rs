@@ -78,6 +78,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod acl;
 mod admin;
 pub mod blocking;
 mod client;
@@ -91,6 +92,7 @@ mod redlock;
 mod renew;
 mod wait;
 
+pub use acl::acl_rules;
 pub use admin::{Holder, LockStatus};
 pub use baton_core::{Fence, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};

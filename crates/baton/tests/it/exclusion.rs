@@ -84,7 +84,7 @@ both! {
         assert_eq!(b.get(&key("shared")).as_deref(), Some("their-token"));
         b.del(&key("shared"));
         let ours = client.lock("shared").try_acquire().await.unwrap().expect("free");
-        if let Backend::Redis(server) = &b {
+        if let Backend::Redis(server) | Backend::RedisVia(server, _) = &b {
             let theirs: Option<String> = server.cmd(&["SET", &key("shared"), "their-token", "NX", "PX", "30000"]);
             assert_eq!(theirs, None, "their SET NX fails while we hold it");
         }

@@ -406,12 +406,18 @@ async fn fences_survive_restarts_with_persistence_only() {
                     .await
                     .unwrap()
                     .expect("free");
-                assert!(
-                    guard.fence().0 > last,
-                    "persistence={persistence}: {} after {last}",
-                    guard.fence()
-                );
-                last = guard.fence().0;
+                // Without persistence every restart forgets a counter, and
+                // over a few rounds a majority of the nodes has forgotten the
+                // last settled fence: no promise then (the documented
+                // exception), only with persistence.
+                if persistence {
+                    assert!(
+                        guard.fence().0 > last,
+                        "persistence={persistence}: {} after {last}",
+                        guard.fence()
+                    );
+                }
+                last = last.max(guard.fence().0);
                 guard.release().await.unwrap();
                 let node = round % 3;
                 cluster.servers[node].kill();

@@ -24,12 +24,33 @@ pub async fn within<T>(fut: impl Future<Output = T>) -> T {
 /// A lock backend under test, with raw access to its keys for assertions.
 pub enum Backend {
     Redis(RedisServer),
+    /// A private server reached through another URL: an ACL user, RESP3.
+    RedisVia(RedisServer, String),
     Memory(MemoryStore),
 }
 
 impl Backend {
     pub fn redis() -> Backend {
         Backend::Redis(RedisServer::start())
+    }
+
+    /// A private server, reached as a user with exactly the rights of
+    /// `baton::acl_rules` for the default prefix (the README's line).
+    pub fn redis_least_privilege() -> Backend {
+        let server = RedisServer::start();
+        let rules = baton::acl_rules("baton:");
+        let mut args = vec!["ACL", "SETUSER", "locker", "on", ">locker-pw"];
+        args.extend(rules.split(' '));
+        server.cmd::<()>(&args);
+        let url = format!("redis://locker:locker-pw@127.0.0.1:{}/", server.port());
+        Backend::RedisVia(server, url)
+    }
+
+    /// A private server, spoken to in RESP3 (pub/sub as pushes).
+    pub fn redis_resp3() -> Backend {
+        let server = RedisServer::start();
+        let url = format!("{}?protocol=resp3", server.url());
+        Backend::RedisVia(server, url)
     }
 
     pub fn memory() -> Backend {
@@ -40,27 +61,28 @@ impl Backend {
     pub async fn client(&self) -> Client {
         match self {
             Backend::Redis(server) => Client::connect(&server.url()).await.expect("connect"),
+            Backend::RedisVia(_, url) => Client::connect(url).await.expect("connect"),
             Backend::Memory(store) => store.client(),
         }
     }
 
     pub fn server(&self) -> &RedisServer {
         match self {
-            Backend::Redis(server) => server,
+            Backend::Redis(server) | Backend::RedisVia(server, _) => server,
             Backend::Memory(_) => panic!("this test needs a redis server"),
         }
     }
 
     pub fn server_mut(&mut self) -> &mut RedisServer {
         match self {
-            Backend::Redis(server) => server,
+            Backend::Redis(server) | Backend::RedisVia(server, _) => server,
             Backend::Memory(_) => panic!("this test needs a redis server"),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<String> {
         match self {
-            Backend::Redis(server) => server.cmd(&["GET", key]),
+            Backend::Redis(server) | Backend::RedisVia(server, _) => server.cmd(&["GET", key]),
             Backend::Memory(store) => store.get(key),
         }
     }
@@ -68,10 +90,12 @@ impl Backend {
     /// The key's remaining TTL in ms: `None` if absent, `Some(-1)` if none.
     pub fn pttl(&self, key: &str) -> Option<i64> {
         match self {
-            Backend::Redis(server) => match server.cmd::<i64>(&["PTTL", key]) {
-                -2 => None,
-                ms => Some(ms),
-            },
+            Backend::Redis(server) | Backend::RedisVia(server, _) => {
+                match server.cmd::<i64>(&["PTTL", key]) {
+                    -2 => None,
+                    ms => Some(ms),
+                }
+            }
             Backend::Memory(store) => store
                 .get(key)
                 .map(|_| store.ttl(key).map_or(-1, |d| d.as_millis() as i64)),
@@ -81,7 +105,7 @@ impl Backend {
     /// Sets a key as another library's lock would (`SET key value NX PX`).
     pub fn set_foreign(&self, key: &str, value: &str, ttl: Option<Duration>) {
         match self {
-            Backend::Redis(server) => {
+            Backend::Redis(server) | Backend::RedisVia(server, _) => {
                 let mut args = vec!["SET", key, value];
                 let ms = ttl.map(|t| t.as_millis().to_string());
                 if let Some(ms) = &ms {
@@ -95,7 +119,9 @@ impl Backend {
 
     pub fn del(&self, key: &str) {
         match self {
-            Backend::Redis(server) => server.cmd::<()>(&["DEL", key]),
+            Backend::Redis(server) | Backend::RedisVia(server, _) => {
+                server.cmd::<()>(&["DEL", key])
+            }
             Backend::Memory(store) => {
                 store.delete(key);
             }
@@ -105,7 +131,7 @@ impl Backend {
     /// Every key in the backend, sorted.
     pub fn keys(&self) -> Vec<String> {
         match self {
-            Backend::Redis(server) => server.keys(),
+            Backend::Redis(server) | Backend::RedisVia(server, _) => server.keys(),
             Backend::Memory(store) => store.keys(),
         }
     }
@@ -113,7 +139,8 @@ impl Backend {
 
 /// One behaviour test per backend: `both! { async fn name(b: Backend) { ... } }`.
 /// The memory variant runs on tokio's paused clock (time advances only when
-/// every task is idle), the Redis one on a multi-thread runtime in real time.
+/// every task is idle), the Redis ones on a multi-thread runtime in real
+/// time: as the default user, as a least-privilege ACL user, and in RESP3.
 macro_rules! both {
     ($($(#[doc = $doc:expr])* async fn $name:ident($b:ident: Backend) $body:block)*) => {$(
         $(#[doc = $doc])*
@@ -126,6 +153,16 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
                 $crate::support::within(body($crate::support::Backend::redis())).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_least_privilege() {
+                $crate::support::within(body($crate::support::Backend::redis_least_privilege())).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_resp3() {
+                $crate::support::within(body($crate::support::Backend::redis_resp3())).await
             }
 
             #[tokio::test(start_paused = true)]

@@ -65,7 +65,7 @@ both! {
 /// paused clock only moves when all are idle).
 async fn wait_for_a_subscriber(b: &Backend, name: &str) {
     match b {
-        Backend::Redis(server) => {
+        Backend::Redis(server) | Backend::RedisVia(server, _) => {
             let channel = baton_core::Keys::new("baton:", name).unwrap().channel;
             eventually("the waiter subscribes", || {
                 let (_, count): (String, i64) = server.cmd(&["PUBSUB", "NUMSUB", &channel]);

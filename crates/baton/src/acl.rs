@@ -1,0 +1,69 @@
+//! The least privilege a Redis ACL user needs for Baton's locks.
+
+/// Every command Baton sends: the scripts, the commands they call, the
+/// release subscriptions and a liveness check. `CONFIG GET` (the eviction
+/// check at connect) is left out: it is skipped when refused.
+const COMMANDS: [&str; 13] = [
+    "evalsha",
+    "eval",
+    "get",
+    "set",
+    "pexpire",
+    "pttl",
+    "incr",
+    "del",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+    "ping",
+    "hello",
+];
+
+/// The `ACL SETUSER` rules that let a user take, renew, release, inspect
+/// and wait for the locks under `prefix`, and do nothing else: the commands
+/// Baton sends (its scripts' included), the lock keys (`PREFIX*`), their
+/// companion keys (fence counters, `{PREFIX*`) and release channels
+/// (`{PREFIX*`). Append them to `ACL SETUSER NAME on >PASSWORD`.
+///
+/// Lock names containing `{` put their companions under another hash tag
+/// (see the README's key layout): such names need `~*`-style key rights.
+/// Glob characters in the prefix are escaped.
+///
+/// ```
+/// assert_eq!(
+///     baton::acl_rules("baton:"),
+///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
+///      +publish +subscribe +unsubscribe +ping +hello ~baton:* ~{baton:* &{baton:*"
+/// );
+/// ```
+pub fn acl_rules(prefix: &str) -> String {
+    let glob = escape_glob(prefix);
+    let commands: Vec<String> = COMMANDS.iter().map(|c| format!("+{c}")).collect();
+    format!(
+        "resetkeys resetchannels -@all {} ~{glob}* ~{{{glob}* &{{{glob}*",
+        commands.join(" ")
+    )
+}
+
+/// `text` with Redis glob characters escaped, so it matches only itself.
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_a_prefix_match_only_themselves() {
+        assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert!(acl_rules("").ends_with("~* ~{* &{*"));
+    }
+}
