@@ -73,6 +73,30 @@ pub struct Backend {
     /// Key prefix of the locks (e.g. --prefix myapp:locks:).
     #[arg(long, env = "BATON_PREFIX", default_value = "baton:")]
     pub prefix: String,
+
+    /// For rediss:// URLs: verify servers against this CA (PEM file)
+    /// instead of the system roots (e.g. --tls-ca /etc/redis/ca.pem).
+    #[arg(long, env = "BATON_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// For rediss:// URLs: present this client certificate (PEM file;
+    /// mutual TLS), with --tls-key.
+    #[arg(
+        long,
+        env = "BATON_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM file; never shown).
+    #[arg(
+        long,
+        env = "BATON_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// `baton exec`.

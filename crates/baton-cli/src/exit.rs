@@ -56,7 +56,8 @@ pub fn from_error(error: &baton::Error) -> Exit {
         E::InvalidName { .. }
         | E::InvalidPrefix { .. }
         | E::InvalidTtl { .. }
-        | E::InvalidUrl { .. } => USAGE,
+        | E::InvalidUrl { .. }
+        | E::InvalidTls { .. } => USAGE,
         E::Timeout { .. } => BUSY,
         E::Lost { .. } => LOST,
         _ if error.is_backend() => UNAVAILABLE,

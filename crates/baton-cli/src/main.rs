@@ -85,13 +85,24 @@ async fn bench(args: cli::BenchArgs) -> Exit {
     }
 }
 
-/// A client for the backend options.
+/// A client for the backend options. A TLS file that cannot be read is bad
+/// input, said as a TLS configuration error naming the file.
 async fn connect(backend: &Backend) -> Result<baton::Client, baton::Error> {
-    baton::Client::builder()
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| baton::Error::InvalidTls {
+            reason: format!("cannot read {}: {e}", path.display()),
+        })
+    };
+    let mut builder = baton::Client::builder()
         .node(&backend.urls.join(","))
-        .prefix(&backend.prefix)
-        .build()
-        .await
+        .prefix(&backend.prefix);
+    if let Some(ca) = &backend.tls_ca {
+        builder = builder.tls_ca(read(ca)?);
+    }
+    if let (Some(cert), Some(key)) = (&backend.tls_cert, &backend.tls_key) {
+        builder = builder.tls_client_cert(read(cert)?, read(key)?);
+    }
+    builder.build().await
 }
 
 /// Library events on stderr only when asked for (-v or RUST_LOG): by

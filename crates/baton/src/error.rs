@@ -59,6 +59,13 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// The TLS material given (a CA, a client certificate or key) cannot be
+    /// used: it is not PEM or holds no certificate or key.
+    #[error("invalid tls configuration: {reason}")]
+    InvalidTls {
+        /// Why it was refused (never the key itself).
+        reason: String,
+    },
     /// A Redis server failed: cannot connect, refused the password, or
     /// answered an error.
     #[error("redis at {node}: {source}")]

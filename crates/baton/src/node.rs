@@ -125,6 +125,62 @@ pub(crate) struct RedisNode<C> {
     warned_unannounced: AtomicBool,
 }
 
+/// The TLS material for `rediss://` URLs (see
+/// [`ClientBuilder::tls_ca`](crate::ClientBuilder::tls_ca)): PEM bytes,
+/// checked by [`Tls::check`] before any server is asked.
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    /// Trust these CAs instead of the system roots.
+    pub(crate) ca: Option<Vec<u8>>,
+    /// Present this certificate chain and key (mutual TLS).
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    /// Refuses PEM that holds nothing of what it should: a CA or
+    /// certificate file without a certificate, a key file without a key.
+    /// (redis-rs reads the PEM only when a client is built, and an empty CA
+    /// list would fail every handshake with a misleading "unknown issuer".)
+    pub(crate) fn check(&self) -> Result<()> {
+        let has = |pem: &[u8], what: &str| {
+            String::from_utf8_lossy(pem).contains(&format!("-----BEGIN {what}"))
+        };
+        let refuse = |reason: &str| {
+            Err(Error::InvalidTls {
+                reason: reason.to_owned(),
+            })
+        };
+        if self
+            .ca
+            .as_deref()
+            .is_some_and(|ca| !has(ca, "CERTIFICATE-----"))
+        {
+            return refuse("the CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+        }
+        if let Some((cert, key)) = &self.client {
+            if !has(cert, "CERTIFICATE-----") {
+                return refuse("the client certificate holds no PEM certificate");
+            }
+            if !has(key, "PRIVATE KEY-----") {
+                return refuse("the client key holds no PEM private key");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `rediss://…#insecure` turns certificate verification off: said once per
+/// process, as a warning, since it is meant for tests.
+fn warn_insecure_once(url: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            url = %redact_url(url),
+            "TLS certificate verification is off (#insecure): anyone on the path can pose as the server"
+        );
+    });
+}
+
 /// TCP keepalive on every connection: probes after this much idle time
 /// keep NAT and load-balancer state alive (their idle cut-offs are minutes)
 /// and find a dead peer without waiting for a command to time out.
@@ -138,11 +194,30 @@ const USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Opens a Redis node from a URL: a reconnecting connection for commands,
 /// and (lazily) a separate pub/sub connection for release notifications.
-pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Arc<dyn Node>> {
+pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<Arc<dyn Node>> {
     let info =
         redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
     let info = info.set_tcp_settings(tcp_settings());
-    let client = redis::Client::open(info).map_err(|e| invalid_url(url, &e))?;
+    let client = match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => {
+            if *insecure {
+                warn_insecure_once(url);
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: tls.ca.clone(),
+            };
+            redis::Client::build_with_tls(info, certificates).map_err(|e| Error::InvalidTls {
+                reason: e.to_string(),
+            })?
+        }
+        _ => redis::Client::open(info).map_err(|e| invalid_url(url, &e))?,
+    };
     let name = client.get_connection_info().addr().to_string();
     let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(
