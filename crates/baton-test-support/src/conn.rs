@@ -3,15 +3,71 @@
 
 use std::time::Duration;
 
-/// Opens `url` within `connect_timeout` (handshake and `AUTH` included) and
-/// sets read and write timeouts of `io_timeout` on the connection.
-pub(crate) fn connect(
-    url: &str,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-) -> redis::RedisResult<redis::Connection> {
-    let conn = redis::Client::open(url)?.get_connection_with_timeout(connect_timeout)?;
-    conn.set_read_timeout(Some(io_timeout))?;
-    conn.set_write_timeout(Some(io_timeout))?;
-    Ok(conn)
+use crate::url::redis_url;
+use crate::{ServerCert, ServerOptions, TestPki, TlsMode};
+
+/// How the harness itself reaches one server: its URL and, for TLS, the
+/// test CA to trust and the client certificate to offer.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    url: String,
+    tls: Option<redis::TlsCertificates>,
+}
+
+impl Target {
+    /// The harness's way to the server on `port` started with `opts` (and,
+    /// if it is a TLS server, `pki`).
+    pub(crate) fn new(port: u16, opts: &ServerOptions, pki: Option<&TestPki>) -> Self {
+        let tls = tls_of(opts, pki);
+        let mut url = redis_url(port, opts.password.as_deref(), tls.is_some());
+        let tls = tls.map(|(mode, pki)| {
+            // Its certificate names another host, so verifying it would
+            // fail: the harness checks nothing, but still offers its client
+            // certificate.
+            if mode.server_cert == ServerCert::WrongHost {
+                url.push_str("#insecure");
+            }
+            pki.redis_tls()
+        });
+        Self { url, tls }
+    }
+
+    /// A redis-rs client configured like the harness's connections.
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls {
+            None => redis::Client::open(self.url.as_str()),
+            Some(certs) => redis::Client::build_with_tls(self.url.as_str(), certs.clone()),
+        }
+    }
+
+    /// Connects within `connect_timeout` (TCP connect, TLS handshake if any,
+    /// and redis-rs's setup round trip with `AUTH`) and sets read and write
+    /// timeouts of `io_timeout` on the connection.
+    pub(crate) fn connect(
+        &self,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> redis::RedisResult<redis::Connection> {
+        let conn = self
+            .client()?
+            .get_connection_with_timeout(connect_timeout)?;
+        conn.set_read_timeout(Some(io_timeout))?;
+        conn.set_write_timeout(Some(io_timeout))?;
+        Ok(conn)
+    }
+}
+
+/// The TLS mode and PKI of a server started with `opts`, if it is a TLS
+/// server.
+///
+/// # Panics
+/// If `opts` asks for TLS but there is no PKI (a bug in this crate).
+pub(crate) fn tls_of<'a>(
+    opts: &ServerOptions,
+    pki: Option<&'a TestPki>,
+) -> Option<(TlsMode, &'a TestPki)> {
+    opts.tls.map(|mode| {
+        let pki = pki.expect("a TLS server needs its TestPki");
+        (mode, pki)
+    })
 }

@@ -7,10 +7,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::conn::connect;
+use crate::conn::{tls_of, Target};
 use crate::scratch::ScratchDir;
-use crate::url::redis_url;
-use crate::ServerOptions;
+use crate::{ServerOptions, TestPki};
 
 /// The server's log file, inside its directory.
 pub(crate) const LOG_FILE: &str = "redis.log";
@@ -47,15 +46,17 @@ pub(crate) fn free_port() -> u16 {
 
 /// Spawns `redis-server` on `port` with `dir` as its directory and waits
 /// until it answers PING (as itself, not some other process on the port).
+/// A TLS server (`opts.tls`) uses the certificates of `pki`.
 pub(crate) fn launch(
     dir: &ScratchDir,
     opts: &ServerOptions,
+    pki: Option<&TestPki>,
     port: u16,
 ) -> Result<Child, LaunchError> {
     // Only the log written by this launch tells whether *it* lost the port.
     let log_start = dir.read(LOG_FILE).len();
-    let mut child = spawn(dir, opts, port);
-    let Err(why) = wait_ready(&mut child, port, opts.password.as_deref()) else {
+    let mut child = spawn(dir, opts, pki, port);
+    let Err(why) = wait_ready(&mut child, &Target::new(port, opts, pki)) else {
         return Ok(child);
     };
     let _ = child.kill();
@@ -74,7 +75,7 @@ pub(crate) fn launch(
     )))
 }
 
-fn spawn(dir: &ScratchDir, opts: &ServerOptions, port: u16) -> Child {
+fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u16) -> Child {
     let bin =
         std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| OsString::from("redis-server"));
     let stderr = OpenOptions::new()
@@ -88,22 +89,36 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, port: u16) -> Child {
             )
         });
     let mut cmd = Command::new(&bin);
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--logfile")
-        .arg(dir.path().join(LOG_FILE))
-        // No RDB snapshots: durability, when wanted, comes from the AOF alone.
-        .args(["--save", ""]);
+    match tls_of(opts, pki) {
+        // TLS only: no plain port at all.
+        Some((mode, pki)) => {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(pki.server_cert_path(mode.server_cert))
+                .arg("--tls-key-file")
+                .arg(pki.server_key_path(mode.server_cert))
+                .arg("--tls-ca-cert-file")
+                .arg(pki.ca_path())
+                .args(["--tls-auth-clients", mode.client_auth.redis_arg()]);
+        }
+        None => {
+            cmd.args(["--port", &port.to_string()]);
+        }
+    }
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(dir.path())
+    .arg("--logfile")
+    .arg(dir.path().join(LOG_FILE))
+    // No RDB snapshots: durability, when wanted, comes from the AOF alone.
+    .args(["--save", ""]);
     if opts.persistence {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
@@ -129,8 +144,7 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, port: u16) -> Child {
 }
 
 /// Polls until the server answers, it exits, or [`READY_TIMEOUT`] passes.
-fn wait_ready(child: &mut Child, port: u16, password: Option<&str>) -> Result<(), String> {
-    let url = redis_url(port, password);
+fn wait_ready(child: &mut Child, target: &Target) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match child.try_wait() {
@@ -138,7 +152,7 @@ fn wait_ready(child: &mut Child, port: u16, password: Option<&str>) -> Result<()
             Err(e) => return Err(format!("cannot be waited for: {e}")),
             Ok(None) => {}
         }
-        let last = match answers_as(&url, child.id()) {
+        let last = match answers_as(target, child.id()) {
             Ok(true) => return Ok(()),
             Ok(false) => "another process answers on the port".to_string(),
             Err(e) => e.to_string(),
@@ -152,13 +166,44 @@ fn wait_ready(child: &mut Child, port: u16, password: Option<&str>) -> Result<()
     }
 }
 
-/// PINGs `url` and checks that the process answering is `pid`: if another
-/// test's server grabbed the port, ours is about to exit, not ready.
-fn answers_as(url: &str, pid: u32) -> redis::RedisResult<bool> {
+/// PINGs `target` and checks that the process answering is `pid`: if
+/// another test's server grabbed the port, ours is about to exit, not ready.
+fn answers_as(target: &Target, pid: u32) -> redis::RedisResult<bool> {
     let timeout = Duration::from_millis(500);
-    let mut conn = connect(url, timeout, timeout)?;
+    let mut conn = target.connect(timeout, timeout)?;
     redis::cmd("PING").query::<String>(&mut conn)?;
     let info: String = redis::cmd("INFO").arg("server").query(&mut conn)?;
     let wanted = format!("process_id:{pid}");
     Ok(info.lines().any(|line| line.trim() == wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TlsMode;
+
+    /// Launching on a port someone else holds must say so, which is what
+    /// makes `start_with` and `restart` try again.
+    fn a_held_port_is_in_use(opts: &ServerOptions) {
+        let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let dir = ScratchDir::new();
+        let pki = opts.tls.map(|_| TestPki::new_in(dir.path().join("tls")));
+        let result = launch(&dir, opts, pki.as_ref(), port);
+        assert!(
+            matches!(result, Err(LaunchError::PortInUse)),
+            "{}",
+            dir.read(LOG_FILE)
+        );
+    }
+
+    #[test]
+    fn a_held_port_is_reported_as_in_use() {
+        a_held_port_is_in_use(&ServerOptions::default());
+    }
+
+    #[test]
+    fn a_held_tls_port_is_reported_as_in_use() {
+        a_held_port_is_in_use(&ServerOptions::default().tls(TlsMode::default()));
+    }
 }

@@ -7,6 +7,11 @@
 //!   port, in its own temporary directory, with fault injection (kill, pause,
 //!   resume, restart) and small helpers for assertions
 //!   ([`RedisServer::cmd`], [`RedisServer::keys`], ...).
+//! - TLS servers for `rediss://` tests ([`RedisServer::start_tls`],
+//!   [`ServerOptions::tls`], [`TlsMode`]): TLS only, with certificates made
+//!   at test time by a [`TestPki`] (a test CA, server certificates for
+//!   `localhost` and for a wrong hostname, a client certificate for mutual
+//!   TLS, an unrelated CA), as PEM strings and files.
 //! - [`FaultProxy`]: an in-process TCP proxy in front of one server whose
 //!   [`Mode`] (pass, delay, blackhole, drop replies, reset) can be switched at
 //!   run time to simulate network faults.
@@ -23,14 +28,18 @@ mod launch;
 mod mode;
 mod names;
 mod options;
+mod pki;
 mod proxy;
 mod scratch;
 mod server;
 mod signal;
+mod tls;
 mod url;
 
 pub use mode::Mode;
 pub use names::unique_name;
 pub use options::ServerOptions;
+pub use pki::TestPki;
 pub use proxy::FaultProxy;
 pub use server::RedisServer;
+pub use tls::{ClientAuth, ServerCert, TlsMode};

@@ -1,7 +1,9 @@
 //! How a [`crate::RedisServer`] is configured.
 
-/// Options for [`crate::RedisServer::start_with`]; `Default` is no password
-/// and no persistence.
+use crate::TlsMode;
+
+/// Options for [`crate::RedisServer::start_with`]; `Default` is no password,
+/// no persistence and no TLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Sets `requirepass`; [`crate::RedisServer::url`] then carries it.
@@ -10,6 +12,10 @@ pub struct ServerOptions {
     /// write survives a kill and restart. `false`: nothing is written to
     /// disk, so a restart comes back empty.
     pub persistence: bool,
+    /// `Some`: the server speaks TLS only, with certificates from its own
+    /// [`crate::TestPki`], and [`crate::RedisServer::url`] is
+    /// `rediss://localhost:PORT/`. `None`: plain TCP.
+    pub tls: Option<TlsMode>,
 }
 
 impl ServerOptions {
@@ -22,6 +28,14 @@ impl ServerOptions {
     /// Sets [`ServerOptions::persistence`].
     pub fn persistence(mut self, persistence: bool) -> Self {
         self.persistence = persistence;
+        self
+    }
+
+    /// Sets [`ServerOptions::tls`]: a TLS-only server, e.g.
+    /// `ServerOptions::default().tls(TlsMode::default().client_auth(ClientAuth::Required))`.
+    /// See [`crate::RedisServer::start_tls`] for an example.
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = Some(mode);
         self
     }
 }

@@ -85,12 +85,19 @@ impl FaultProxy {
 
     /// `redis://127.0.0.1:PORT/` for the proxy.
     pub fn url(&self) -> String {
-        redis_url(self.port(), None)
+        redis_url(self.port(), None, false)
     }
 
     /// `redis://:PASSWORD@127.0.0.1:PORT/` for the proxy (percent-encoded).
     pub fn url_with_password(&self, password: &str) -> String {
-        redis_url(self.port(), Some(password))
+        redis_url(self.port(), Some(password), false)
+    }
+
+    /// `rediss://localhost:PORT/` for the proxy in front of a TLS
+    /// [`crate::RedisServer`]: the proxy relays the TLS bytes unchanged, and
+    /// `localhost` is the name the server's certificate is valid for.
+    pub fn tls_url(&self) -> String {
+        redis_url(self.port(), None, true)
     }
 
     /// Switches the mode; live connections follow at once.

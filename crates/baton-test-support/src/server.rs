@@ -5,11 +5,11 @@ use std::process::Child;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::conn::connect;
+use crate::conn::Target;
 use crate::launch::{free_port, launch, LaunchError, LOG_FILE};
 use crate::scratch::ScratchDir;
 use crate::url::redis_url;
-use crate::{signal, ServerOptions};
+use crate::{signal, ServerOptions, TestPki, TlsMode};
 
 /// Fresh ports tried by [`RedisServer::start_with`] before giving up.
 const START_ATTEMPTS: usize = 5;
@@ -20,16 +20,31 @@ const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 /// command instead of hanging the test.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where a TLS server's [`TestPki`] writes its files, inside its directory.
+const TLS_DIR: &str = "tls";
 
 /// A private `redis-server` on a free loopback port, in its own temporary
 /// directory, killed and cleaned up on drop.
 ///
 /// Everything is synchronous and short, so it can be used from sync tests
 /// and from inside a tokio runtime alike.
+///
+/// With [`ServerOptions::tls`] it is a TLS-only server
+/// ([`RedisServer::start_tls`]); the harness's own helpers ([`conn`],
+/// [`cmd`], [`keys`], ...) then connect over TLS with the server's test CA and
+/// client certificate.
+///
+/// [`conn`]: RedisServer::conn
+/// [`cmd`]: RedisServer::cmd
+/// [`keys`]: RedisServer::keys
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     options: ServerOptions,
+    /// The certificates of a TLS server, in `dir`; kept across restarts.
+    pki: Option<TestPki>,
+    /// How the harness's own helpers connect.
+    target: Target,
     /// Behind a mutex so `&self` methods can check the process has not been
     /// reaped before signalling its pid (a reaped pid may be reused).
     process: Mutex<Process>,
@@ -61,17 +76,23 @@ impl RedisServer {
     /// As [`RedisServer::start`].
     pub fn start_with(options: ServerOptions) -> Self {
         let dir = ScratchDir::new();
+        let pki = options
+            .tls
+            .map(|_| TestPki::new_in(dir.path().join(TLS_DIR)));
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match launch(&dir, &options, port) {
+            match launch(&dir, &options, pki.as_ref(), port) {
                 Ok(child) => {
                     let process = Mutex::new(Process {
                         child,
                         paused: false,
                     });
+                    let target = Target::new(port, &options, pki.as_ref());
                     return Self {
                         port,
                         options,
+                        pki,
+                        target,
                         process,
                         dir,
                     };
@@ -86,25 +107,111 @@ impl RedisServer {
         )
     }
 
-    /// The server's port on 127.0.0.1 (unchanged by [`RedisServer::restart`]).
+    /// Starts a TLS-only server with [`TlsMode::default`]: a certificate
+    /// valid for `localhost`, signed by its own test CA, and no client
+    /// certificates asked for. No password, no persistence. For other
+    /// settings use [`RedisServer::start_with`] and [`ServerOptions::tls`].
+    ///
+    /// ```
+    /// use baton_test_support::{ClientAuth, RedisServer, ServerOptions, TlsMode};
+    ///
+    /// // `RedisServer::start_tls()` for the defaults; here with mutual TLS:
+    /// let server = RedisServer::start_with(
+    ///     ServerOptions::default().tls(TlsMode::default().client_auth(ClientAuth::Required)),
+    /// );
+    /// let url = server.url(); // rediss://localhost:PORT/
+    /// let pki = server.pki();
+    /// let (ca, cert, key) = (pki.ca_pem(), pki.client_cert_pem(), pki.client_key_pem());
+    /// // or as files, e.g. for the CLI: pki.ca_path(), pki.client_cert_path(), pki.client_key_path()
+    /// let client = redis::Client::build_with_tls(
+    ///     url,
+    ///     redis::TlsCertificates {
+    ///         client_tls: Some(redis::ClientTlsConfig {
+    ///             client_cert: cert.as_bytes().to_vec(),
+    ///             client_key: key.as_bytes().to_vec(),
+    ///         }),
+    ///         root_cert: Some(ca.as_bytes().to_vec()),
+    ///     },
+    /// )
+    /// .unwrap();
+    /// let pong: String = redis::cmd("PING")
+    ///     .query(&mut client.get_connection().unwrap())
+    ///     .unwrap();
+    /// assert_eq!(pong, "PONG");
+    /// // The harness's helpers speak TLS too.
+    /// assert_eq!(server.cmd::<String>(&["PING"]), "PONG");
+    /// ```
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub fn start_tls() -> Self {
+        Self::start_with(ServerOptions::default().tls(TlsMode::default()))
+    }
+
+    /// The server's port on 127.0.0.1 (unchanged by [`RedisServer::restart`]);
+    /// the TLS port of a TLS server, which has no other.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT`. To reach a TLS server through something listening
+    /// elsewhere (such as a [`crate::FaultProxy`]), keep the host
+    /// `localhost` in the URL, the name its certificate is valid for.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
     /// `redis://127.0.0.1:PORT/`, with `:PASSWORD@` (percent-encoded) when
     /// the server has a password.
+    ///
+    /// For a TLS server `rediss://localhost:PORT/`, or
+    /// `rediss://:PASSWORD@localhost:PORT/`: `localhost` is a name in its
+    /// certificate, so a client that trusts [`TestPki::ca_pem`] verifies it
+    /// (all but the [`crate::ServerCert::WrongHost`] one, on purpose).
     pub fn url(&self) -> String {
-        redis_url(self.port, self.options.password.as_deref())
+        redis_url(self.port, self.options.password.as_deref(), self.is_tls())
     }
 
-    /// `redis://127.0.0.1:PORT/`, without the password even if one is set.
+    /// [`RedisServer::url`] without the password even if one is set.
     pub fn url_without_password(&self) -> String {
-        redis_url(self.port, None)
+        redis_url(self.port, None, self.is_tls())
+    }
+
+    /// Whether this is a TLS server ([`ServerOptions::tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.pki.is_some()
+    }
+
+    /// A TLS server's certificates: the test CA and client certificate to
+    /// give a client, as PEM strings and files (which last as long as the
+    /// server).
+    ///
+    /// # Panics
+    /// If the server is not a TLS server.
+    pub fn pki(&self) -> &TestPki {
+        self.pki.as_ref().unwrap_or_else(|| {
+            panic!(
+                "redis-server on port {} has no TLS: start it with ServerOptions::tls",
+                self.port
+            )
+        })
+    }
+
+    /// A redis-rs client configured as the harness's own connections are:
+    /// [`RedisServer::url`], and for a TLS server trusting the test CA and
+    /// offering the client certificate ([`TestPki::redis_tls`]; for a
+    /// [`crate::ServerCert::WrongHost`] server without verifying the
+    /// server's certificate). For async connections in tests.
+    ///
+    /// # Panics
+    /// If redis-rs refuses the configuration (a bug here).
+    pub fn client(&self) -> redis::Client {
+        self.target.client().unwrap_or_else(|e| {
+            panic!(
+                "redis-server on port {}: cannot make a client: {e}",
+                self.port
+            )
+        })
     }
 
     /// The process id of the current `redis-server` process (it changes on
@@ -150,14 +257,15 @@ impl RedisServer {
 
     /// Kills the server if it is running and starts it again on the same
     /// port, with the same directory and options (so persisted data comes
-    /// back), then waits until it answers.
+    /// back) and, for a TLS server, the same certificates, then waits until
+    /// it answers.
     ///
     /// # Panics
     /// If it does not come back; the message includes the server's log.
     pub fn restart(&mut self) {
         self.kill();
         for _ in 0..RESTART_ATTEMPTS {
-            match launch(&self.dir, &self.options, self.port) {
+            match launch(&self.dir, &self.options, self.pki.as_ref(), self.port) {
                 Ok(child) => {
                     *self
                         .process
@@ -187,7 +295,8 @@ impl RedisServer {
     }
 
     /// A new synchronous, authenticated connection with a 2 s connect
-    /// timeout and 5 s read/write timeouts.
+    /// timeout and 5 s read/write timeouts; over TLS for a TLS server (see
+    /// [`RedisServer::client`]).
     ///
     /// # Panics
     /// If the connection fails; use [`RedisServer::try_conn`] to expect that.
@@ -198,7 +307,7 @@ impl RedisServer {
 
     /// As [`RedisServer::conn`], returning the error instead of panicking.
     pub fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
-        connect(&self.url(), CONNECT_TIMEOUT, IO_TIMEOUT)
+        self.target.connect(CONNECT_TIMEOUT, IO_TIMEOUT)
     }
 
     /// Runs one command on a fresh connection, e.g.

@@ -1,10 +1,17 @@
-//! `redis://` URLs for loopback ports.
+//! `redis://` and `rediss://` URLs for loopback ports.
 
-/// `redis://127.0.0.1:PORT/`, with `:password@` when a password is given.
-pub(crate) fn redis_url(port: u16, password: Option<&str>) -> String {
+/// `redis://127.0.0.1:PORT/`, or with `tls` `rediss://localhost:PORT/` (the
+/// name the test server certificate is valid for), with `:password@` when
+/// a password is given.
+pub(crate) fn redis_url(port: u16, password: Option<&str>, tls: bool) -> String {
+    let (scheme, host) = if tls {
+        ("rediss", "localhost")
+    } else {
+        ("redis", "127.0.0.1")
+    };
     match password {
-        Some(pw) => format!("redis://:{}@127.0.0.1:{port}/", percent_encode(pw)),
-        None => format!("redis://127.0.0.1:{port}/"),
+        Some(pw) => format!("{scheme}://:{}@{host}:{port}/", percent_encode(pw)),
+        None => format!("{scheme}://{host}:{port}/"),
     }
 }
 
@@ -28,10 +35,19 @@ mod tests {
 
     #[test]
     fn urls_with_and_without_password() {
-        assert_eq!(redis_url(7000, None), "redis://127.0.0.1:7000/");
+        assert_eq!(redis_url(7000, None, false), "redis://127.0.0.1:7000/");
         assert_eq!(
-            redis_url(7000, Some("a b@:/%")),
+            redis_url(7000, Some("a b@:/%"), false),
             "redis://:a%20b%40%3A%2F%25@127.0.0.1:7000/"
+        );
+    }
+
+    #[test]
+    fn tls_urls_name_localhost() {
+        assert_eq!(redis_url(7000, None, true), "rediss://localhost:7000/");
+        assert_eq!(
+            redis_url(7000, Some("a b@:/%"), true),
+            "rediss://:a%20b%40%3A%2F%25@localhost:7000/"
         );
     }
 }
