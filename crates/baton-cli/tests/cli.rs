@@ -820,3 +820,53 @@ fn a_hostile_server_error_reaches_the_terminal_escaped() {
         assert!(stderr.contains("\\u{1b}]0;pwned\\u{7}"), "{stderr:?}");
     }
 }
+
+/// `rediss://` with the CLI's TLS options (flags and environment): mutual
+/// TLS works; a missing client certificate, an unknown CA and a wrong
+/// hostname are 69 (the server cannot be used); an unreadable file is 64.
+#[test]
+fn tls_from_flags_and_environment() {
+    use baton_test_support::{ClientAuth, ServerCert, ServerOptions, TlsMode};
+    let server = RedisServer::start_with(
+        ServerOptions::default().tls(TlsMode::default().client_auth(ClientAuth::Required)),
+    );
+    let pki = server.pki();
+    let (ca, cert, key) = (pki.ca_path(), pki.client_cert_path(), pki.client_key_path());
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let with_flags = ["--tls-ca", ca, "--tls-cert", cert, "--tls-key", key];
+    let mut args = vec!["exec", "job"];
+    args.extend(with_flags);
+    args.extend(["--", "sh", "-c", "echo fence=$BATON_FENCE"]);
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!((code, stdout.as_str()), (0, "fence=1\n"), "{stderr}");
+    let out = baton(&server, &["status", "job"])
+        .env("BATON_TLS_CA", ca)
+        .env("BATON_TLS_CERT", cert)
+        .env("BATON_TLS_KEY", key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "free, read over TLS from the environment");
+    let (code, _, stderr) = run(&server, &["status", "job", "--tls-ca", ca]);
+    assert_eq!(code, 69, "no client certificate: {stderr}");
+    let other = pki.other_ca_path();
+    let mut args = vec!["status", "job", "--tls-ca", other.to_str().unwrap()];
+    args.extend(["--tls-cert", cert, "--tls-key", key]);
+    let (code, _, stderr) = run(&server, &args);
+    assert_eq!(code, 69, "unknown CA: {stderr}");
+    one_line(&stderr);
+    let (code, _, stderr) = run(&server, &["status", "job", "--tls-ca", "/nonexistent/ca.pem"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
+
+    let wrong = RedisServer::start_with(
+        ServerOptions::default().tls(TlsMode::default().server_cert(ServerCert::WrongHost)),
+    );
+    let ca = wrong.pki().ca_path();
+    let (code, _, stderr) = run(&wrong, &["status", "job", "--tls-ca", ca.to_str().unwrap()]);
+    assert_eq!(code, 69, "wrong hostname: {stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"));
+}

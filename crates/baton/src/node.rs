@@ -198,6 +198,7 @@ pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<A
     let info =
         redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
     let info = info.set_tcp_settings(tcp_settings());
+    let is_tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
     let client = match info.addr() {
         redis::ConnectionAddr::TcpTls { insecure, .. } => {
             if *insecure {
@@ -229,7 +230,19 @@ pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<A
         node: name.clone(),
         timeout: connect_for,
     })?
-    .map_err(|e| redis_error(&name, e))?;
+    .map_err(|e| match e.is_timeout() && is_tls {
+        // A plain server reads a TLS hello as a command that never ends,
+        // and answers nothing: say what that silence most likely means.
+        true => redis_error(
+            &name,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer to the TLS handshake: is the server speaking TLS on this port \
+                 (rediss://), or plain Redis (redis://)?",
+            ),
+        ),
+        false => redis_error(&name, e),
+    })?;
     warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
     let reopen: Reopen<ConnectionManager> = {
         let client = client.clone();

@@ -14,4 +14,5 @@ mod input;
 mod ownership;
 mod redlock;
 mod renewal;
+mod tls;
 mod waiting;
