@@ -849,7 +849,11 @@ fn tls_from_flags_and_environment() {
         .env("BATON_TLS_KEY", key)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "free, read over TLS from the environment");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "free, read over TLS from the environment"
+    );
     let (code, _, stderr) = run(&server, &["status", "job", "--tls-ca", ca]);
     assert_eq!(code, 69, "no client certificate: {stderr}");
     let other = pki.other_ca_path();
@@ -858,7 +862,10 @@ fn tls_from_flags_and_environment() {
     let (code, _, stderr) = run(&server, &args);
     assert_eq!(code, 69, "unknown CA: {stderr}");
     one_line(&stderr);
-    let (code, _, stderr) = run(&server, &["status", "job", "--tls-ca", "/nonexistent/ca.pem"]);
+    let (code, _, stderr) = run(
+        &server,
+        &["status", "job", "--tls-ca", "/nonexistent/ca.pem"],
+    );
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
 

@@ -33,6 +33,11 @@ pub enum Mode {
     /// whatever the mode later (only [`Mode::Reset`] ends it); new
     /// connections are relayed.
     ForgetIdle(Duration),
+    /// Relay everything, but close a connection that carried no bytes for
+    /// this long, both ways with a FIN, as a load balancer's or proxy's idle
+    /// timeout does: the client finds out at its next command. Counted by
+    /// [`crate::FaultProxy::closed_idle`].
+    CloseIdle(Duration),
 }
 
 /// Which way bytes flow through the proxy.
@@ -48,7 +53,7 @@ impl Mode {
     /// Whether bytes flowing `direction` are delivered in this mode.
     pub(crate) fn forwards(self, direction: Direction) -> bool {
         match self {
-            Mode::Pass | Mode::Delay(_) | Mode::ForgetIdle(_) => true,
+            Mode::Pass | Mode::Delay(_) | Mode::ForgetIdle(_) | Mode::CloseIdle(_) => true,
             Mode::DropReplies => direction == Direction::Up,
             Mode::Blackhole | Mode::Reset => false,
         }

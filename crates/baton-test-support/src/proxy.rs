@@ -37,6 +37,7 @@ pub struct FaultProxy {
     state: watch::Sender<State>,
     live: Arc<AtomicUsize>,
     forgotten: Arc<AtomicUsize>,
+    closed_idle: Arc<AtomicUsize>,
     accept: AbortHandle,
 }
 
@@ -59,9 +60,11 @@ impl FaultProxy {
         });
         let live = Arc::new(AtomicUsize::new(0));
         let forgotten = Arc::new(AtomicUsize::new(0));
+        let closed_idle = Arc::new(AtomicUsize::new(0));
         let counters = Counters {
             live: Arc::clone(&live),
             forgotten: Arc::clone(&forgotten),
+            closed_idle: Arc::clone(&closed_idle),
         };
         let accept = tokio::spawn(accept_loop(listener, target, watcher, counters));
         Self {
@@ -69,6 +72,7 @@ impl FaultProxy {
             state,
             live,
             forgotten,
+            closed_idle,
             accept: accept.abort_handle(),
         }
     }
@@ -125,6 +129,11 @@ impl FaultProxy {
     pub fn forgotten(&self) -> usize {
         self.forgotten.load(Ordering::SeqCst)
     }
+
+    /// How many connections [`Mode::CloseIdle`] has closed so far.
+    pub fn closed_idle(&self) -> usize {
+        self.closed_idle.load(Ordering::SeqCst)
+    }
 }
 
 /// What every connection of a proxy counts in.
@@ -132,6 +141,7 @@ impl FaultProxy {
 struct Counters {
     live: Arc<AtomicUsize>,
     forgotten: Arc<AtomicUsize>,
+    closed_idle: Arc<AtomicUsize>,
 }
 
 /// One connection's traffic, for [`Mode::ForgetIdle`].
@@ -213,7 +223,7 @@ async fn relay(
     // Requests and replies are small: don't let Nagle hold them back.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let _live = LiveGuard::new(counters.live);
+    let _live = LiveGuard::new(Arc::clone(&counters.live));
     let activity = Activity::new();
     let (lost_up, lost_down) = (AtomicBool::new(false), AtomicBool::new(false));
     let mut watcher = state.clone();
@@ -231,7 +241,8 @@ async fn relay(
             down = pump(server_read, client_write, &state, Direction::Down, &lost_down, &activity) => down.is_err(),
             // Also when the proxy is dropped (the sender is gone).
             _ = watcher.wait_for(must_reset) => true,
-            () = forget_when_idle(state.clone(), &activity, &counters.forgotten) => unreachable!("never ends"),
+            // Closed for idleness: a plain close (FIN), not a reset.
+            () = watch_idle(state.clone(), &activity, &counters) => false,
         }
     };
     if reset {
@@ -279,24 +290,28 @@ async fn pump(
 }
 
 /// Under [`Mode::ForgetIdle`], marks the connection forgotten once it has
-/// been idle that long. Never returns (the connection ends by other means).
-async fn forget_when_idle(
-    mut state: watch::Receiver<State>,
-    activity: &Activity,
-    forgotten: &AtomicUsize,
-) {
+/// been idle that long (and never returns); under [`Mode::CloseIdle`],
+/// returns then, so the connection is closed.
+async fn watch_idle(mut state: watch::Receiver<State>, activity: &Activity, counters: &Counters) {
     loop {
         let mode = state.borrow_and_update().mode;
-        let Mode::ForgetIdle(after) = mode else {
-            if state.changed().await.is_err() {
-                std::future::pending::<()>().await;
+        let after = match mode {
+            Mode::ForgetIdle(after) | Mode::CloseIdle(after) => after,
+            _ => {
+                if state.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                continue;
             }
-            continue;
         };
         let due = activity.last() + after;
         if Instant::now() >= due {
+            if let Mode::CloseIdle(_) = mode {
+                counters.closed_idle.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
             activity.forgotten.store(true, Ordering::SeqCst);
-            forgotten.fetch_add(1, Ordering::SeqCst);
+            counters.forgotten.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
         }
         tokio::select! {

@@ -182,6 +182,27 @@ async fn forget_idle_silences_an_idle_connection_without_closing_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_idle_ends_an_idle_connection_with_a_fin() {
+    let server = RedisServer::start();
+    let proxy = step("start", FaultProxy::start(server.addr())).await;
+    let mut idle = connect(&proxy).await;
+    assert_eq!(ping(&mut idle).await, b"+PONG\r\n");
+    proxy.set_mode(Mode::CloseIdle(Duration::from_millis(50)));
+    eventually("the idle connection is closed", || proxy.closed_idle() == 1).await;
+    let mut buf = [0u8; 16];
+    let n = step("read", idle.read(&mut buf))
+        .await
+        .expect("a clean close, not a reset");
+    assert_eq!(n, 0, "end of stream");
+    proxy.set_mode(Mode::Pass);
+    assert_eq!(
+        ping(&mut connect(&proxy).await).await,
+        b"+PONG\r\n",
+        "new ones pass"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_replies_runs_commands_but_swallows_replies() {
     let server = RedisServer::start();
     let proxy = step("start", FaultProxy::start(server.addr())).await;

@@ -23,8 +23,9 @@ pub struct LockStatus {
     /// The holder, if a quorum of the nodes (the one node, on one server)
     /// holds the same token.
     pub holder: Option<Holder>,
-    /// The highest fence counter on any node: the fence of the latest
-    /// acquire (`None` if the lock was never taken).
+    /// The highest fence counter among the nodes that answered (a quorum
+    /// at least, so never below the latest fence handed out): the fence of
+    /// the latest acquire (`None` if the lock was never taken).
     pub fence: Option<Fence>,
 }
 

@@ -92,12 +92,6 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// Subscribes to a release channel; `None` when this node cannot notify
     /// (waiters then rely on the timed fallback alone).
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>>;
-
-    /// A command to this node got no answer within the node timeout. A
-    /// connection that a NAT or load balancer dropped silently looks just
-    /// like this, so a node that can reopen its connection does so before
-    /// its next command.
-    fn suspect(&self) {}
 }
 
 /// What a release found on one node.
@@ -117,7 +111,7 @@ pub(crate) enum Release {
 /// A Redis server reached through a redis-rs connection (a
 /// `ConnectionManager`, which reconnects, or a `MultiplexedConnection`).
 pub(crate) struct RedisNode<C> {
-    link: Link<C>,
+    conn: C,
     name: String,
     notifications: Option<Arc<PubSubLink>>,
     /// Set once a refused release announcement has been warned about: an
@@ -244,17 +238,8 @@ pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<A
         false => redis_error(&name, e),
     })?;
     warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
-    let reopen: Reopen<ConnectionManager> = {
-        let client = client.clone();
-        Box::new(move || {
-            Box::pin(ConnectionManager::new_with_config(
-                client.clone(),
-                manager_config(timeout),
-            ))
-        })
-    };
     Ok(Arc::new(RedisNode {
-        link: Link::new(conn, Some(reopen)),
+        conn,
         notifications: Some(PubSubLink::new(client, name.clone(), timeout)),
         name,
         warned_unannounced: AtomicBool::new(false),
@@ -262,12 +247,19 @@ pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<A
 }
 
 /// Which server a URL names, for telling duplicates apart: its address
-/// and database (`host:port/db`, or the socket path).
+/// (`host:port`, the host without case, or the socket path as it is). The
+/// database is left out on purpose: two databases of one server are still
+/// one server, and would give it two votes.
 pub(crate) fn server_of(url: &str) -> Result<String> {
     let info =
         redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
-    let addr = info.addr().to_string().to_ascii_lowercase();
-    Ok(format!("{addr}/{}", info.redis_settings().db()))
+    Ok(match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{}:{port}", host.to_ascii_lowercase())
+        }
+        other => other.to_string(),
+    })
 }
 
 /// Says once, at connect, if the server may evict keys without a TTL:
@@ -335,58 +327,6 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// Opens a fresh command connection (the caller bounds how long it may take).
-type Reopen<C> = Box<dyn Fn() -> BoxFuture<'static, redis::RedisResult<C>> + Send + Sync>;
-
-/// A node's command connection, replaced when it is suspected dead.
-///
-/// redis-rs reconnects by itself after an error that breaks the connection
-/// (a reset, a closed socket), but not after silence: a connection dropped
-/// by a NAT without a reset would time out forever. So a timeout marks the
-/// connection stale, and the next command opens a fresh one first.
-struct Link<C> {
-    current: std::sync::RwLock<C>,
-    /// `None` for a connection handed in by the user: it is used as it is.
-    reopen: Option<Reopen<C>>,
-    stale: AtomicBool,
-    /// One reopen at a time.
-    reopening: tokio::sync::Mutex<()>,
-}
-
-impl<C: Clone> Link<C> {
-    fn new(conn: C, reopen: Option<Reopen<C>>) -> Link<C> {
-        Link {
-            current: std::sync::RwLock::new(conn),
-            reopen,
-            stale: AtomicBool::new(false),
-            reopening: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// The connection for the next command: a fresh one if this one is stale.
-    async fn get(&self) -> redis::RedisResult<C> {
-        if let (true, Some(reopen)) = (self.stale.load(Ordering::Acquire), &self.reopen) {
-            let _one = self.reopening.lock().await;
-            if self.stale.load(Ordering::Acquire) {
-                let fresh = reopen().await?;
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-                self.stale.store(false, Ordering::Release);
-            }
-        }
-        Ok(self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
-    }
-
-    fn mark_stale(&self) {
-        if self.reopen.is_some() {
-            self.stale.store(true, Ordering::Release);
-        }
-    }
-}
-
 /// A redis-rs connection handed to Baton: a `ConnectionManager` (which
 /// reconnects by itself) or a `MultiplexedConnection`.
 ///
@@ -405,7 +345,7 @@ impl Connection {
     {
         let name = format!("redis db {}", conn.get_db());
         Connection(Arc::new(RedisNode {
-            link: Link::new(conn, None),
+            conn,
             name,
             notifications: None,
             warned_unannounced: AtomicBool::new(false),
@@ -430,12 +370,15 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`; sent once more on
-    /// a fresh connection if the connection broke under it (every script is
-    /// safe to repeat: each acts by token, and an acquire that finds our own
-    /// token counts it as ours). The `bool` says whether it was repeated.
+    /// a fresh connection if the connection broke under it (the lock's
+    /// scripts are safe to repeat: each acts by token, and an acquire that
+    /// finds our own token counts it as ours; the operator's force release,
+    /// which does not, is not repeated). The `bool` says whether it was.
     async fn eval(&self, script: &Script, keys: &[&str], args: &[&str]) -> Result<(Value, bool)> {
         match self.eval_once(script, keys, args).await {
-            Err(e) if e.is_connection_dropped() => {
+            // FORCE_RELEASE deletes whoever holds the lock: sent twice, the
+            // second could delete the next holder's key.
+            Err(e) if e.is_connection_dropped() && script.name != scripts::FORCE_RELEASE.name => {
                 tracing::debug!(node = %self.name, error = %e, "connection broke; sending again on a fresh one");
                 let again = self.eval_once(script, keys, args).await;
                 again
@@ -468,9 +411,14 @@ where
         }
     }
 
-    /// The connection for the next command (see [`Link`]).
+    /// The connection for the next command. Always the one connection
+    /// (redis-rs's manager replaces it only after it broke): commands to a
+    /// node are applied in the order they were sent, which a timed-out
+    /// command still in flight relies on (a take-back behind an acquire, a
+    /// renewal before an extend). A fresh connection beside a silent one
+    /// would let the old command land after newer ones.
     async fn connection(&self) -> redis::RedisResult<C> {
-        self.link.get().await
+        Ok(self.conn.clone())
     }
 
     /// Runs `script` and reads its reply as a `T`, and whether it was sent
@@ -701,10 +649,6 @@ where
 
     fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
         Box::pin(self.extend_batch(renewals))
-    }
-
-    fn suspect(&self) {
-        self.link.mark_stale();
     }
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
@@ -1006,7 +950,12 @@ fn secrets_of(url: &str) -> Vec<std::ops::Range<usize>> {
 }
 
 fn is_password_key(key: &str) -> bool {
-    let decoded = percent_decode(key);
+    // A URL parser drops tabs and line breaks anywhere: `pa<TAB>ss` is `pass`.
+    let key: String = key
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+        .collect();
+    let decoded = percent_decode(&key);
     decoded.eq_ignore_ascii_case("pass") || decoded.eq_ignore_ascii_case("password")
 }
 
@@ -1119,6 +1068,10 @@ mod tests {
             "redis://u:***@h:1/?pass=***#f"
         );
         assert_eq!(redact_url("unix:///s?passes=x"), "unix:///s?passes=x");
+        assert_eq!(
+            redact_url("unix:///s?pa\tss=hunter2"),
+            "unix:///s?pa\tss=***"
+        );
     }
 
     #[test]

@@ -58,8 +58,7 @@ impl Nodes {
         self.list.len()
     }
 
-    /// Runs `f` against node `i` under the node timeout. A timeout makes
-    /// the node suspect its connection (see [`Node::suspect`]).
+    /// Runs `f` against node `i` under the node timeout.
     async fn ask<'a, T, F>(&'a self, i: usize, f: F) -> Result<T>
     where
         F: FnOnce(&'a dyn Node) -> crate::node::BoxFuture<'a, Result<T>>,
@@ -67,13 +66,10 @@ impl Nodes {
         let node = &*self.list[i];
         match tokio::time::timeout(self.timeout, f(node)).await {
             Ok(result) => result,
-            Err(_) => {
-                node.suspect();
-                Err(Error::NodeTimeout {
-                    node: node.name().to_owned(),
-                    timeout: self.timeout,
-                })
-            }
+            Err(_) => Err(Error::NodeTimeout {
+                node: node.name().to_owned(),
+                timeout: self.timeout,
+            }),
         }
     }
 
@@ -272,11 +268,14 @@ impl Nodes {
             .collect()
     }
 
-    /// Releases on node `i`. A release that timed out is sent once more
-    /// (on a fresh connection, the node now suspecting its old one): a lock
-    /// left behind costs every other worker its whole TTL, which is worth a
-    /// second node timeout. The first may have landed, so "not held" from
-    /// the second is [`Release::Unclear`].
+    /// Releases on node `i`. A release that timed out is sent once more: a
+    /// lock left behind costs every other worker its whole TTL, which is
+    /// worth a second node timeout (a server stalled a little longer than
+    /// the timeout answers it). It goes on the same connection, behind the
+    /// first, so when it answers the first has been applied or dropped —
+    /// never later (a take-back that answered leaves no release of its
+    /// token in flight). The first may have deleted the key, so "not held"
+    /// from the second is [`Release::Unclear`].
     async fn release_on(
         &self,
         i: usize,
@@ -310,12 +309,15 @@ impl Nodes {
         renewals: &[Renewal<'_>],
     ) -> Vec<(Extension, Option<Error>)> {
         let timeout = self.timeout;
-        let per_node = join_all(self.list.iter().map(|node| async move {
-            match tokio::time::timeout(timeout, node.extend(renewals)).await {
-                Ok(replies) => replies,
-                Err(_) => {
-                    node.suspect();
-                    renewals
+        let n = self.len();
+        let mut per_node: FuturesUnordered<_> = self
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, node)| async move {
+                let replies = match tokio::time::timeout(timeout, node.extend(renewals)).await {
+                    Ok(replies) => replies,
+                    Err(_) => renewals
                         .iter()
                         .map(|_| {
                             Err(Error::NodeTimeout {
@@ -323,19 +325,30 @@ impl Nodes {
                                 timeout,
                             })
                         })
-                        .collect()
-                }
-            }
-        }))
-        .await;
+                        .collect(),
+                };
+                (i, replies)
+            })
+            .collect();
         let mut tallies: Vec<Tally> = renewals.iter().map(|_| Tally::default()).collect();
-        for (i, replies) in per_node.into_iter().enumerate() {
+        while let Some((i, replies)) = per_node.next().await {
             for (tally, reply) in tallies.iter_mut().zip(replies) {
                 match reply {
                     Ok(true) => tally.extended += 1,
                     Ok(false) => tally.refused.push(i),
                     Err(e) => tally.errors.push((i, e)),
                 }
+            }
+            let unanswered = per_node.len();
+            let decided = |t: &Tally| {
+                quorum::extension_so_far(n, t.extended, t.refused.len(), unanswered).is_some()
+            };
+            if tallies.iter().all(decided) {
+                // A slow node's pipeline is not waited for once every
+                // verdict is certain. If its extends land, they reset keys
+                // that still hold our tokens to the same TTLs, behind what
+                // went before on that node's one connection.
+                break;
             }
         }
         tallies

@@ -239,8 +239,15 @@ impl Shared {
             };
             slot.place = Place::InFlight;
             // A deadline passed unseen (the process was paused, say) is a
-            // loss, said now.
+            // loss, said now; so is a give-up point passed while the lease
+            // waited in a backlog: a renewal sent now could only be trusted
+            // after the point where its holder was to be told.
             slot.lease.0.lose_if_expired(now);
+            if slot.lease.0.give_up_at() <= now {
+                slot.lease
+                    .0
+                    .mark_lost("its give-up point passed before its renewal went out");
+            }
             if slot.lease.0.next_renewal().is_none() {
                 // Lost: renewing it now could keep a key alive that nobody
                 // trusts any more.
