@@ -97,6 +97,20 @@ pub struct Backend {
         requires = "tls_cert"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+
+    /// Count an acquire or renewal only once N replicas confirm it (WAIT),
+    /// against losing the lock in a failover (e.g. --min-replicas 1).
+    #[arg(
+        long,
+        env = "BATON_MIN_REPLICAS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub min_replicas: usize,
+
+    /// How long the replicas of --min-replicas may take to confirm (e.g. 100ms).
+    #[arg(long, env = "BATON_REPLICA_TIMEOUT", value_parser = duration, default_value = "100ms")]
+    pub replica_timeout: Duration,
 }
 
 /// `baton exec`.

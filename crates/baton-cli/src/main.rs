@@ -102,6 +102,9 @@ async fn connect(backend: &Backend) -> Result<baton::Client, baton::Error> {
     if let (Some(cert), Some(key)) = (&backend.tls_cert, &backend.tls_key) {
         builder = builder.tls_client_cert(read(cert)?, read(key)?);
     }
+    if backend.min_replicas > 0 {
+        builder = builder.min_replicas(backend.min_replicas, backend.replica_timeout);
+    }
     builder.build().await
 }
 

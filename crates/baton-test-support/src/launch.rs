@@ -118,7 +118,10 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u1
     .arg("--logfile")
     .arg(dir.path().join(LOG_FILE))
     // No RDB snapshots: durability, when wanted, comes from the AOF alone.
-    .args(["--save", ""]);
+    .args(["--save", ""])
+    // A replica's first sync starts at once, not after the default 5 s
+    // wait for more replicas.
+    .args(["--repl-diskless-sync-delay", "0"]);
     if opts.persistence {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
@@ -126,6 +129,9 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u1
     }
     if let Some(password) = &opts.password {
         cmd.arg("--requirepass").arg(password);
+    }
+    if let Some(master) = opts.replica_of {
+        cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -16,9 +16,18 @@ pub struct ServerOptions {
     /// [`crate::TestPki`], and [`crate::RedisServer::url`] is
     /// `rediss://localhost:PORT/`. `None`: plain TCP.
     pub tls: Option<TlsMode>,
+    /// `Some(port)`: a replica of the plain server on `127.0.0.1:port`
+    /// (`--replicaof`), which it syncs from in the background.
+    pub replica_of: Option<u16>,
 }
 
 impl ServerOptions {
+    /// Sets [`ServerOptions::replica_of`].
+    pub fn replica_of(mut self, master_port: u16) -> Self {
+        self.replica_of = Some(master_port);
+        self
+    }
+
     /// Sets [`ServerOptions::password`].
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());

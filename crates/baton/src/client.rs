@@ -156,6 +156,7 @@ pub struct ClientBuilder {
     prefix: Option<String>,
     node_timeout: Option<Duration>,
     tls: node::Tls,
+    min_replicas: Option<(usize, Duration)>,
 }
 
 impl ClientBuilder {
@@ -215,6 +216,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Replica acknowledgement, against losing a lease in a failover: an
+    /// acquire, extend or renewal counts only once `replicas` replicas
+    /// confirm it within `timeout` (`WAIT replicas timeout`, in the same
+    /// round trip as the write). Unconfirmed, an acquire is taken back and
+    /// fails with [`Error::NotReplicated`] (which
+    /// [`Lock::acquire`](crate::Lock::acquire) rides out within its wait);
+    /// an unconfirmed renewal is retried like a failed one.
+    ///
+    /// `WAIT` is not consensus: a confirmed write is on that many replicas
+    /// now, in memory. A failover still loses it if it promotes a replica
+    /// that did not confirm, or if the replicas restart without
+    /// persistence before one of them is promoted. The timeout must be
+    /// positive and shorter than the node timeout.
+    pub fn min_replicas(mut self, replicas: usize, timeout: Duration) -> ClientBuilder {
+        self.min_replicas = Some((replicas, timeout));
+        self
+    }
+
     /// How long one command to one server may take (default 1 s, at most 1 h).
     pub fn node_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.node_timeout = Some(timeout);
@@ -245,9 +264,25 @@ impl ClientBuilder {
         }
         refuse_duplicates(&self.urls)?;
         self.tls.check()?;
+        let acknowledge = match self.min_replicas {
+            None | Some((0, _)) => None,
+            Some((_, wait)) if wait.is_zero() || wait >= timeout => {
+                return Err(Error::InvalidTtl {
+                    ttl: wait,
+                    reason:
+                        "the replica timeout must be positive and shorter than the node timeout",
+                })
+            }
+            Some((replicas, wait)) => Some(node::Acknowledge {
+                replicas,
+                timeout_ms: (wait.as_millis() as u64).max(1),
+            }),
+        };
         let tls = &self.tls;
         let connected = futures_util::future::join_all(
-            self.urls.iter().map(|url| node::connect(url, timeout, tls)),
+            self.urls
+                .iter()
+                .map(|url| node::connect(url, timeout, tls, acknowledge)),
         )
         .await;
         let mut nodes = connected

@@ -83,6 +83,19 @@ pub enum Error {
         /// The node timeout that passed.
         timeout: Duration,
     },
+    /// Replica acknowledgement is on
+    /// ([`ClientBuilder::min_replicas`](crate::ClientBuilder::min_replicas))
+    /// and fewer replicas confirmed a write in time: the write does not
+    /// count (an acquire is taken back).
+    #[error("redis at {node}: {confirmed} of {needed} replicas confirmed the write in time")]
+    NotReplicated {
+        /// The server, as `host:port`.
+        node: String,
+        /// How many replicas confirmed.
+        confirmed: usize,
+        /// How many must.
+        needed: usize,
+    },
     /// Redlock: too many nodes failed for a quorum to be possible. Each
     /// node that did not say yes is listed with what it said.
     #[error("no quorum for lock {name:?}: {acquired} of {nodes_total} nodes acquired, {quorum} needed ({})", list(.nodes))]
@@ -140,7 +153,7 @@ impl Error {
     /// [`Error::NoQuorum`] whose failed nodes all failed that way.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::NodeTimeout { .. } => true,
+            Error::NodeTimeout { .. } | Error::NotReplicated { .. } => true,
             Error::Redis { source, .. } => crate::node::is_transient(source.as_ref()),
             Error::NoQuorum { nodes, .. } => nodes.iter().all(|n| match &n.failure {
                 NodeFailure::TakenByAnother => true,
@@ -161,7 +174,10 @@ impl Error {
     pub fn is_backend(&self) -> bool {
         matches!(
             self,
-            Error::Redis { .. } | Error::NodeTimeout { .. } | Error::NoQuorum { .. }
+            Error::Redis { .. }
+                | Error::NodeTimeout { .. }
+                | Error::NoQuorum { .. }
+                | Error::NotReplicated { .. }
         )
     }
 

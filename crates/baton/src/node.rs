@@ -117,6 +117,27 @@ pub(crate) struct RedisNode<C> {
     /// Set once a refused release announcement has been warned about: an
     /// ACL without the channel would otherwise warn at every release.
     warned_unannounced: AtomicBool,
+    /// Writes that make a lease (acquire, extend, raise) count only once
+    /// this many replicas confirm them.
+    acknowledge: Option<Acknowledge>,
+}
+
+/// Replica acknowledgement (see
+/// [`ClientBuilder::min_replicas`](crate::ClientBuilder::min_replicas)):
+/// `WAIT replicas timeout` pipelined behind each write that makes a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Acknowledge {
+    pub(crate) replicas: usize,
+    pub(crate) timeout_ms: u64,
+}
+
+/// What one script call came to.
+struct Called<T> {
+    value: T,
+    /// Sent twice (the connection broke under the first).
+    retried: bool,
+    /// Replicas that confirmed it, when asked.
+    confirmed: Option<usize>,
 }
 
 /// The TLS material for `rediss://` URLs (see
@@ -188,7 +209,12 @@ const USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Opens a Redis node from a URL: a reconnecting connection for commands,
 /// and (lazily) a separate pub/sub connection for release notifications.
-pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<Arc<dyn Node>> {
+pub(crate) async fn connect(
+    url: &str,
+    timeout: Duration,
+    tls: &Tls,
+    acknowledge: Option<Acknowledge>,
+) -> Result<Arc<dyn Node>> {
     let info =
         redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
     let info = info.set_tcp_settings(tcp_settings());
@@ -243,6 +269,7 @@ pub(crate) async fn connect(url: &str, timeout: Duration, tls: &Tls) -> Result<A
         notifications: Some(PubSubLink::new(client, name.clone(), timeout)),
         name,
         warned_unannounced: AtomicBool::new(false),
+        acknowledge,
     }))
 }
 
@@ -349,6 +376,7 @@ impl Connection {
             name,
             notifications: None,
             warned_unannounced: AtomicBool::new(false),
+            acknowledge: None,
         }))
     }
 }
@@ -373,20 +401,36 @@ where
     /// a fresh connection if the connection broke under it (the lock's
     /// scripts are safe to repeat: each acts by token, and an acquire that
     /// finds our own token counts it as ours; the operator's force release,
-    /// which does not, is not repeated). The `bool` says whether it was.
-    async fn eval(&self, script: &Script, keys: &[&str], args: &[&str]) -> Result<(Value, bool)> {
-        match self.eval_once(script, keys, args).await {
+    /// which does not, is not repeated). With `confirm` and replica
+    /// acknowledgement on, `WAIT` goes in the same pipeline.
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+        confirm: bool,
+    ) -> Result<Called<Value>> {
+        let wait = self.acknowledge.filter(|_| confirm);
+        match self.eval_once(script, keys, args, wait).await {
             // FORCE_RELEASE deletes whoever holds the lock: sent twice, the
             // second could delete the next holder's key.
             Err(e) if e.is_connection_dropped() && script.name != scripts::FORCE_RELEASE.name => {
                 tracing::debug!(node = %self.name, error = %e, "connection broke; sending again on a fresh one");
-                let again = self.eval_once(script, keys, args).await;
+                let again = self.eval_once(script, keys, args, wait).await;
                 again
-                    .map(|value| (value, true))
+                    .map(|(value, confirmed)| Called {
+                        value,
+                        retried: true,
+                        confirmed,
+                    })
                     .map_err(|e| redis_error(&self.name, e))
             }
             other => other
-                .map(|value| (value, false))
+                .map(|(value, confirmed)| Called {
+                    value,
+                    retried: false,
+                    confirmed,
+                })
                 .map_err(|e| redis_error(&self.name, e)),
         }
     }
@@ -396,19 +440,46 @@ where
         script: &Script,
         keys: &[&str],
         args: &[&str],
-    ) -> redis::RedisResult<Value> {
+        wait: Option<Acknowledge>,
+    ) -> redis::RedisResult<(Value, Option<usize>)> {
         let mut conn = self.connection().await?;
-        let reply = invocation(script, true, keys, args)
-            .query_async::<Value>(&mut conn)
-            .await;
-        match reply {
-            Err(e) if is_noscript(&e) => {
-                invocation(script, false, keys, args)
-                    .query_async::<Value>(&mut conn)
-                    .await
+        let Some(wait) = wait else {
+            let reply = invocation(script, true, keys, args)
+                .query_async::<Value>(&mut conn)
+                .await;
+            let value = match reply {
+                Err(e) if is_noscript(&e) => {
+                    invocation(script, false, keys, args)
+                        .query_async::<Value>(&mut conn)
+                        .await
+                }
+                other => other,
+            }?;
+            return Ok((value, None));
+        };
+        for use_sha in [true, false] {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            pipe.add_command(invocation(script, use_sha, keys, args));
+            pipe.add_command(wait_command(wait));
+            let mut replies = pipe.query_async::<Vec<Value>>(&mut conn).await?;
+            let (Some(confirmed), Some(value), true) =
+                (replies.pop(), replies.pop(), replies.is_empty())
+            else {
+                return Err(RedisError::from((
+                    ErrorKind::Parse,
+                    "pipeline reply count mismatch",
+                )));
+            };
+            if use_sha
+                && matches!(&value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
+            {
+                continue;
             }
-            other => other,
+            let confirmed = redis::from_redis_value::<i64>(confirmed.extract_error()?)?;
+            return Ok((value.extract_error()?, Some(confirmed.max(0) as usize)));
         }
+        unreachable!("EVAL never answers NOSCRIPT")
     }
 
     /// The connection for the next command. Always the one connection
@@ -421,18 +492,22 @@ where
         Ok(self.conn.clone())
     }
 
-    /// Runs `script` and reads its reply as a `T`, and whether it was sent
-    /// twice (see [`RedisNode::eval`]).
-    async fn call_noting_retry<T: redis::FromRedisValue>(
+    /// Runs `script` and reads its reply as a `T` (see [`RedisNode::eval`]).
+    async fn call_with<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[&str],
-    ) -> Result<(T, bool)> {
-        let (value, retried) = self.eval(script, keys, args).await?;
-        redis::from_redis_value::<T>(value)
-            .map(|v| (v, retried))
-            .map_err(|e| redis_error(&self.name, RedisError::from(e)))
+        confirm: bool,
+    ) -> Result<Called<T>> {
+        let called = self.eval(script, keys, args, confirm).await?;
+        let value = redis::from_redis_value::<T>(called.value)
+            .map_err(|e| redis_error(&self.name, RedisError::from(e)))?;
+        Ok(Called {
+            value,
+            retried: called.retried,
+            confirmed: called.confirmed,
+        })
     }
 
     /// Runs `script` and reads its reply as a `T`.
@@ -442,9 +517,18 @@ where
         keys: &[&str],
         args: &[&str],
     ) -> Result<T> {
-        self.call_noting_retry(script, keys, args)
-            .await
-            .map(|(v, _)| v)
+        Ok(self.call_with(script, keys, args, false).await?.value)
+    }
+
+    /// The error for a write that fewer replicas confirmed than required.
+    fn unconfirmed(&self, confirmed: Option<usize>) -> Option<Error> {
+        let needed = self.acknowledge?.replicas;
+        let confirmed = confirmed?;
+        (confirmed < needed).then(|| Error::NotReplicated {
+            node: self.name.clone(),
+            confirmed,
+            needed,
+        })
     }
 
     async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
@@ -461,18 +545,27 @@ where
                     &[token.as_str(), &ttls[i]],
                 ));
             }
+            if let Some(wait) = self.acknowledge {
+                pipe.add_command(wait_command(wait));
+            }
             pipe
         };
+        let waits = usize::from(self.acknowledge.is_some());
         let all: Vec<usize> = (0..renewals.len()).collect();
-        let mut sent = self.run_pipeline(build(true, &all), all.len()).await;
+        let mut sent = self
+            .run_pipeline(build(true, &all), all.len() + waits)
+            .await;
         if matches!(&sent, Err(e) if e.is_connection_dropped()) {
             // Extends are safe to repeat: send again on a fresh connection.
-            sent = self.run_pipeline(build(true, &all), all.len()).await;
+            sent = self
+                .run_pipeline(build(true, &all), all.len() + waits)
+                .await;
         }
-        let replies = match sent {
+        let mut replies = match sent {
             Ok(replies) => replies,
             Err(e) => return all.iter().map(|_| Err(self.shared_error(&e))).collect(),
         };
+        let mut confirmed = self.confirmed_by(waits, &mut replies);
         // Redis does not fall back to EVAL inside a pipeline: resend the
         // commands that came back NOSCRIPT as EVAL (which loads the script).
         let missing: Vec<usize> = all
@@ -485,10 +578,11 @@ where
             replies.into_iter().map(|v| self.parse_extend(v)).collect();
         if !missing.is_empty() {
             match self
-                .run_pipeline(build(false, &missing), missing.len())
+                .run_pipeline(build(false, &missing), missing.len() + waits)
                 .await
             {
-                Ok(again) => {
+                Ok(mut again) => {
+                    confirmed = self.confirmed_by(waits, &mut again);
                     for (i, value) in missing.into_iter().zip(again) {
                         out[i] = self.parse_extend(value);
                     }
@@ -500,7 +594,27 @@ where
                 }
             }
         }
+        // An extend the replicas did not confirm does not count (a refusal
+        // still does: the key is not ours, whatever the replicas have).
+        for reply in out.iter_mut().filter(|r| matches!(r, Ok(true))) {
+            if let Some(fewer) = self.unconfirmed(confirmed) {
+                *reply = Err(fewer);
+            }
+        }
         out
+    }
+
+    /// Takes the `WAIT` reply off the end of a pipeline's replies.
+    fn confirmed_by(&self, waits: usize, replies: &mut Vec<Value>) -> Option<usize> {
+        if waits == 0 {
+            return None;
+        }
+        let reply = replies.pop()?;
+        let confirmed = reply
+            .extract_error()
+            .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
+            .unwrap_or(0);
+        Some(confirmed.max(0) as usize)
     }
 
     async fn run_pipeline(
@@ -563,13 +677,24 @@ where
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
             let ttl = ttl_ms.to_string();
-            let (ours, n): (i64, i64) = self
-                .call(
+            let called = self
+                .call_with::<(i64, i64)>(
                     &scripts::ACQUIRE,
                     &[&keys.lock, &keys.fence],
                     &[token.as_str(), &ttl],
+                    true,
                 )
                 .await?;
+            let (ours, n) = called.value;
+            if ours == 1 {
+                if let Some(fewer) = self.unconfirmed(called.confirmed) {
+                    // Not confirmed, so it does not count: take it back.
+                    let _ = self
+                        .call::<i64>(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), ""])
+                        .await;
+                    return Err(fewer);
+                }
+            }
             Ok(if ours == 1 {
                 Reply::Acquired { fence: n as u64 }
             } else {
@@ -588,9 +713,15 @@ where
     ) -> BoxFuture<'a, Result<Release>> {
         Box::pin(async move {
             let channel = if announce { keys.channel.as_str() } else { "" };
-            let (n, retried): (i64, bool) = self
-                .call_noting_retry(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), channel])
+            let called = self
+                .call_with::<i64>(
+                    &scripts::RELEASE,
+                    &[&keys.lock],
+                    &[token.as_str(), channel],
+                    false,
+                )
                 .await?;
+            let (n, retried) = (called.value, called.retried);
             Ok(match n {
                 RELEASED_UNANNOUNCED => {
                     self.unannounced(&keys.lock);
@@ -611,14 +742,18 @@ where
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let fence = fence.to_string();
-            let n: i64 = self
-                .call(
+            let called = self
+                .call_with::<i64>(
                     &scripts::RAISE,
                     &[&keys.lock, &keys.fence],
                     &[token.as_str(), &fence],
+                    true,
                 )
                 .await?;
-            Ok(n == 1)
+            if let Some(fewer) = self.unconfirmed(called.confirmed) {
+                return Err(fewer);
+            }
+            Ok(called.value == 1)
         })
     }
 
@@ -659,6 +794,13 @@ where
             }
         })
     }
+}
+
+/// `WAIT replicas timeout`: how many replicas have every write so far.
+fn wait_command(wait: Acknowledge) -> redis::Cmd {
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(wait.replicas).arg(wait.timeout_ms);
+    cmd
 }
 
 /// The release script's reply when the key was deleted but `PUBLISH` was refused.

@@ -14,5 +14,6 @@ mod input;
 mod ownership;
 mod redlock;
 mod renewal;
+mod replicas;
 mod tls;
 mod waiting;
