@@ -23,19 +23,26 @@ pub async fn status(args: StatusArgs) -> Exit {
     if args.json {
         let holder = status.holder.as_ref();
         baton_cli::out!(
-            "{{\"name\":{},\"held\":{},\"holder\":{},\"remaining_ms\":{},\"fence\":{}}}",
+            "{{\"name\":{},\"held\":{},\"holder\":{},\"remaining_ms\":{},\"answered_by\":[{}],\"fence\":{}}}",
             json_string(&args.name),
             holder.is_some(),
             holder.map_or("null".to_owned(), |h| json_string(&h.fingerprint)),
             holder
                 .and_then(|h| h.remaining)
                 .map_or("null".to_owned(), |r| r.as_millis().to_string()),
+            status
+                .answered_by
+                .iter()
+                .map(|n| json_string(n))
+                .collect::<Vec<_>>()
+                .join(","),
             fence.map_or("null".to_owned(), |f| f.to_string()),
         );
     } else {
         let fence = fence.map_or("never taken".to_owned(), |f| format!("fence {f}"));
+        let servers = printable(&status.answered_by.join(", ")).into_owned();
         match &status.holder {
-            None => baton_cli::out!("{}: free ({fence})", printable(&args.name)),
+            None => baton_cli::out!("{}: free ({fence}) on {servers}", printable(&args.name)),
             Some(holder) => {
                 let left = holder.remaining.map_or("no expiry".to_owned(), |r| {
                     format!(
@@ -46,7 +53,7 @@ pub async fn status(args: StatusArgs) -> Exit {
                     )
                 });
                 baton_cli::out!(
-                    "{}: held by {} ({left}, {fence})",
+                    "{}: held by {} ({left}, {fence}) on {servers}",
                     printable(&args.name),
                     printable(&holder.fingerprint)
                 );

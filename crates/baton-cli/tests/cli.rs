@@ -327,7 +327,12 @@ fn a_killed_baton_takes_its_command_with_it() {
 fn status_and_forced_release() {
     let server = RedisServer::start();
     let (code, stdout, _) = run(&server, &["status", "job"]);
-    assert_eq!((code, stdout.trim()), (0, "job: free (never taken)"));
+    let on = format!("127.0.0.1:{}", server.port());
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, format!("job: free (never taken) on {on}").as_str()),
+        "the server that answered is named"
+    );
     let (mut child, _out, _) = holder(&server, &["--ttl", "3s"]);
     let token: String = server.cmd(&["GET", "baton:job"]);
     let (code, stdout, _) = run(&server, &["status", "job"]);
@@ -339,7 +344,8 @@ fn status_and_forced_release() {
     let (_, json, _) = run(&server, &["status", "job", "--json"]);
     assert!(
         json.starts_with("{\"name\":\"job\",\"held\":true,")
-            && json.contains(&format!("\"holder\":\"{}\"", &token[..8])),
+            && json.contains(&format!("\"holder\":\"{}\"", &token[..8]))
+            && json.contains(&format!("\"answered_by\":[\"{on}\"]")),
         "{json}"
     );
     assert!(json.trim_end().ends_with("\"fence\":1}"), "{json}");

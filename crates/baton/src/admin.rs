@@ -27,6 +27,9 @@ pub struct LockStatus {
     /// at least, so never below the latest fence handed out): the fence of
     /// the latest acquire (`None` if the lock was never taken).
     pub fence: Option<Fence>,
+    /// The servers whose answers made this status (`host:port`, in the
+    /// order they answered): the one server, or a quorum of a Redlock's.
+    pub answered_by: Vec<String>,
 }
 
 /// The current holder of a lock, as seen from outside.
@@ -71,10 +74,14 @@ impl Client {
             .map(|i| async move { (i, nodes.inspect(i, keys).await) })
             .collect();
         let mut seen: Vec<Inspection> = Vec::new();
+        let mut answered_by = Vec::new();
         let mut errors = Vec::new();
         let reading = loop {
             match replies.next().await {
-                Some((_, Ok(inspection))) => seen.push(inspection),
+                Some((i, Ok(inspection))) => {
+                    seen.push(inspection);
+                    answered_by.push(nodes.name(i).to_owned());
+                }
                 Some((i, Err(e))) => errors.push((i, e)),
                 None => unreachable!("with every reply in, a reading is certain"),
             }
@@ -100,7 +107,11 @@ impl Client {
                     .filter(|&ms| ms >= 0)
                     .map(|ms| Duration::from_millis(ms as u64)),
             });
-        Ok(LockStatus { holder, fence })
+        Ok(LockStatus {
+            holder,
+            fence,
+            answered_by,
+        })
     }
 
     /// Breaks lock `name` whoever holds it, on every node, and wakes its

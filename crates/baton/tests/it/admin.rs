@@ -10,6 +10,7 @@ both! {
     async fn status_shows_the_holder_and_the_fence(b: Backend) {
         let client = b.client().await;
         let free = client.status("job").await.unwrap();
+        assert_eq!(free.answered_by.len(), 1, "the one server answered: {:?}", free.answered_by);
         assert_eq!((free.holder, free.fence), (None, None));
         let guard = hold(&client, "job", Duration::from_secs(30)).await;
         let token = b.get(&key("job")).unwrap();
