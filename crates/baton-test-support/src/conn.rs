@@ -32,11 +32,17 @@ impl Target {
         Self { url, tls }
     }
 
-    /// A redis-rs client configured like the harness's connections.
+    /// A redis-rs client configured like the harness's connections. They
+    /// send no `CLIENT SETINFO`: servers that know it (Redis ≥ 7.2, Valkey)
+    /// would count the harness's own connections in the command statistics
+    /// that tests read.
     pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())?;
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_redis_settings(settings);
         match &self.tls {
-            None => redis::Client::open(self.url.as_str()),
-            Some(certs) => redis::Client::build_with_tls(self.url.as_str(), certs.clone()),
+            None => redis::Client::open(info),
+            Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
         }
     }
 

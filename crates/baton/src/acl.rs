@@ -1,9 +1,10 @@
 //! The least privilege a Redis ACL user needs for Baton's locks.
 
 /// Every command Baton sends: the scripts, the commands they call, the
-/// release subscriptions and a liveness check. `CONFIG GET` (the eviction
+/// release subscriptions, a liveness check, and `WAIT` (replica
+/// acknowledgement). `CONFIG GET` (the eviction
 /// check at connect) is left out: it is skipped when refused.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "evalsha",
     "eval",
     "get",
@@ -17,6 +18,7 @@ const COMMANDS: [&str; 13] = [
     "unsubscribe",
     "ping",
     "hello",
+    "wait",
 ];
 
 /// The `ACL SETUSER` rules that let a user take, renew, release, inspect
@@ -33,7 +35,7 @@ const COMMANDS: [&str; 13] = [
 /// assert_eq!(
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
-///      +publish +subscribe +unsubscribe +ping +hello ~baton:* ~{baton:* &{baton:*"
+///      +publish +subscribe +unsubscribe +ping +hello +wait ~baton:* ~{baton:* &{baton:*"
 /// );
 /// ```
 pub fn acl_rules(prefix: &str) -> String {

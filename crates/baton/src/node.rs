@@ -598,16 +598,24 @@ where
         out
     }
 
-    /// Takes the `WAIT` reply off the end of a pipeline's replies.
+    /// Takes the `WAIT` reply off the end of a pipeline's replies. A `WAIT`
+    /// that failed (refused by an ACL, sent to a replica) counts as no
+    /// replica, and is logged for what it is: not replica lag.
     fn confirmed_by(&self, waits: usize, replies: &mut Vec<Value>) -> Option<usize> {
         if waits == 0 {
             return None;
         }
         let reply = replies.pop()?;
-        let confirmed = reply
+        let confirmed = match reply
             .extract_error()
             .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
-            .unwrap_or(0);
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(node = %self.name, error = %e, "WAIT failed: renewals cannot be confirmed");
+                0
+            }
+        };
         Some(confirmed.max(0) as usize)
     }
 
