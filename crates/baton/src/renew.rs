@@ -464,6 +464,48 @@ mod tests {
         assert_eq!(lost, 0, "leases declared lost that could be renewed");
     }
 
+    /// Closest deadline first, not first due: 2,000 leases of 10 s fall due
+    /// as the server stalls (1.1 s), 500 leases of 2 s fall due during the
+    /// stall, later but with their give-up points only 150 ms after it
+    /// ends. Worked off by give-up point, the 500 go first (50 ms) and all
+    /// stay held; in the order they fell due, the 2,000 would go first
+    /// (150 ms) and the 500 would pass their give-up points.
+    #[tokio::test(start_paused = true)]
+    async fn the_closest_deadlines_are_renewed_first() {
+        let server = std::sync::Arc::new(SlowServer {
+            per_renewal: Duration::from_micros(100),
+            stalled_until: Mutex::new(None),
+        });
+        let client = Client::assemble(
+            vec![server.clone()],
+            baton_core::name::DEFAULT_PREFIX,
+            Duration::from_secs(5),
+        );
+        let ms = Duration::from_millis;
+        let start = tokio::time::Instant::now();
+        let take = |name: &str, n: usize, ttl: Duration| {
+            let client = client.clone();
+            let name = name.to_owned();
+            async move {
+                let mut guards = Vec::new();
+                for i in 0..n {
+                    let lock = client.lock(&format!("{name}-{i}")).ttl(ttl);
+                    guards.push(lock.try_acquire().await.unwrap().expect("free"));
+                }
+                guards
+            }
+        };
+        let long = take("long", 2000, Duration::from_secs(10)).await; // due at 3,333 ms
+        tokio::time::sleep_until(start + ms(2772)).await;
+        let short = take("short", 500, Duration::from_secs(2)).await; // due 3,439, give up 4,550
+        tokio::time::sleep_until(start + ms(3300)).await;
+        *server.stalled_until.lock().unwrap() = Some(start + ms(4400));
+        tokio::time::sleep_until(start + ms(4700)).await;
+        let lost = short.iter().filter(|g| !g.is_held()).count();
+        assert_eq!(lost, 0, "short leases lost behind long ones");
+        assert!(long.iter().all(|g| g.is_held()));
+    }
+
     /// Many held leases are entries of one queue: they all stay held for many
     /// TTLs, and once released the queue is empty and the one task parked.
     #[tokio::test(start_paused = true)]
