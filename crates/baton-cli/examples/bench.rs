@@ -1,6 +1,7 @@
 //! The project's benchmark on private servers: starts five `redis-server`
 //! processes, then runs `baton bench`'s workloads — single-server ones on the
-//! first, Redlock over 3 and over 5 — and stops the servers.
+//! first, Redlock over 3 and over 5, and sequential again with a replica of
+//! the first and replica acknowledgement on — and stops the servers.
 //!
 //! ```text
 //! cargo run --release -p baton-cli --example bench            # the figures in the README
@@ -28,6 +29,7 @@ async fn main() -> Result<(), String> {
         concurrency: None,
         quick,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        min_replicas: None,
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {
@@ -36,8 +38,44 @@ async fn main() -> Result<(), String> {
     runs.extend(run(&options("redlock", &urls[..3])).await?);
     runs.extend(run(&options("redlock", &urls)).await?);
     runs.extend(run(&options("baseline", &urls[..1])).await?);
+    // The cost of confirming every lease on a replica (WAIT in the same
+    // round trip): the replica lives on the same machine.
+    let replica = baton_test_support::RedisServer::start_with(
+        baton_test_support::ServerOptions::default().replica_of(servers[0].port()),
+    );
+    wait_until_replicated(&servers[0]).await;
+    let mut acknowledged = options("sequential", &urls[..1]);
+    acknowledged.min_replicas = Some((1, std::time::Duration::from_millis(100)));
+    runs.extend(run(&acknowledged).await?);
+    drop(replica);
     for r in runs {
         r.report(json);
     }
     Ok(())
+}
+
+/// Until the master's one replica acknowledges a write.
+async fn wait_until_replicated(master: &baton_test_support::RedisServer) {
+    for _ in 0..500 {
+        let mut conn = master.conn();
+        let _: () = redis::cmd("SET")
+            .arg("bench:sync-probe")
+            .arg("1")
+            .query(&mut conn)
+            .expect("SET on the master");
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query(&mut conn)
+            .expect("WAIT on the master");
+        if acked == 1 {
+            let _: () = redis::cmd("DEL")
+                .arg("bench:sync-probe")
+                .query(&mut conn)
+                .expect("DEL");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the replica never acknowledged a write");
 }

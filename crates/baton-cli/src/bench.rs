@@ -34,6 +34,9 @@ pub struct Options {
     pub quick: bool,
     /// Show progress on stderr (meant for when it is a terminal).
     pub progress: bool,
+    /// Replica acknowledgement for `sequential` (`min_replicas` of the
+    /// client): what confirming each lease on replicas costs.
+    pub min_replicas: Option<(usize, Duration)>,
 }
 
 /// The workload names `Options::workload` accepts.
@@ -88,8 +91,16 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     }
     if wants("sequential") {
         let done = Progress::show(o.progress, "sequential", scale(5_000));
-        let client = check(Client::connect(&url).await)?;
-        runs.push(sequential(client, scale(5_000), &done).await?);
+        let mut builder = Client::builder().node(&url);
+        if let Some((replicas, timeout)) = o.min_replicas {
+            builder = builder.min_replicas(replicas, timeout);
+        }
+        let client = check(builder.build().await)?;
+        let mut run = sequential(client, scale(5_000), &done).await?;
+        if let Some((replicas, _)) = o.min_replicas {
+            run.extra = format!(",\"min_replicas\":{replicas}");
+        }
+        runs.push(run);
     }
     if wants("concurrent") {
         let done = Progress::show(o.progress, "concurrent", scale(20_000));
@@ -460,6 +471,7 @@ mod tests {
                     concurrency,
                     quick: false,
                     progress: false,
+                    min_replicas: None,
                 };
                 match run(&options).await {
                     Err(e) => assert!(e.contains(what), "{workload}: {e}"),

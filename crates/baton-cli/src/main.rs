@@ -67,6 +67,8 @@ async fn bench(args: cli::BenchArgs) -> Exit {
         concurrency: args.concurrency,
         quick: args.quick,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        min_replicas: (args.backend.min_replicas > 0)
+            .then_some((args.backend.min_replicas, args.backend.replica_timeout)),
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(
