@@ -76,6 +76,12 @@ async fn bench(args: cli::BenchArgs) -> Exit {
             format!("unknown workload {:?}", options.workload),
         );
     }
+    if options.workload == "redlock" && options.urls.len() < 2 {
+        return Exit::with(
+            exit::USAGE,
+            "the redlock workload needs several servers: give --url more than once",
+        );
+    }
     match baton_cli::bench::run(&options).await {
         Ok(runs) => {
             for run in runs {

@@ -721,6 +721,11 @@ fn bench_rejects_zero_and_huge_counts_as_usage_errors() {
         }
     }
     assert!(server.keys().is_empty(), "nothing ran");
+    let (code, _, stderr) = run(&server, &["bench", "--workload", "redlock"]);
+    assert_eq!(
+        code, 64,
+        "redlock over one server is a usage error: {stderr}"
+    );
 }
 
 /// Lock values set by something else (another library, an attacker):
