@@ -43,7 +43,7 @@ async fn main() -> Result<(), String> {
     let replica = baton_test_support::RedisServer::start_with(
         baton_test_support::ServerOptions::default().replica_of(servers[0].port()),
     );
-    wait_until_replicated(&servers[0]).await;
+    servers[0].wait_for_replica();
     let mut acknowledged = options("sequential", &urls[..1]);
     acknowledged.min_replicas = Some((1, std::time::Duration::from_millis(100)));
     runs.extend(run(&acknowledged).await?);
@@ -52,30 +52,4 @@ async fn main() -> Result<(), String> {
         r.report(json);
     }
     Ok(())
-}
-
-/// Until the master's one replica acknowledges a write.
-async fn wait_until_replicated(master: &baton_test_support::RedisServer) {
-    for _ in 0..500 {
-        let mut conn = master.conn();
-        let _: () = redis::cmd("SET")
-            .arg("bench:sync-probe")
-            .arg("1")
-            .query(&mut conn)
-            .expect("SET on the master");
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(100)
-            .query(&mut conn)
-            .expect("WAIT on the master");
-        if acked == 1 {
-            let _: () = redis::cmd("DEL")
-                .arg("bench:sync-probe")
-                .query(&mut conn)
-                .expect("DEL");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the replica never acknowledged a write");
 }

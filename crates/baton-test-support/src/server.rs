@@ -368,6 +368,44 @@ impl RedisServer {
         keys
     }
 
+    /// Waits until a replica of this server acknowledges a write: a probe
+    /// key written and `WAIT 1 100` answered 1. (`WAIT` after no write
+    /// returns at once, and a replica's first acknowledgement can lag its
+    /// sync by about a second.) The wait is `WAIT`'s own, no sleep.
+    ///
+    /// # Panics
+    /// If no replica acknowledges within 30 s, or on any error.
+    pub fn wait_for_replica(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut conn = self.conn();
+        while std::time::Instant::now() < deadline {
+            redis::cmd("SET")
+                .arg("baton-test:sync-probe")
+                .arg("1")
+                .query::<()>(&mut conn)
+                .unwrap_or_else(|e| panic!("redis-server on port {}: SET failed: {e}", self.port));
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(100)
+                .query(&mut conn)
+                .unwrap_or_else(|e| panic!("redis-server on port {}: WAIT failed: {e}", self.port));
+            if acked == 1 {
+                redis::cmd("DEL")
+                    .arg("baton-test:sync-probe")
+                    .query::<()>(&mut conn)
+                    .unwrap_or_else(|e| {
+                        panic!("redis-server on port {}: DEL failed: {e}", self.port)
+                    });
+                return;
+            }
+        }
+        panic!(
+            "redis-server on port {}: no replica acknowledged a write within 30 s\n--- {LOG_FILE} ---\n{}",
+            self.port,
+            self.log()
+        )
+    }
+
     /// `SCRIPT FLUSH`: forgets all cached Lua scripts, so the next EVALSHA
     /// gets NOSCRIPT.
     ///

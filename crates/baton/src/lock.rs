@@ -166,6 +166,8 @@ impl Lock {
         let mut token = random::token();
         let start = tokio::time::Instant::now();
         let deadline = self.wait.and_then(|wait| start.checked_add(wait));
+        // What is left of the wait budget (`None`: no limit).
+        let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let mut waiter: Option<Waiter> = None;
         let mut taking_back: Option<JoinHandle<bool>> = None;
         let mut failures = 0_u32;
@@ -198,10 +200,8 @@ impl Lock {
                     // budget, then give the last error. What the failed
                     // attempt may have left is being taken back: a fresh
                     // token keeps that release off the next attempt's key.
-                    let left =
-                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
                     let pause = after_error(failures, random::jitter());
-                    if left.is_some_and(|left| left <= pause) {
+                    if left().is_some_and(|left| left <= pause) {
                         return Err(e);
                     }
                     tracing::debug!(lock = %self.name, error = %e, ?pause, "transient error while waiting; trying again");
@@ -212,7 +212,7 @@ impl Lock {
                 }
                 Err(e) => return Err(e),
             };
-            let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            let left = left();
             if left == Some(Duration::ZERO) {
                 return Err(Error::Timeout {
                     name: self.name.to_string(),

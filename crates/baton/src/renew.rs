@@ -426,6 +426,21 @@ mod tests {
         }
     }
 
+    /// A client of a [`SlowServer`] that needs 0.1 ms per renewal, with a
+    /// 5 s node timeout (longer than any stall below).
+    fn slow_server() -> (std::sync::Arc<SlowServer>, Client) {
+        let server = std::sync::Arc::new(SlowServer {
+            per_renewal: Duration::from_micros(100),
+            stalled_until: Mutex::new(None),
+        });
+        let client = Client::assemble(
+            vec![server.clone()],
+            baton_core::name::DEFAULT_PREFIX,
+            Duration::from_secs(5),
+        );
+        (server, client)
+    }
+
     /// 2,000 leases (TTL 2 s) taken over 400 ms; their second renewals are
     /// due over the next 400 ms, exactly while the server stalls for 1 s;
     /// it then needs 0.1 ms per renewal. Every lease can still be renewed
@@ -437,15 +452,7 @@ mod tests {
     /// over and over, and most were declared lost.
     #[tokio::test(start_paused = true)]
     async fn a_backlog_after_a_stall_is_worked_off_by_urgency() {
-        let server = std::sync::Arc::new(SlowServer {
-            per_renewal: Duration::from_micros(100),
-            stalled_until: Mutex::new(None),
-        });
-        let client = Client::assemble(
-            vec![server.clone()],
-            baton_core::name::DEFAULT_PREFIX,
-            Duration::from_secs(5),
-        );
+        let (server, client) = slow_server();
         let ttl = Duration::from_secs(2);
         let start = tokio::time::Instant::now();
         let mut guards = Vec::new();
@@ -472,15 +479,7 @@ mod tests {
     /// (150 ms) and the 500 would pass their give-up points.
     #[tokio::test(start_paused = true)]
     async fn the_closest_deadlines_are_renewed_first() {
-        let server = std::sync::Arc::new(SlowServer {
-            per_renewal: Duration::from_micros(100),
-            stalled_until: Mutex::new(None),
-        });
-        let client = Client::assemble(
-            vec![server.clone()],
-            baton_core::name::DEFAULT_PREFIX,
-            Duration::from_secs(5),
-        );
+        let (server, client) = slow_server();
         let ms = Duration::from_millis;
         let start = tokio::time::Instant::now();
         let take = |name: &str, n: usize, ttl: Duration| {

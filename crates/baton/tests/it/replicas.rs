@@ -6,7 +6,7 @@ use std::time::Duration;
 use baton::{Client, Error, Released};
 use baton_test_support::{RedisServer, ServerOptions};
 
-use crate::support::{eventually, hold, within};
+use crate::support::{hold, within};
 
 const KEY: &str = "baton:job";
 
@@ -15,26 +15,6 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
     let master = RedisServer::start();
     let replica = RedisServer::start_with(ServerOptions::default().replica_of(master.port()));
     (master, replica)
-}
-
-/// Waits until the replica acknowledges a write (a `WAIT` after no write
-/// returns at once, and the first acknowledgement can lag the sync).
-async fn wait_in_sync(master: &RedisServer) {
-    eventually("the replica acknowledges a write", || {
-        let mut conn = master.conn();
-        redis::cmd("SET")
-            .arg("baton-test:sync-probe")
-            .arg("1")
-            .query::<()>(&mut conn)
-            .unwrap();
-        redis::cmd("WAIT")
-            .arg(1)
-            .arg(100)
-            .query::<i64>(&mut conn)
-            .unwrap()
-            == 1
-    })
-    .await;
 }
 
 async fn acknowledged(master: &RedisServer, replicas: usize) -> Client {
@@ -53,7 +33,7 @@ async fn acknowledged(master: &RedisServer, replicas: usize) -> Client {
 async fn an_acknowledged_lease_is_on_the_replica_when_acquire_returns() {
     within(async {
         let (master, replica) = master_and_replica();
-        wait_in_sync(&master).await;
+        master.wait_for_replica();
         let client = acknowledged(&master, 1).await;
         let guard = hold(&client, "job", Duration::from_millis(300)).await;
         let on_master: Option<String> = master.cmd(&["GET", KEY]);
@@ -74,7 +54,7 @@ async fn an_acknowledged_lease_is_on_the_replica_when_acquire_returns() {
 async fn an_unconfirmed_acquire_fails_and_is_taken_back() {
     within(async {
         let (master, replica) = master_and_replica();
-        wait_in_sync(&master).await;
+        master.wait_for_replica();
         let too_many = acknowledged(&master, 2).await;
         let err = too_many.lock("job").try_acquire().await.unwrap_err();
         assert!(
@@ -115,7 +95,7 @@ async fn an_unconfirmed_acquire_fails_and_is_taken_back() {
             "taken back"
         );
         replica.resume();
-        wait_in_sync(&master).await;
+        master.wait_for_replica();
         let guard = hold(&client, "job", Duration::from_secs(5)).await;
         assert_eq!(guard.release().await.unwrap(), Released::Released);
     })
@@ -127,7 +107,7 @@ async fn an_unconfirmed_acquire_fails_and_is_taken_back() {
 async fn an_unconfirmed_extend_is_an_error() {
     within(async {
         let (master, replica) = master_and_replica();
-        wait_in_sync(&master).await;
+        master.wait_for_replica();
         let client = acknowledged(&master, 1).await;
         let mut guard = client
             .lock("job")
