@@ -80,7 +80,7 @@ impl Client {
             match replies.next().await {
                 Some((i, Ok(inspection))) => {
                     seen.push(inspection);
-                    answered_by.push(nodes.name(i).to_owned());
+                    answered_by.push(nodes.server_for(i, keys).await);
                 }
                 Some((i, Err(e))) => errors.push((i, e)),
                 None => unreachable!("with every reply in, a reading is certain"),

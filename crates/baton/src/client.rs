@@ -11,6 +11,7 @@ use crate::memory::MemoryStore;
 use crate::node::{self, Connection, Node};
 use crate::redlock::Nodes;
 use crate::renew::Renewer;
+use crate::topology;
 
 /// The default per-node timeout: how long one Redis command may take before
 /// the node counts as failed for that call.
@@ -166,10 +167,64 @@ impl ClientBuilder {
     /// to every server in parallel, and holds when a majority of the
     /// configured servers agrees. The servers must be independent masters
     /// (not replicas of each other).
+    ///
+    /// A Sentinel URL (`redis+sentinel://host[:port][,host[:port]…]/MASTER[/db]`)
+    /// or a Cluster URL (`redis+cluster://host:port[,host:port…]`) lists its
+    /// hosts with commas too: a piece without a scheme continues such a URL.
+    /// Either must be the only URL of the client (see [`ClientBuilder::sentinel`]
+    /// and [`ClientBuilder::cluster`]).
     pub fn node(mut self, url: &str) -> ClientBuilder {
-        self.urls
-            .extend(url.split(',').map(str::trim).map(str::to_owned));
+        for piece in url.split(',').map(str::trim) {
+            match self.urls.last_mut() {
+                Some(last) if !piece.contains("://") && topology::lists_hosts(last) => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => self.urls.push(piece.to_owned()),
+            }
+        }
         self
+    }
+
+    /// Reaches the master that the Sentinels at `sentinels` (`host[:port]`
+    /// each, default port 26379) name `master_name`, and follows it when
+    /// they fail over: the same as the URL
+    /// `redis+sentinel://HOST:PORT,…/MASTER_NAME`, which also takes
+    /// credentials, TLS (`rediss+sentinel://`) and a database.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::builder()
+    ///     .sentinel(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"], "locks")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<S: AsRef<str>>(
+        self,
+        sentinels: impl IntoIterator<Item = S>,
+        master_name: &str,
+    ) -> ClientBuilder {
+        let hosts = join_hosts(sentinels);
+        self.node(&format!("redis+sentinel://{hosts}/{master_name}"))
+    }
+
+    /// Reaches the Redis Cluster that the seed nodes `seeds` (`host:port`
+    /// each) belong to: the same as the URL
+    /// `redis+cluster://HOST:PORT,…`, which also takes credentials and TLS
+    /// (`rediss+cluster://`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::builder()
+    ///     .cluster(["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<S: AsRef<str>>(self, seeds: impl IntoIterator<Item = S>) -> ClientBuilder {
+        let hosts = join_hosts(seeds);
+        self.node(&format!("redis+cluster://{hosts}"))
     }
 
     /// Adds a Redis server through a redis-rs connection you already have
@@ -262,7 +317,18 @@ impl ClientBuilder {
                 reason: "no redis url given".to_owned(),
             });
         }
-        refuse_duplicates(&self.urls)?;
+        if let Some(url) = self.urls.iter().find(|url| topology::lists_hosts(url)) {
+            if count > 1 {
+                return Err(Error::InvalidUrl {
+                    url: node::redact_url(url),
+                    reason: "a Sentinel or Cluster URL must be the client's only URL \
+                             (Redlock over Sentinel sets or clusters is not offered)"
+                        .to_owned(),
+                });
+            }
+        } else {
+            refuse_duplicates(&self.urls)?;
+        }
         self.tls.check()?;
         let acknowledge = match self.min_replicas {
             None | Some((0, _)) => None,
@@ -282,7 +348,7 @@ impl ClientBuilder {
         let connected = futures_util::future::join_all(
             self.urls
                 .iter()
-                .map(|url| node::connect(url, timeout, tls, acknowledge)),
+                .map(|url| topology::connect(url, timeout, tls, acknowledge)),
         )
         .await;
         let mut nodes = connected
@@ -291,6 +357,14 @@ impl ClientBuilder {
         nodes.extend(self.connections.into_iter().map(Connection::into_node));
         Ok(Client::assemble(nodes, prefix, timeout))
     }
+}
+
+fn join_hosts<S: AsRef<str>>(hosts: impl IntoIterator<Item = S>) -> String {
+    hosts
+        .into_iter()
+        .map(|host| host.as_ref().trim().to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Two URLs naming one server would make one server count twice towards a

@@ -82,6 +82,7 @@ mod acl;
 mod admin;
 pub mod blocking;
 mod client;
+mod cluster;
 mod error;
 mod guard;
 mod lock;
@@ -90,6 +91,8 @@ mod node;
 mod random;
 mod redlock;
 mod renew;
+mod sentinel;
+mod topology;
 mod wait;
 
 pub use acl::acl_rules;

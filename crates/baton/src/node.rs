@@ -53,6 +53,14 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// The server as shown in errors and logs (`host:port`, never a password).
     fn name(&self) -> &str;
 
+    /// The server that answers for `keys` right now, as `baton status`
+    /// shows it: the name, except behind a Sentinel (the current master)
+    /// or in a Cluster (the master of the keys' slot), where it moves.
+    fn server_for<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, String> {
+        let _ = keys;
+        Box::pin(std::future::ready(self.name().to_owned()))
+    }
+
     /// Runs the acquire script: the lock is ours (with the node's fence) or busy.
     fn acquire<'a>(
         &'a self,
@@ -1104,7 +1112,7 @@ fn is_password_key(key: &str) -> bool {
 }
 
 /// `%XX` and `+` decoded as a query parser would (bad escapes kept as they are).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -457,6 +457,11 @@ impl Nodes {
     pub(crate) fn name(&self, i: usize) -> &str {
         self.list[i].name()
     }
+
+    /// The server answering for `keys` on node `i` now (see [`Node::server_for`]).
+    pub(crate) async fn server_for(&self, i: usize, keys: &Keys) -> String {
+        self.list[i].server_for(keys).await
+    }
 }
 
 /// Subscriptions of slow nodes, arriving after [`Nodes::subscribe`] returned.
