@@ -223,30 +223,11 @@ pub(crate) async fn connect(
     tls: &Tls,
     acknowledge: Option<Acknowledge>,
 ) -> Result<Arc<dyn Node>> {
-    let info =
-        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
-    let info = info.set_tcp_settings(tcp_settings());
-    let is_tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-    let client = match info.addr() {
-        redis::ConnectionAddr::TcpTls { insecure, .. } => {
-            if *insecure {
-                warn_insecure_once(url);
-            }
-            let certificates = redis::TlsCertificates {
-                client_tls: tls.client.clone().map(|(client_cert, client_key)| {
-                    redis::ClientTlsConfig {
-                        client_cert,
-                        client_key,
-                    }
-                }),
-                root_cert: tls.ca.clone(),
-            };
-            redis::Client::build_with_tls(info, certificates).map_err(|e| Error::InvalidTls {
-                reason: e.to_string(),
-            })?
-        }
-        _ => redis::Client::open(info).map_err(|e| invalid_url(url, &e))?,
-    };
+    let client = open_client(url, tls)?;
+    let is_tls = matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    );
     let name = client.get_connection_info().addr().to_string();
     let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(
@@ -279,6 +260,35 @@ pub(crate) async fn connect(
         warned_unannounced: AtomicBool::new(false),
         acknowledge,
     }))
+}
+
+/// A redis-rs client for one server's URL: TCP keepalive on, and for
+/// `rediss://` the TLS material given (`#insecure` warned about once).
+/// Nothing is sent yet.
+pub(crate) fn open_client(url: &str, tls: &Tls) -> Result<redis::Client> {
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| invalid_url(url, &e))?;
+    let info = info.set_tcp_settings(tcp_settings());
+    Ok(match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => {
+            if *insecure {
+                warn_insecure_once(url);
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: tls.ca.clone(),
+            };
+            redis::Client::build_with_tls(info, certificates).map_err(|e| Error::InvalidTls {
+                reason: e.to_string(),
+            })?
+        }
+        _ => redis::Client::open(info).map_err(|e| invalid_url(url, &e))?,
+    })
 }
 
 /// Which server a URL names, for telling duplicates apart: its address
@@ -1108,7 +1118,11 @@ fn is_password_key(key: &str) -> bool {
         .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
         .collect();
     let decoded = percent_decode(&key);
-    decoded.eq_ignore_ascii_case("pass") || decoded.eq_ignore_ascii_case("password")
+    // `sentinel_password` and the like: a secret by its name's end.
+    let decoded = decoded.to_ascii_lowercase();
+    ["pass", "password"]
+        .iter()
+        .any(|name| decoded == *name || decoded.ends_with(&format!("_{name}")))
 }
 
 /// `%XX` and `+` decoded as a query parser would (bad escapes kept as they are).
