@@ -150,7 +150,7 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u1
 }
 
 /// Polls until the server answers, it exits, or [`READY_TIMEOUT`] passes.
-fn wait_ready(child: &mut Child, target: &Target) -> Result<(), String> {
+pub(crate) fn wait_ready(child: &mut Child, target: &Target) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match child.try_wait() {

@@ -15,6 +15,10 @@
 //! - [`FaultProxy`]: an in-process TCP proxy in front of one server whose
 //!   [`Mode`] (pass, delay, blackhole, drop replies, reset) can be switched at
 //!   run time to simulate network faults.
+//! - [`SentinelSet`]: a master, two replicas and three Redis Sentinels
+//!   monitoring them, with forced ([`SentinelSet::failover`]) and automatic
+//!   ([`SentinelSet::kill_master`]) failovers that return once the set has
+//!   settled, for `redis+sentinel://` tests.
 //! - [`unique_name`]: names that do not collide between tests or processes.
 //!
 //! It never touches a shared Redis (such as one on port 6379): every server
@@ -31,6 +35,7 @@ mod options;
 mod pki;
 mod proxy;
 mod scratch;
+mod sentinel;
 mod server;
 mod signal;
 mod tls;
@@ -41,5 +46,6 @@ pub use names::unique_name;
 pub use options::ServerOptions;
 pub use pki::TestPki;
 pub use proxy::FaultProxy;
+pub use sentinel::SentinelSet;
 pub use server::RedisServer;
 pub use tls::{ClientAuth, ServerCert, TlsMode};

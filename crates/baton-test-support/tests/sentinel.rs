@@ -1,0 +1,108 @@
+//! `SentinelSet` against real redis-server processes and Sentinels. One set
+//! per test, each test a whole story: a set takes seconds to start and to
+//! fail over, and two cores run the tests side by side.
+
+use std::time::Instant;
+
+use baton_test_support::SentinelSet;
+
+/// `ROLE`'s first element: `master` or `slave`.
+fn role(set: &SentinelSet, port: u16) -> String {
+    let role: Vec<redis::Value> = set.node(port).cmd(&["ROLE"]);
+    redis::from_redis_value_ref(&role[0]).unwrap()
+}
+
+/// A write on the master acknowledged by at least one replica.
+fn replicated_write(set: &SentinelSet) {
+    let master = set.master();
+    master.cmd::<()>(&["SET", "k", "v"]);
+    let acked: i64 = master.cmd(&["WAIT", "1", "2000"]);
+    assert!(acked >= 1, "no replica acknowledged a write");
+}
+
+#[test]
+fn starts_reports_itself_and_fails_over_on_demand() {
+    let started = Instant::now();
+    let set = SentinelSet::start();
+    eprintln!("started in {:?}", started.elapsed());
+
+    let addrs = set.sentinel_addrs();
+    assert_eq!(addrs.len(), 3);
+    let hosts: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    assert!(
+        hosts.iter().all(|h| h.starts_with("127.0.0.1:")),
+        "{hosts:?}"
+    );
+    assert_eq!(
+        set.url(),
+        format!("redis+sentinel://{}/{}", hosts.join(","), set.master_name())
+    );
+    assert!(set.master_name().starts_with("baton-sentinel-"));
+
+    // The master is the node started as master; the other two replicate.
+    let first = set.data_nodes()[0].port();
+    assert_eq!(set.master_port(), first);
+    assert_eq!(set.master().port(), first);
+    assert_eq!(role(&set, first), "master");
+    let replicas: Vec<u16> = set.replicas().iter().map(|r| r.port()).collect();
+    assert_eq!(replicas.len(), 2);
+    for &port in &replicas {
+        assert_eq!(role(&set, port), "slave");
+    }
+    for i in 0..3 {
+        let addr: Vec<String> = set.sentinel_cmd(
+            i,
+            &["SENTINEL", "get-master-addr-by-name", set.master_name()],
+        );
+        assert_eq!(addr, ["127.0.0.1".to_string(), first.to_string()]);
+        assert!(set.sentinel_log(i).contains("+monitor master"));
+    }
+    replicated_write(&set);
+
+    let failing_over = Instant::now();
+    let second = set.failover();
+    eprintln!("failed over in {:?}", failing_over.elapsed());
+    assert_ne!(second, first);
+    assert!(replicas.contains(&second));
+    assert_eq!(set.master_port(), second);
+    assert_eq!(role(&set, second), "master");
+    // The old master is now a replica, and the data went along.
+    assert_eq!(role(&set, first), "slave");
+    assert_eq!(
+        set.master().cmd::<Option<String>>(&["GET", "k"]).as_deref(),
+        Some("v")
+    );
+    replicated_write(&set);
+
+    // A second forced failover right after the first one works too.
+    let third = set.failover();
+    assert_ne!(third, second);
+    assert_eq!(role(&set, second), "slave");
+    replicated_write(&set);
+}
+
+#[test]
+fn kill_master_promotes_a_replica_and_restart_brings_it_back_as_one() {
+    let mut set = SentinelSet::start();
+    let first = set.master_port();
+    let killing = Instant::now();
+    let second = set.kill_master();
+    eprintln!("failed over after a kill in {:?}", killing.elapsed());
+    assert_ne!(second, first);
+    assert!(!set.node(first).is_running());
+    assert_eq!(set.master_port(), second);
+    assert_eq!(role(&set, second), "master");
+    replicated_write(&set);
+
+    let restarting = Instant::now();
+    set.restart_node(first);
+    eprintln!("back as a replica in {:?}", restarting.elapsed());
+    assert!(set.node(first).is_running());
+    assert_eq!(role(&set, first), "slave");
+    assert_eq!(set.master_port(), second);
+    let acked: i64 = {
+        set.master().cmd::<()>(&["SET", "k2", "v"]);
+        set.master().cmd(&["WAIT", "2", "2000"])
+    };
+    assert_eq!(acked, 2, "both replicas acknowledge");
+}
