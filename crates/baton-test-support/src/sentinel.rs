@@ -32,9 +32,9 @@ const FAILOVER_TIMEOUT_MS: u64 = 3000;
 /// role or link only then), hello messages every 500 ms instead of 2 s
 /// (Sentinels find each other and spread a new master through them; a
 /// demoted master is turned into a replica 4 periods after it reports its
-/// role, 2 s instead of 8 s), and a TILT after a stall that lasts only 5 s
-/// instead of 30 s (a loaded test machine can stall a Sentinel's timer; in
-/// TILT it authorises no failover).
+/// role, 2 s instead of 8 s), and TILT lasting 5 s instead of 30 s (a
+/// Sentinel enters it when its timer stalls for 2 s, as on a loaded test
+/// machine, and takes no action while in it).
 const DEBUG_PERIODS: [&str; 6] = [
     "info-period",
     "1000",

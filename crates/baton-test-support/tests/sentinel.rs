@@ -57,6 +57,16 @@ fn starts_reports_itself_and_fails_over_on_demand() {
         assert_eq!(addr, ["127.0.0.1".to_string(), first.to_string()]);
         assert!(set.sentinel_log(i).contains("+monitor master"));
     }
+    // The Sentinels run the data nodes' binary (REDIS_SERVER_BIN, if set).
+    let executable = |info: String| {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("executable:").map(str::to_string))
+            .expect("INFO server names the executable")
+    };
+    assert_eq!(
+        executable(set.sentinel_cmd(0, &["INFO", "server"])),
+        executable(set.master().cmd(&["INFO", "server"]))
+    );
     replicated_write(&set);
 
     let failing_over = Instant::now();
