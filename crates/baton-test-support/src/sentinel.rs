@@ -16,6 +16,9 @@ use crate::{unique_name, RedisServer, ServerOptions};
 
 /// Sentinels in a set: three, so two of them (the quorum and a majority)
 /// can still authorise a failover while one is busy or slow.
+/// How long one `SENTINEL FAILOVER` may take before it is asked again
+/// (the failover timeout, 3 s, and the Sentinels' agreement after it).
+const FAILOVER_ATTEMPT: Duration = Duration::from_secs(6);
 const SENTINELS: usize = 3;
 /// Votes needed to agree that the master is down.
 const QUORUM: usize = 2;
@@ -256,14 +259,42 @@ impl SentinelSet {
         let deadline = Instant::now() + WAIT_TIMEOUT;
         loop {
             match self.sentinels[0].cmd::<String>(&["SENTINEL", "FAILOVER", &self.name]) {
-                Ok(_) => break,
+                Ok(_) => {}
                 // -NOGOODSLAVE or -INPROG: e.g. just after another
                 // failover, before the Sentinel has refreshed its view.
-                Err(_) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
                 Err(e) => self.fail(&format!("SENTINEL FAILOVER kept failing: {e}")),
             }
+            // A failover can abort (the chosen replica was still syncing
+            // and did not report its promotion within the failover
+            // timeout): the old master stays, and asking again helps.
+            let attempt = Instant::now() + FAILOVER_ATTEMPT;
+            while Instant::now() < attempt {
+                if self.agreed_new_master(old).is_ok() {
+                    return self.wait_for_new_master(old);
+                }
+                std::thread::sleep(POLL);
+            }
+            if Instant::now() >= deadline {
+                return self.wait_for_new_master(old);
+            }
         }
-        self.wait_for_new_master(old)
+    }
+
+    /// The new master, if every Sentinel reports the same one, not `old`.
+    fn agreed_new_master(&self, old: u16) -> Result<u16, String> {
+        let ports = self
+            .sentinels
+            .iter()
+            .map(|s| s.master_addr(&self.name))
+            .collect::<Result<Vec<u16>, String>>()?;
+        match ports[..] {
+            [first, ..] if first != old && ports.iter().all(|&p| p == first) => Ok(first),
+            _ => Err(format!("old master {old}, Sentinels report {ports:?}")),
+        }
     }
 
     /// Kills the current master with SIGKILL ([`RedisServer::kill`]) and
@@ -347,21 +378,16 @@ impl SentinelSet {
     /// same one, which answers as a master and which every other running
     /// data node replicates from; then until the Sentinels see it all (so
     /// another failover can be authorised). Returns the new master's port.
-    fn wait_for_new_master(&self, old: u16) -> u16 {
+    /// For a failover a test brings about itself (say, killing the master
+    /// while its replicas are paused, then resuming them).
+    ///
+    /// # Panics
+    /// If that does not happen within 20 s.
+    pub fn wait_for_new_master(&self, old: u16) -> u16 {
         let mut new = 0;
         self.wait_until("all Sentinels to agree on a new master", || {
-            let ports = self
-                .sentinels
-                .iter()
-                .map(|s| s.master_addr(&self.name))
-                .collect::<Result<Vec<u16>, String>>()?;
-            match ports[..] {
-                [first, ..] if first != old && ports.iter().all(|&p| p == first) => {
-                    new = first;
-                    Ok(())
-                }
-                _ => Err(format!("old master {old}, Sentinels report {ports:?}")),
-            }
+            new = self.agreed_new_master(old)?;
+            Ok(())
         });
         if !self.has_node(new) {
             self.fail(&format!(

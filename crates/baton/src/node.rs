@@ -224,6 +224,19 @@ pub(crate) async fn connect(
     acknowledge: Option<Acknowledge>,
 ) -> Result<Arc<dyn Node>> {
     let client = open_client(url, tls)?;
+    let notifications = PubSubLink::new(client.clone(), timeout);
+    connect_client(client, timeout, acknowledge, notifications).await
+}
+
+/// Opens a node on `client` whose release notifications come through
+/// `notifications`, which may be shared: a Sentinel's link follows the
+/// master from server to server, so its waiters stay subscribed.
+pub(crate) async fn connect_client(
+    client: redis::Client,
+    timeout: Duration,
+    acknowledge: Option<Acknowledge>,
+    notifications: Arc<PubSubLink>,
+) -> Result<Arc<dyn Node>> {
     let is_tls = matches!(
         client.get_connection_info().addr(),
         redis::ConnectionAddr::TcpTls { .. }
@@ -255,7 +268,7 @@ pub(crate) async fn connect(
     warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
     Ok(Arc::new(RedisNode {
         conn,
-        notifications: Some(PubSubLink::new(client, name.clone(), timeout)),
+        notifications: Some(notifications),
         name,
         warned_unannounced: AtomicBool::new(false),
         acknowledge,
@@ -847,13 +860,19 @@ fn is_noscript(e: &RedisError) -> bool {
 /// The pub/sub connection of one Redis node, opened on first use, shared by
 /// every waiter of the client. When it drops, it is reopened in the
 /// background and every channel that still has waiters is subscribed again.
-struct PubSubLink {
-    client: redis::Client,
-    name: String,
+pub(crate) struct PubSubLink {
+    /// The server subscribed on; replaced by [`PubSubLink::retarget`].
+    target: std::sync::Mutex<LinkTarget>,
     timeout: Duration,
     hub: Arc<Hub>,
     me: Weak<PubSubLink>,
     state: tokio::sync::Mutex<LinkState>,
+}
+
+struct LinkTarget {
+    client: redis::Client,
+    /// `host:port`, for errors and logs.
+    name: String,
 }
 
 #[derive(Default)]
@@ -864,15 +883,39 @@ struct LinkState {
 }
 
 impl PubSubLink {
-    fn new(client: redis::Client, name: String, timeout: Duration) -> Arc<PubSubLink> {
+    /// A link to the server of `client`, opened on first use.
+    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Arc<PubSubLink> {
+        let name = client.get_connection_info().addr().to_string();
         Arc::new_cyclic(|me| PubSubLink {
-            client,
-            name,
+            target: std::sync::Mutex::new(LinkTarget { client, name }),
             timeout,
             hub: Arc::default(),
             me: me.clone(),
             state: tokio::sync::Mutex::default(),
         })
+    }
+
+    /// Moves the link to the server of `client` (a failover's new master):
+    /// the connection is closed, every channel that has waiters is
+    /// subscribed again there, and every waiter looks at its lock once,
+    /// for releases that went unheard in between.
+    pub(crate) async fn retarget(&self, client: redis::Client) {
+        let name = client.get_connection_info().addr().to_string();
+        *self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = LinkTarget { client, name };
+        close(&mut *self.state.lock().await);
+        self.hub.publish_all();
+        tokio::spawn(resubscribe(self.me.clone()));
+    }
+
+    fn name(&self) -> String {
+        self.target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .name
+            .clone()
     }
 
     async fn subscribe(&self, channel: &str) -> Result<Subscription> {
@@ -905,7 +948,7 @@ impl PubSubLink {
                     let sink = state.sink.as_mut().expect("opened above");
                     sink.subscribe(channel)
                         .await
-                        .map_err(|e| redis_error(&self.name, e))?;
+                        .map_err(|e| redis_error(&self.name(), e))?;
                     state.subscribed.insert(channel.clone());
                 }
             }
@@ -914,7 +957,7 @@ impl PubSubLink {
         .await
         .unwrap_or_else(|_| {
             Err(Error::NodeTimeout {
-                node: self.name.clone(),
+                node: self.name(),
                 timeout: self.timeout,
             })
         });
@@ -926,11 +969,16 @@ impl PubSubLink {
 
     async fn open(&self, state: &mut LinkState) -> Result<()> {
         close(state);
-        let pubsub = self
+        let client = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .client
+            .clone();
+        let pubsub = client
             .get_async_pubsub()
             .await
-            .map_err(|e| redis_error(&self.name, e))?;
+            .map_err(|e| redis_error(&self.name(), e))?;
         let (sink, mut stream) = pubsub.split();
         let (hub, link) = (Arc::clone(&self.hub), self.me.clone());
         let reader = tokio::spawn(async move {
@@ -962,7 +1010,7 @@ impl PubSubLink {
         match tokio::time::timeout(self.timeout, sink.unsubscribe(channel)).await {
             Ok(Ok(())) => {}
             failed => {
-                tracing::debug!(node = %self.name, ?failed, "unsubscribe failed; reopening later");
+                tracing::debug!(node = %self.name(), ?failed, "unsubscribe failed; reopening later");
                 close(&mut state);
             }
         }
@@ -1055,7 +1103,7 @@ pub(crate) fn is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
         )
 }
 
-fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+pub(crate) fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Redis {
         node: node.to_owned(),
         source: Box::new(e),

@@ -174,14 +174,6 @@ impl HostList {
         }
         url
     }
-
-    /// The value of query key `key`, percent-decoded.
-    pub(crate) fn query_value(&self, key: &str) -> Option<String> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, value)| node::percent_decode(value))
-    }
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -244,7 +236,10 @@ mod tests {
             ]
         );
         assert_eq!(list.path, "mymaster/2");
-        assert_eq!(list.query_value("sentinel_password").as_deref(), Some("x"));
+        assert_eq!(
+            list.query[1],
+            ("sentinel_password".to_owned(), "x".to_owned())
+        );
         assert_eq!(list.fragment.as_deref(), Some("insecure"));
         assert_eq!(
             list.server_url(("c", 9), list.userinfo.as_deref(), Some("2"), |k| k
