@@ -264,3 +264,50 @@ fn fails_over_a_master_to_its_replica() {
     assert_eq!(cluster.failover(old), old);
     assert_eq!(cluster.master_of_slot(slot).port(), old);
 }
+
+#[test]
+fn a_killed_master_is_replaced_and_rejoins_as_a_replica() {
+    let mut cluster = LocalCluster::start();
+    let key = "{kill}k";
+    let slot = LocalCluster::slot_of(key);
+    let old = cluster.master_of_slot(slot);
+    old.cmd::<()>(&["SET", key, "v"]);
+    // Acknowledged by its replica, so the promoted one has it.
+    old.wait_for_replica();
+    let old = old.port();
+
+    let started = Instant::now();
+    cluster.node_mut(old).kill();
+    cluster.wait_until_stable();
+    eprintln!(
+        "automatic failover after a kill took {:?}",
+        started.elapsed()
+    );
+    let new = cluster.master_of_slot(slot).port();
+    assert_ne!(new, old);
+    for node in cluster.nodes() {
+        if node.is_running() {
+            assert_eq!(cluster.owner_seen_by(node.port(), slot), Some(new));
+        }
+    }
+    assert_eq!(cluster.masters().len(), 3);
+    assert_eq!(cluster.replicas().len(), 2);
+    assert_eq!(
+        cluster
+            .node(new)
+            .cmd::<Option<String>>(&["GET", key])
+            .as_deref(),
+        Some("v")
+    );
+
+    let started = Instant::now();
+    cluster.node_mut(old).restart();
+    cluster.wait_until_stable();
+    eprintln!("rejoining after a restart took {:?}", started.elapsed());
+    let replicas: Vec<u16> = cluster.replicas().iter().map(|n| n.port()).collect();
+    assert!(replicas.contains(&old), "{replicas:?}");
+    assert_eq!(replicas.len(), 3);
+    // Resynced from the new master: the data is back on the old node too.
+    assert_eq!(cluster.keys(), [key]);
+    assert!(cluster.node(old).keys().contains(&key.to_string()));
+}
