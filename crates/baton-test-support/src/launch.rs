@@ -241,6 +241,21 @@ mod tests {
         a_held_port_is_in_use(&ServerOptions::default());
     }
 
+    /// A cluster node also needs port + 10000: losing that one must be
+    /// retried too.
+    #[test]
+    fn a_held_cluster_bus_port_is_reported_as_in_use() {
+        let port = free_cluster_port();
+        let _squatter = TcpListener::bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET)).unwrap();
+        let dir = ScratchDir::new();
+        let result = launch(&dir, &ServerOptions::default().cluster(true), None, port);
+        assert!(
+            matches!(result, Err(LaunchError::PortInUse)),
+            "{}",
+            dir.read(LOG_FILE)
+        );
+    }
+
     #[test]
     fn a_held_tls_port_is_reported_as_in_use() {
         a_held_port_is_in_use(&ServerOptions::default().tls(TlsMode::default()));
