@@ -19,6 +19,11 @@
 //!   monitoring them, with forced ([`SentinelSet::failover`]) and automatic
 //!   ([`SentinelSet::kill_master`]) failovers that return once the set has
 //!   settled, for `redis+sentinel://` tests.
+//! - [`LocalCluster`]: a local Redis Cluster of six such servers (three
+//!   masters, one replica each) built with cluster commands, with slot
+//!   migration ([`LocalCluster::migrate_slot`], or step by step with
+//!   [`Migration`] to see `ASK` redirects) and manual failover
+//!   ([`LocalCluster::failover`]).
 //! - [`unique_name`]: names that do not collide between tests or processes.
 //!
 //! It never touches a shared Redis (such as one on port 6379): every server
@@ -27,6 +32,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod conn;
 mod launch;
 mod mode;
@@ -41,6 +47,7 @@ mod signal;
 mod tls;
 mod url;
 
+pub use cluster::{LocalCluster, Migration};
 pub use mode::Mode;
 pub use names::unique_name;
 pub use options::ServerOptions;
