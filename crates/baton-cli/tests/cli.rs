@@ -888,3 +888,54 @@ fn tls_from_flags_and_environment() {
     assert_eq!(code, 69, "wrong hostname: {stderr}");
     assert!(!stderr.contains("PRIVATE KEY"));
 }
+
+/// Through Sentinels: `exec` runs under the lock on the master they name,
+/// `status` says which server that is (text and JSON), and after a
+/// failover it names the new master, with nothing else to change.
+#[test]
+fn sentinel_urls_work_and_status_names_the_master() {
+    let set = baton_test_support::SentinelSet::start();
+    let url = set.url();
+    let sentinel_run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .env("BATON_URL", &url)
+            .env_remove("BATON_PREFIX")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run baton");
+        (
+            out.status.code().expect("exited"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = sentinel_run(&[
+        "exec",
+        "job",
+        "--min-replicas",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo $BATON_FENCE",
+    ]);
+    assert_eq!((code, stdout.trim()), (0, "1"), "{stderr}");
+    assert!(
+        !set.master().keys().contains(&"baton:job".to_owned()),
+        "released on the master"
+    );
+    let on = |port: u16| format!("on 127.0.0.1:{port}");
+    let (code, stdout, _) = sentinel_run(&["status", "job"]);
+    assert_eq!(code, 0);
+    assert!(stdout.trim().ends_with(&on(set.master_port())), "{stdout}");
+    let new = set.failover();
+    let (_, stdout, _) = sentinel_run(&["status", "job"]);
+    assert!(stdout.trim().ends_with(&on(new)), "{stdout}");
+    let (_, json, _) = sentinel_run(&["status", "job", "--json"]);
+    assert!(
+        json.contains(&format!("\"answered_by\":[\"127.0.0.1:{new}\"]")),
+        "{json}"
+    );
+}
