@@ -43,6 +43,8 @@ pub struct ClientArgs {
     pub ttl: Duration,
     /// The per-node request timeout.
     pub node_timeout: Duration,
+    /// Replica acknowledgement (`ClientBuilder::min_replicas`); 0 = off.
+    pub min_replicas: usize,
 }
 
 /// Runs the client until SIGTERM. Errors only if it cannot start.
@@ -64,6 +66,10 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
     });
 
     let mut builder = Client::builder().node_timeout(args.node_timeout);
+    if args.min_replicas > 0 {
+        let wait = (args.node_timeout / 2).min(Duration::from_millis(100));
+        builder = builder.min_replicas(args.min_replicas, wait);
+    }
     for url in &args.urls {
         builder = builder.node(url);
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use baton_check::client::ClientArgs;
-use baton_check::nemesis::{Fault, Rng};
+use baton_check::nemesis::{Fault, Rng, Topology};
 use baton_check::run::RunArgs;
 use clap::{Args, Parser, Subcommand};
 
@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand};
 /// cuts off Redis nodes and clients; the history is then checked.
 ///
 /// Example: baton-check --nodes 5 --clients 8 --duration 60s --nemesis all
+///
+/// Example: baton-check --topology sentinel --min-replicas 1 --ttl 8s --duration 60s
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -34,6 +36,16 @@ enum Sub {
 
 #[derive(Args)]
 struct Run {
+    /// What the clients lock on: `servers` (`--nodes` independent servers)
+    /// or `sentinel` (a master, two replicas and three Sentinels, reached
+    /// with redis+sentinel://; its faults are failover, kill-master and
+    /// lose-writes).
+    #[arg(long, default_value = "servers", value_parser = parse_topology)]
+    topology: Topology,
+    /// Replica acknowledgement: the clients' `min_replicas` (WAIT N, with a
+    /// replica timeout of min(100ms, node timeout / 2)). 0 = off.
+    #[arg(long, default_value_t = 0)]
+    min_replicas: u16,
     /// Redis nodes: 1 = single server, 3 or more = Redlock.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=15))]
     nodes: u16,
@@ -86,6 +98,18 @@ struct Client {
     ttl_ms: u64,
     #[arg(long)]
     node_timeout_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    min_replicas: usize,
+}
+
+fn parse_topology(text: &str) -> Result<Topology, String> {
+    match text {
+        "servers" => Ok(Topology::Servers),
+        "sentinel" => Ok(Topology::Sentinel),
+        other => Err(format!(
+            "unknown topology {other:?}; known: servers, sentinel"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,6 +129,7 @@ fn client(c: Client) -> ExitCode {
         lock: c.lock,
         ttl: Duration::from_millis(c.ttl_ms),
         node_timeout: Duration::from_millis(c.node_timeout_ms),
+        min_replicas: c.min_replicas,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -131,8 +156,14 @@ fn run(r: Run) -> ExitCode {
         eprintln!("baton-check: --ttl must be between 100ms and 60s");
         return ExitCode::from(2);
     }
+    if r.topology == Topology::Sentinel && (r.nodes != 1 || r.volatile != 0) {
+        eprintln!("baton-check: --topology sentinel has its own nodes: no --nodes or --volatile");
+        return ExitCode::from(2);
+    }
     let seed = r.seed.unwrap_or_else(Rng::os_seed);
     let args = RunArgs {
+        topology: r.topology,
+        min_replicas: r.min_replicas.into(),
         nodes: r.nodes.into(),
         clients: r.clients.into(),
         duration: r.duration,
@@ -147,8 +178,15 @@ fn run(r: Run) -> ExitCode {
         fenced: !r.unfenced,
     };
     eprintln!(
-        "baton-check: {} node(s), {} clients, {:?}, ttl {:?}, seed {seed}",
-        args.nodes, args.clients, args.duration, args.ttl
+        "baton-check: {}, {} clients, {:?}, ttl {:?}, min replicas {}, seed {seed}",
+        match args.topology {
+            Topology::Servers => format!("{} node(s)", args.nodes),
+            Topology::Sentinel => "a Sentinel set".to_owned(),
+        },
+        args.clients,
+        args.duration,
+        args.ttl,
+        args.min_replicas
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -29,11 +29,31 @@ pub enum Fault {
     /// SIGKILL the client that read last (likely mid-hold); a new
     /// incarnation replaces it when healed.
     KillClient,
+    /// Sentinel: `SENTINEL FAILOVER`, a replica promoted while the master
+    /// lives (returns once the set has settled).
+    Failover,
+    /// Sentinel: SIGKILL the master; the Sentinels promote a replica; the
+    /// killed node comes back as a replica when healed.
+    KillMaster,
+    /// Sentinel: cut the replicas off (stopped, their links closed), so
+    /// writes reach the master alone; when healed, kill the master and let
+    /// the replicas back: a failover that loses every write in between.
+    LoseWrites,
+}
+
+/// What the nodes are: separate servers (one, or a Redlock) behind fault
+/// proxies, or a Sentinel set (a master, two replicas, three Sentinels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// `--nodes N` independent servers.
+    Servers,
+    /// A Sentinel set, reached with `redis+sentinel://`.
+    Sentinel,
 }
 
 impl Fault {
     /// Every fault, in the order of the summary.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Kill,
         Fault::KillVolatile,
         Fault::Pause,
@@ -44,7 +64,21 @@ impl Fault {
         Fault::ScriptFlush,
         Fault::PauseClient,
         Fault::KillClient,
+        Fault::Failover,
+        Fault::KillMaster,
+        Fault::LoseWrites,
     ];
+
+    /// Whether it can happen on `topology`: the node faults of separate
+    /// servers need their proxies and restarts; a Sentinel set has
+    /// failovers instead. Client faults happen on both.
+    pub fn applies_to(self, topology: Topology) -> bool {
+        let sentinel = matches!(
+            self,
+            Fault::Failover | Fault::KillMaster | Fault::LoseWrites
+        );
+        self.on_client() || sentinel == (topology == Topology::Sentinel)
+    }
 
     /// The fault's name on the command line and in the history.
     pub fn name(self) -> &'static str {
@@ -59,6 +93,9 @@ impl Fault {
             Fault::ScriptFlush => "script-flush",
             Fault::PauseClient => "pause-client",
             Fault::KillClient => "kill-client",
+            Fault::Failover => "failover",
+            Fault::KillMaster => "kill-master",
+            Fault::LoseWrites => "lose-writes",
         }
     }
 
@@ -66,7 +103,13 @@ impl Fault {
     /// Two faults of one layer never hit the same node in a phase.
     pub fn layer(self) -> u8 {
         match self {
-            Fault::Kill | Fault::KillVolatile | Fault::Pause | Fault::ScriptFlush => 0,
+            Fault::Kill
+            | Fault::KillVolatile
+            | Fault::Pause
+            | Fault::ScriptFlush
+            | Fault::Failover
+            | Fault::KillMaster
+            | Fault::LoseWrites => 0,
             Fault::Blackhole | Fault::Delay | Fault::DropReplies | Fault::Reset => 1,
             Fault::PauseClient | Fault::KillClient => 2,
         }
@@ -77,7 +120,8 @@ impl Fault {
         matches!(self, Fault::PauseClient | Fault::KillClient)
     }
 
-    /// Parses `all`, `none` or a comma-separated list of names.
+    /// Parses `all`, `none` or a comma-separated list of names. `all` is
+    /// every kind; a run keeps those that apply to its topology.
     ///
     /// ```
     /// use baton_check::nemesis::Fault;
@@ -174,12 +218,14 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule over `enabled` kinds for nodes of which `volatile[i]`
-    /// says whether node i has no persistence.
-    pub fn new(enabled: &[Fault], volatile: &[bool]) -> Schedule {
+    /// A schedule over the `enabled` kinds that apply to `topology`, for
+    /// nodes of which `volatile[i]` says whether node i has no persistence
+    /// (a Sentinel set is one node to the schedule: its master).
+    pub fn new(enabled: &[Fault], volatile: &[bool], topology: Topology) -> Schedule {
         let kinds = enabled
             .iter()
             .copied()
+            .filter(|&f| f.applies_to(topology))
             .filter(|&f| match f {
                 Fault::Kill => volatile.contains(&false),
                 Fault::KillVolatile => volatile.contains(&true),
@@ -271,7 +317,7 @@ mod tests {
     fn phases_respect_persistence_and_spread_over_nodes() {
         let mut rng = Rng::new(7);
         let volatile = [true, false, false];
-        let mut schedule = Schedule::new(&Fault::ALL, &volatile);
+        let mut schedule = Schedule::new(&Fault::ALL, &volatile, Topology::Servers);
         for _ in 0..10_000 {
             let phase = schedule.next_phase(&mut rng);
             assert!(!phase.is_empty() && phase.len() <= 2);
@@ -294,29 +340,31 @@ mod tests {
     #[test]
     fn every_kind_comes_up_within_a_round_of_the_deck() {
         let mut rng = Rng::new(1);
-        let mut schedule = Schedule::new(&Fault::ALL, &[true, false, false]);
+        let mut schedule = Schedule::new(&Fault::ALL, &[true, false, false], Topology::Servers);
+        let kinds = schedule.kinds().len();
+        assert_eq!(kinds, 10, "every kind but the Sentinel ones");
         // From a fresh deck: all of them in kinds/2 phases (two per phase).
         let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..Fault::ALL.len() / 2 {
+        for _ in 0..kinds / 2 {
             seen.extend(schedule.next_phase(&mut rng).iter().map(|p| p.fault));
         }
-        assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");
+        assert_eq!(seen.len(), kinds, "{seen:?}");
         // Any window of `kinds` phases spans a whole deck.
         for _ in 0..50 {
             let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..Fault::ALL.len() {
+            for _ in 0..kinds {
                 seen.extend(schedule.next_phase(&mut rng).iter().map(|p| p.fault));
             }
-            assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");
+            assert_eq!(seen.len(), kinds, "{seen:?}");
         }
     }
 
     #[test]
     fn kinds_without_an_eligible_node_are_left_out() {
-        let schedule = Schedule::new(&Fault::ALL, &[false]);
+        let schedule = Schedule::new(&Fault::ALL, &[false], Topology::Servers);
         assert!(!schedule.kinds().contains(&Fault::KillVolatile));
         assert!(schedule.kinds().contains(&Fault::Kill));
-        let mut schedule = Schedule::new(&[Fault::KillVolatile], &[false]);
+        let mut schedule = Schedule::new(&[Fault::KillVolatile], &[false], Topology::Servers);
         assert!(schedule.next_phase(&mut Rng::new(3)).is_empty());
     }
 
@@ -325,16 +373,41 @@ mod tests {
     #[test]
     fn a_single_node_gets_every_kind_too() {
         let mut rng = Rng::new(11);
-        let mut schedule = Schedule::new(&Fault::ALL, &[false]);
+        let mut schedule = Schedule::new(&Fault::ALL, &[false], Topology::Servers);
         assert_eq!(schedule.kinds().len(), 9);
         for _ in 0..100 {
             let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..Fault::ALL.len() {
+            for _ in 0..10 {
                 let phase = schedule.next_phase(&mut rng);
                 assert_eq!(phase.len(), 2, "{phase:?}");
                 seen.extend(phase.iter().map(|p| p.fault));
             }
             assert_eq!(seen.len(), 9);
+        }
+    }
+
+    /// A Sentinel set: failovers and client faults only, and never two
+    /// failovers in one phase (they are one layer of its one "node").
+    #[test]
+    fn a_sentinel_set_gets_failovers_and_client_faults() {
+        let mut rng = Rng::new(5);
+        let mut schedule = Schedule::new(&Fault::ALL, &[false], Topology::Sentinel);
+        assert_eq!(
+            schedule.kinds(),
+            [
+                Fault::PauseClient,
+                Fault::KillClient,
+                Fault::Failover,
+                Fault::KillMaster,
+                Fault::LoseWrites
+            ]
+        );
+        for _ in 0..1000 {
+            let phase = schedule.next_phase(&mut rng);
+            assert!(
+                phase.iter().filter(|p| !p.fault.on_client()).count() <= 1,
+                "{phase:?}"
+            );
         }
     }
 }

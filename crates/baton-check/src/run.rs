@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_test_support::{FaultProxy, Mode, RedisServer, ServerOptions};
+use baton_test_support::{FaultProxy, Mode, RedisServer, SentinelSet, ServerOptions};
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::check::{check, Report};
 use crate::history::{load, Op, Recorder};
-use crate::nemesis::{Fault, Planned, Rng, Schedule};
+use crate::nemesis::{Fault, Planned, Rng, Schedule, Topology};
 use crate::store::Store;
 
 /// The lock every client contends for.
@@ -20,7 +20,11 @@ pub const LOCK: &str = "check";
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunArgs {
-    /// Redis nodes: 1 = single server, more = Redlock.
+    /// Separate servers, or a Sentinel set.
+    pub topology: Topology,
+    /// The clients' replica acknowledgement (`min_replicas`); 0 = off.
+    pub min_replicas: usize,
+    /// Redis nodes: 1 = single server, more = Redlock (separate servers only).
     pub nodes: usize,
     /// Client processes.
     pub clients: usize,
@@ -64,6 +68,10 @@ struct Cluster {
     exe: PathBuf,
     servers: Vec<RedisServer>,
     proxies: Vec<FaultProxy>,
+    /// `--topology sentinel`: the set (and no `servers` or `proxies`).
+    sentinel: Option<SentinelSet>,
+    /// A master killed by a Sentinel fault, to bring back as a replica.
+    killed_master: Option<u16>,
     store: Store,
     clients: Vec<Slot>,
     nemesis: Recorder,
@@ -102,34 +110,49 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     let store = Store::start(recorder("store")?, args.fenced)
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let servers: Vec<RedisServer> = tokio::task::block_in_place(|| {
-        (0..args.nodes)
-            .map(|i| {
-                RedisServer::start_with(ServerOptions::default().persistence(i >= args.volatile))
-            })
-            .collect()
-    });
+    let (servers, sentinel): (Vec<RedisServer>, _) = match args.topology {
+        Topology::Servers => (
+            tokio::task::block_in_place(|| {
+                (0..args.nodes)
+                    .map(|i| {
+                        RedisServer::start_with(
+                            ServerOptions::default().persistence(i >= args.volatile),
+                        )
+                    })
+                    .collect()
+            }),
+            None,
+        ),
+        Topology::Sentinel => (
+            Vec::new(),
+            Some(tokio::task::block_in_place(SentinelSet::start)),
+        ),
+    };
+    // The nodes as the checker counts them: a Sentinel set is one (its master).
+    let nodes = servers.len().max(1);
     let mut proxies = Vec::new();
     for server in &servers {
         proxies.push(FaultProxy::start(server.addr()).await);
     }
     let settle = settle(&args);
     checker.record(Op::Meta {
-        nodes: args.nodes,
+        nodes,
         clients: args.clients,
         ttl_ms: args.ttl.as_millis() as u64,
         settle_ms: settle.as_millis() as u64,
         volatile: args.volatile,
     });
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
-    let volatile: Vec<bool> = (0..args.nodes).map(|i| i < args.volatile).collect();
+    let volatile: Vec<bool> = (0..nodes).map(|i| i < args.volatile).collect();
     let mut cluster = Cluster {
         rng: Rng::new(args.seed),
-        schedule: Schedule::new(&args.nemesis, &volatile),
+        schedule: Schedule::new(&args.nemesis, &volatile, args.topology),
         args,
         exe,
         servers,
         proxies,
+        sentinel,
+        killed_master: None,
         store,
         clients: Vec::new(),
         nemesis,
@@ -159,7 +182,11 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     let fence_key = baton_core::Keys::new(baton_core::name::DEFAULT_PREFIX, LOCK)
         .map_err(|e| e.to_string())?
         .fence;
-    for (node, server) in cluster.servers.iter().enumerate() {
+    let scanned: Vec<&RedisServer> = match &cluster.sentinel {
+        Some(set) => vec![tokio::task::block_in_place(|| set.master())],
+        None => cluster.servers.iter().collect(),
+    };
+    for (node, server) in scanned.into_iter().enumerate() {
         let keys = tokio::task::block_in_place(|| server.keys());
         checker.record(Op::Leftover {
             node,
@@ -217,7 +244,10 @@ impl Cluster {
     /// Starts incarnation `incarnation` of client `index`.
     fn spawn(&self, index: usize, incarnation: usize) -> Result<Slot, String> {
         let name = format!("c{index}.{incarnation}");
-        let urls: Vec<String> = self.proxies.iter().map(FaultProxy::url).collect();
+        let urls: Vec<String> = match &self.sentinel {
+            Some(set) => vec![set.url()],
+            None => self.proxies.iter().map(FaultProxy::url).collect(),
+        };
         let out = &self.args.out;
         let stderr = std::fs::File::create(out.join(format!("{name}.stderr")))
             .map_err(|e| format!("client stderr: {e}"))?;
@@ -234,6 +264,7 @@ impl Cluster {
                 "--node-timeout-ms",
                 &self.args.node_timeout.as_millis().to_string(),
             ])
+            .args(["--min-replicas", &self.args.min_replicas.to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
@@ -346,6 +377,34 @@ impl Cluster {
             target: target.clone(),
         });
         let ttl = self.args.ttl;
+        if let Some(set) = &mut self.sentinel {
+            tokio::task::block_in_place(|| match fault {
+                Fault::Failover => {
+                    set.failover();
+                }
+                Fault::KillMaster => {
+                    let old = set.master_port();
+                    set.kill_master();
+                    self.killed_master = Some(old);
+                }
+                Fault::LoseWrites => {
+                    for replica in set.replicas() {
+                        replica.pause();
+                    }
+                    let _ = set
+                        .master()
+                        .try_cmd::<i64>(&["CLIENT", "KILL", "TYPE", "replica"]);
+                }
+                other => unreachable!("{other:?} is not a Sentinel fault"),
+            });
+            if fault == Fault::Failover {
+                self.nemesis.record(Op::FaultEnd {
+                    fault: fault.name().into(),
+                    target,
+                });
+            }
+            return None;
+        }
         let server = &mut self.servers[node];
         let proxy = &self.proxies[node];
         match fault {
@@ -381,11 +440,45 @@ impl Cluster {
             Fault::PauseClient | Fault::KillClient => {
                 unreachable!("client faults are not node faults")
             }
+            Fault::Failover | Fault::KillMaster | Fault::LoseWrites => {
+                unreachable!("Sentinel faults need a Sentinel set")
+            }
         }
         None
     }
 
     fn heal_node(&mut self, fault: Fault, node: usize) {
+        if let Some(set) = &mut self.sentinel {
+            let killed = self.killed_master.take();
+            tokio::task::block_in_place(|| match fault {
+                // Instant: already ended.
+                Fault::Failover => {}
+                Fault::KillMaster => {
+                    if let Some(old) = killed {
+                        set.restart_node(old);
+                    }
+                }
+                Fault::LoseWrites => {
+                    // The writes since the cut are on the master alone: kill
+                    // it, and let the replicas (which never saw them) back.
+                    let old = set.master_port();
+                    set.node_mut(old).kill();
+                    for replica in set.replicas() {
+                        replica.resume();
+                    }
+                    set.wait_for_new_master(old);
+                    set.restart_node(old);
+                }
+                other => unreachable!("{other:?} is not a Sentinel fault"),
+            });
+            if fault != Fault::Failover {
+                self.nemesis.record(Op::FaultEnd {
+                    fault: fault.name().into(),
+                    target: format!("node{node}"),
+                });
+            }
+            return;
+        }
         let server = &mut self.servers[node];
         match fault {
             Fault::Kill | Fault::KillVolatile => tokio::task::block_in_place(|| server.restart()),
@@ -397,6 +490,9 @@ impl Cluster {
             Fault::ScriptFlush => return,
             Fault::PauseClient | Fault::KillClient => {
                 unreachable!("client faults are not node faults")
+            }
+            Fault::Failover | Fault::KillMaster | Fault::LoseWrites => {
+                unreachable!("Sentinel faults need a Sentinel set")
             }
         }
         self.nemesis.record(Op::FaultEnd {
