@@ -1,20 +1,580 @@
-//! Redis Cluster: `redis+cluster://host:port[,host:port…]` (not yet offered).
+//! Redis Cluster: `redis+cluster://[user:pass@]host:port[,host:port…][?protocol=resp3]`
+//! (seed nodes; `rediss+cluster://` for TLS), through redis-rs's async
+//! cluster client.
+//!
+//! The cluster is one [`Node`]: a [`RedisNode`] over a [`ClusterLink`], so
+//! scripts, `NOSCRIPT` fallbacks, retries and replica acknowledgement are
+//! node.rs's, unchanged. What the cluster adds:
+//! - every command goes to its keys' slot master; redis-rs follows `MOVED`
+//!   (refreshing its slot map) and `ASK` for single commands, but hands
+//!   the replies of a pipeline back as they came: [`ClusterLink`] sends the
+//!   commands of a pipeline that came back `MOVED`/`ASK` again to the node
+//!   named (behind `ASKING` for `ASK`), with the pipeline's `WAIT`;
+//! - renewal batches are split per slot (node.rs, [`Link::CLUSTER`]), since a
+//!   cluster pipeline goes to one slot's master;
+//! - releases are announced with `SPUBLISH` and waiters `SSUBSCRIBE`
+//!   ([`ShardedLink`]), since plain pub/sub is broadcast to every node of
+//!   the cluster while sharded pub/sub stays in the lock's shard. This needs
+//!   Redis ≥ 7.0 (or Valkey).
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use baton_core::Keys;
+use redis::aio::ConnectionLike;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, PushInfo, PushKind, RedisFuture, ServerErrorKind, Value};
+
 use crate::error::{Error, Result};
-use crate::node::{self, Acknowledge, Node, Tls};
+use crate::node::{self, Acknowledge, BoxFuture, Link, Node, Notifications, RedisNode, Tls};
+use crate::topology::HostList;
+use crate::wait::{Hub, OnLastLeave, Subscription};
+
+/// The default port of a seed given without one.
+const DEFAULT_PORT: u16 = 6379;
+
+/// How many redirects in a row a pipeline's command follows (a `MOVED`
+/// then an `ASK` during a migration is two).
+const MAX_REDIRECTS: usize = 3;
 
 /// Connects to the cluster that the seed nodes of `url` belong to.
 pub(crate) async fn connect(
     url: &str,
-    _timeout: Duration,
-    _tls: &Tls,
-    _acknowledge: Option<Acknowledge>,
+    timeout: Duration,
+    tls: &Tls,
+    acknowledge: Option<Acknowledge>,
 ) -> Result<Arc<dyn Node>> {
-    Err(Error::InvalidUrl {
-        url: node::redact_url(url),
-        reason: "Redis Cluster is not supported yet".to_owned(),
+    let list = HostList::parse(url, DEFAULT_PORT)?;
+    if !list.path.is_empty() && list.path != "0" {
+        return Err(Error::InvalidUrl {
+            url: node::redact_url(url),
+            reason: "a cluster has only database 0".to_owned(),
+        });
+    }
+    if let Some(protocol) = list.query_value("protocol") {
+        if !["resp2", "resp3", "2", "3"].contains(&protocol.to_ascii_lowercase().as_str()) {
+            return Err(Error::InvalidUrl {
+                url: node::redact_url(url),
+                reason: format!("protocol={protocol}: resp2 or resp3"),
+            });
+        }
+    }
+    let seeds: Vec<String> = list
+        .hosts
+        .iter()
+        .map(|(host, port)| {
+            list.server_url((host, *port), list.userinfo.as_deref(), None, |key| {
+                key == "protocol"
+            })
+        })
+        .collect();
+    let name = list
+        .hosts
+        .iter()
+        .map(|(host, port)| format!("{host}:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let commands = builder(url, &seeds, timeout, tls)?;
+    let client = commands
+        .build()
+        .map_err(|e| node::invalid_url(url, &e))?;
+    let connect_for = timeout.saturating_mul(3);
+    let conn = tokio::time::timeout(connect_for, client.get_async_connection())
+        .await
+        .map_err(|_| Error::NodeTimeout {
+            node: name.clone(),
+            timeout: connect_for,
+        })?
+        .map_err(|e| connect_error(&name, e))?;
+    let link = ClusterLink { conn };
+    // A seed that is not a cluster node may still have answered (redis-rs
+    // can fall back to it): ask the cluster itself.
+    let mut probe = link.clone();
+    match tokio::time::timeout(
+        timeout,
+        redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Value>(&mut probe),
+    )
+    .await
+    {
+        Ok(Err(e)) => return Err(connect_error(&name, e)),
+        Err(_) => {
+            return Err(Error::NodeTimeout {
+                node: name,
+                timeout,
+            })
+        }
+        Ok(Ok(_)) => {}
+    }
+    node::warn_if_fences_can_be_evicted(&link, &name, timeout).await;
+    let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+    let pubsub = builder(url, &seeds, timeout, tls)?
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()
+        .map_err(|e| node::invalid_url(url, &e))?;
+    let notifications: Arc<dyn Notifications> =
+        ShardedLink::new(pubsub, received, name.clone(), timeout);
+    Ok(Arc::new(RedisNode::new(
+        link,
+        name,
+        Some(notifications),
+        acknowledge,
+    )))
+}
+
+/// The cluster client's settings for `seeds`: timeouts, TCP keepalive,
+/// TLS material.
+fn builder(url: &str, seeds: &[String], timeout: Duration, tls: &Tls) -> Result<ClusterClientBuilder> {
+    let mut infos = Vec::with_capacity(seeds.len());
+    for seed in seeds {
+        let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str())
+            .map_err(|e| node::invalid_url(url, &e))?;
+        infos.push(info.set_tcp_settings(node::tcp_settings()));
+    }
+    let insecure = infos.iter().any(|info| {
+        matches!(
+            info.addr(),
+            redis::ConnectionAddr::TcpTls { insecure: true, .. }
+        )
+    });
+    let is_tls = infos
+        .iter()
+        .any(|info| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }));
+    // redis-rs's own response timeout is a backstop behind ours (which
+    // reports `NodeTimeout`), never in front of it; its retries follow
+    // redirects and ride out TRYAGAIN / CLUSTERDOWN within it.
+    let mut builder = ClusterClient::builder(infos)
+        .connection_timeout(timeout)
+        .response_timeout(timeout.saturating_mul(2))
+        .tcp_settings(node::tcp_settings())
+        .retries(6)
+        .min_retry_wait(10)
+        .max_retry_wait(500);
+    if is_tls {
+        if insecure {
+            node::warn_insecure_once(url);
+            builder = builder.tls(redis::TlsMode::Insecure);
+        } else {
+            builder = builder.tls(redis::TlsMode::Secure);
+        }
+        if tls.ca.is_some() || tls.client.is_some() {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: tls.ca.clone(),
+            });
+        }
+    }
+    Ok(builder)
+}
+
+/// A connect failure: a seed that is not a cluster node says so.
+fn connect_error(name: &str, e: redis::RedisError) -> Error {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("cluster support disabled") || text.contains("cluster mode is not enabled") {
+        return Error::NotACluster {
+            node: name.to_owned(),
+        };
+    }
+    node::redis_error(name, e)
+}
+
+/// The cluster connection that a [`RedisNode`] sends its commands over.
+/// Single commands are routed and redirected by redis-rs; pipelines too,
+/// except that the commands of a pipeline that come back `MOVED` or `ASK`
+/// are sent again here (see [`ClusterLink::follow_redirects`]).
+#[derive(Clone)]
+pub(crate) struct ClusterLink {
+    conn: ClusterConnection,
+}
+
+impl ConnectionLike for ClusterLink {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut replies = self.conn.req_packed_commands(pipeline, offset, count).await?;
+            if offset == 0 {
+                self.follow_redirects(pipeline, &mut replies).await;
+            }
+            Ok(replies)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+impl Link for ClusterLink {
+    const CLUSTER: bool = true;
+
+    fn server_for<'a>(&'a self, keys: &'a Keys) -> Option<BoxFuture<'a, String>> {
+        Some(Box::pin(self.master_of(keys)))
+    }
+}
+
+/// Where a redirect sends a command.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Redirect {
+    host: String,
+    port: u16,
+    /// `ASK` (this command only, behind `ASKING`), else `MOVED`.
+    ask: bool,
+}
+
+/// The redirect a reply asks for, if it is `MOVED` or `ASK`.
+fn redirect_of(reply: &Value) -> Option<Redirect> {
+    let Value::ServerError(e) = reply else {
+        return None;
+    };
+    let ask = match e.kind()? {
+        ServerErrorKind::Ask => true,
+        ServerErrorKind::Moved => false,
+        _ => return None,
+    };
+    // `MOVED 3999 127.0.0.1:6381`: the details are the slot and the address.
+    let address = e.details()?.split_ascii_whitespace().nth(1)?;
+    let (host, port) = address.rsplit_once(':')?;
+    Some(Redirect {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: port.parse().ok()?,
+        ask,
     })
+}
+
+/// Whether a command is one of Baton's scripts (routed by its first key);
+/// the only other command Baton pipelines is `WAIT`, which has no key.
+fn is_script(cmd: &Cmd) -> bool {
+    matches!(
+        cmd.args_iter().next(),
+        Some(redis::Arg::Simple(name))
+            if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL")
+    )
+}
+
+impl ClusterLink {
+    /// redis-rs routes a pipeline to the slot of its first keyed command and
+    /// returns per-command `MOVED` / `ASK` errors as replies (it follows
+    /// redirects only for single commands). A command redirected was not
+    /// run, so it is sent again, to the node named: `ASKING` before each
+    /// `ASK`ed one (a slot being migrated: keys already moved are on the
+    /// target), and the pipeline's keyless commands (`WAIT`) after them, so
+    /// the writes on the target are confirmed there too; a `WAIT` counts the
+    /// fewer replicas of its two answers. After a `MOVED`, one single
+    /// command to the slot makes redis-rs refresh its slot map.
+    async fn follow_redirects(&mut self, pipeline: &Pipeline, replies: &mut [Value]) {
+        let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+        if cmds.len() != replies.len() {
+            return;
+        }
+        let keyless: Vec<usize> = (0..cmds.len()).filter(|&i| !is_script(cmds[i])).collect();
+        for _ in 0..MAX_REDIRECTS {
+            let mut targets: BTreeMap<(String, u16), Vec<(usize, bool)>> = BTreeMap::new();
+            for (i, reply) in replies.iter().enumerate() {
+                if let Some(redirect) = redirect_of(reply) {
+                    targets
+                        .entry((redirect.host, redirect.port))
+                        .or_default()
+                        .push((i, redirect.ask));
+                }
+            }
+            if targets.is_empty() {
+                return;
+            }
+            let moved: Vec<usize> = targets
+                .values()
+                .flatten()
+                .filter(|(_, ask)| !ask)
+                .map(|&(i, _)| i)
+                .collect();
+            if let Some(&first) = moved.first() {
+                self.refresh_slots(cmds[first]).await;
+            }
+            let resent = targets.into_iter().map(|((host, port), redirected)| {
+                let mut pipe = redis::pipe();
+                for &(i, ask) in &redirected {
+                    if ask {
+                        pipe.cmd("ASKING");
+                    }
+                    pipe.add_command(cmds[i].clone());
+                }
+                for &j in &keyless {
+                    pipe.add_command(cmds[j].clone());
+                }
+                let count = pipe.cmd_iter().count();
+                let mut conn = self.conn.clone();
+                async move {
+                    let route = SingleNodeRoutingInfo::ByAddress { host, port };
+                    let again = conn.route_pipeline(pipe, 0, count, route).await;
+                    (redirected, again)
+                }
+            });
+            for (redirected, again) in futures_util::future::join_all(resent).await {
+                let Ok(again) = again else {
+                    // Left as the redirect: a transient failure of these
+                    // commands (a renewal is retried, never counted lost).
+                    continue;
+                };
+                let mut again = again.into_iter();
+                for &(i, ask) in &redirected {
+                    if ask {
+                        again.next(); // ASKING's OK
+                    }
+                    if let Some(value) = again.next() {
+                        replies[i] = value;
+                    }
+                }
+                for &j in &keyless {
+                    if let Some(value) = again.next() {
+                        replies[j] = fewer(std::mem::replace(&mut replies[j], Value::Nil), value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one cheap keyed command (`EXISTS` of the first key of `cmd`)
+    /// as a single command: redis-rs sees its `MOVED` and refreshes the slot
+    /// map, so the next pipelines go to the right master at once.
+    async fn refresh_slots(&mut self, cmd: &Cmd) {
+        let at = if is_script(cmd) { 3 } else { 1 };
+        let Some(redis::Arg::Simple(key)) = cmd.args_iter().nth(at) else {
+            return;
+        };
+        let _ = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<Value>(&mut self.conn)
+            .await;
+    }
+
+    /// The address of the master of `keys`' slot, as that master's slot
+    /// table says (the one redis-rs routes to); the seed list if unknown.
+    async fn master_of(&self, keys: &Keys) -> String {
+        let slot = baton_core::name::hash_slot(keys.lock.as_bytes());
+        let mut conn = self.conn.clone();
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let ranges = conn
+            .route_command(cmd, routing)
+            .await
+            .ok()
+            .and_then(|v| redis::from_redis_value::<Vec<Value>>(v).ok())
+            .unwrap_or_default();
+        for range in ranges {
+            let Ok(range) = redis::from_redis_value::<Vec<Value>>(range) else {
+                continue;
+            };
+            let (Some(start), Some(end), Some(master)) = (range.first(), range.get(1), range.get(2))
+            else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                redis::from_redis_value_ref::<u16>(start),
+                redis::from_redis_value_ref::<u16>(end),
+            ) else {
+                continue;
+            };
+            if (start..=end).contains(&slot) {
+                if let Ok((host, port)) = redis::from_redis_value_ref::<(String, u16)>(master)
+                    .or_else(|_| {
+                        redis::from_redis_value_ref::<Vec<Value>>(master).and_then(|m| {
+                            Ok((
+                                redis::from_redis_value_ref::<String>(&m[0])?,
+                                redis::from_redis_value_ref::<u16>(&m[1])?,
+                            ))
+                        })
+                    })
+                {
+                    return format!("{host}:{port}");
+                }
+            }
+        }
+        format!("cluster slot {slot}")
+    }
+}
+
+/// Of two `WAIT` replies, the one that confirms less (an error confirms none).
+fn fewer(first: Value, second: Value) -> Value {
+    match (&first, &second) {
+        (Value::Int(a), Value::Int(b)) => Value::Int(*a.min(b)),
+        (Value::ServerError(_), _) => first,
+        _ => second,
+    }
+}
+
+/// Release notifications over sharded pub/sub: a RESP3 cluster connection
+/// of its own (opened at the first subscription), on which redis-rs sends
+/// each `SSUBSCRIBE` to the channel's slot master and subscribes again after
+/// a reconnect or a slot map change. A channel the server unsubscribes us
+/// from (its slot moved away, Redis sends `SUNSUBSCRIBE`) is subscribed
+/// again here, and its waiters look again; so do all after a disconnection.
+pub(crate) struct ShardedLink {
+    client: ClusterClient,
+    name: String,
+    timeout: Duration,
+    hub: Arc<Hub>,
+    me: Weak<ShardedLink>,
+    pushes: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PushInfo>>>,
+    state: tokio::sync::Mutex<ShardedState>,
+}
+
+#[derive(Default)]
+struct ShardedState {
+    conn: Option<ClusterConnection>,
+    subscribed: HashSet<String>,
+}
+
+impl ShardedLink {
+    fn new(
+        client: ClusterClient,
+        pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
+        name: String,
+        timeout: Duration,
+    ) -> Arc<ShardedLink> {
+        Arc::new_cyclic(|me| ShardedLink {
+            client,
+            name,
+            timeout,
+            hub: Arc::default(),
+            me: me.clone(),
+            pushes: std::sync::Mutex::new(Some(pushes)),
+            state: tokio::sync::Mutex::default(),
+        })
+    }
+
+    async fn subscribe_channel(&self, channel: &str) -> Result<Subscription> {
+        // Join the hub first, so a message that follows the SSUBSCRIBE
+        // confirmation at once already has a receiver.
+        let me = self.me.clone();
+        let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
+            if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
+                let channel = channel.to_owned();
+                rt.spawn(async move { link.unsubscribe(&channel).await });
+            }
+        });
+        let subscription = self.hub.join(channel, Some(on_last_leave));
+        self.ensure_subscribed(channel, false).await?;
+        Ok(subscription)
+    }
+
+    /// Opens the connection if needed and `SSUBSCRIBE`s `channel` (again,
+    /// with `again`, after the server unsubscribed it).
+    async fn ensure_subscribed(&self, channel: &str, again: bool) -> Result<()> {
+        let mut state = self.state.lock().await;
+        if !again && state.subscribed.contains(channel) {
+            return Ok(());
+        }
+        let timeout = self.timeout.saturating_mul(3);
+        let outcome = tokio::time::timeout(timeout, async {
+            if state.conn.is_none() {
+                let conn = self
+                    .client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| node::redis_error(&self.name, e))?;
+                self.start_reader();
+                state.conn = Some(conn);
+            }
+            let conn = state.conn.as_mut().expect("opened above");
+            conn.ssubscribe(channel)
+                .await
+                .map_err(|e| node::redis_error(&self.name, e))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::NodeTimeout {
+                node: self.name.clone(),
+                timeout,
+            })
+        });
+        match outcome {
+            Ok(()) => {
+                state.subscribed.insert(channel.to_owned());
+                Ok(())
+            }
+            Err(e) => {
+                state.subscribed.remove(channel);
+                Err(e)
+            }
+        }
+    }
+
+    /// Spawns the task that turns pushes into hub bumps (once).
+    fn start_reader(&self) {
+        let Some(mut pushes) = self.pushes.lock().map(|mut p| p.take()).unwrap_or(None) else {
+            return;
+        };
+        let (hub, link) = (Arc::clone(&self.hub), self.me.clone());
+        tokio::spawn(async move {
+            while let Some(push) = pushes.recv().await {
+                let channel = push
+                    .data
+                    .first()
+                    .and_then(|c| redis::from_redis_value_ref::<String>(c).ok());
+                match (push.kind, channel) {
+                    (PushKind::SMessage, Some(channel)) => hub.publish(&channel),
+                    (PushKind::SUnsubscribe, Some(channel)) if hub.has_subscribers(&channel) => {
+                        // The server dropped the subscription (the slot
+                        // moved): subscribe where it lives now, and look.
+                        hub.publish(&channel);
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            if let Some(link) = link.upgrade() {
+                                if let Err(e) = link.ensure_subscribed(&channel, true).await {
+                                    tracing::debug!(node = %link.name, error = %e, "re-subscribing a moved release channel failed; waiters retry on their timer");
+                                }
+                            }
+                        });
+                    }
+                    // Releases may have gone unseen while it was down.
+                    (PushKind::Disconnection, _) => hub.publish_all(),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        let mut state = self.state.lock().await;
+        // A new waiter may have joined since the last one left.
+        if self.hub.has_subscribers(channel) || !state.subscribed.remove(channel) {
+            return;
+        }
+        let Some(conn) = state.conn.as_mut() else {
+            return;
+        };
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.timeout, conn.sunsubscribe(channel))
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timed out")))
+        {
+            tracing::debug!(node = %self.name, error = %e, "sunsubscribe failed");
+        }
+    }
+}
+
+impl Notifications for ShardedLink {
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(self.subscribe_channel(channel))
+    }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod blocking;
+mod cluster;
 mod cancel;
 mod costs;
 mod exclusion;
