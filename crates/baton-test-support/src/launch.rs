@@ -19,6 +19,13 @@ const STDERR_FILE: &str = "stderr.log";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shared server: never ours.
 const SHARED_PORT: u16 = 6379;
+/// A cluster node also listens on its port plus this (the cluster bus).
+const CLUSTER_BUS_OFFSET: u16 = 10000;
+/// `cluster-node-timeout` of a cluster node, in ms: how long a node may be
+/// unreachable before it is suspected to have failed. Short, so a killed
+/// master is replaced within a few seconds; not shorter, so a node that a
+/// loaded two-core machine schedules late is not failed over by mistake.
+pub(crate) const CLUSTER_NODE_TIMEOUT_MS: u64 = 1500;
 
 /// Why a launch failed.
 pub(crate) enum LaunchError {
@@ -39,6 +46,20 @@ pub(crate) fn free_port() -> u16 {
             .unwrap_or_else(|e| panic!("cannot read a bound port: {e}"))
             .port();
         if port != SHARED_PORT {
+            return port;
+        }
+    }
+}
+
+/// A loopback port for a cluster node: free a moment ago, below 55536, and
+/// with its cluster bus port (port + 10000) free too.
+pub(crate) fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
+            continue;
+        };
+        if bus != SHARED_PORT && TcpListener::bind(("127.0.0.1", bus)).is_ok() {
             return port;
         }
     }
@@ -129,6 +150,18 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u1
     }
     if let Some(password) = &opts.password {
         cmd.arg("--requirepass").arg(password);
+    }
+    if opts.cluster {
+        // Relative to `--dir`, so each node has its own and a restart
+        // rejoins the cluster as the same node.
+        cmd.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .arg("--cluster-node-timeout")
+        .arg(CLUSTER_NODE_TIMEOUT_MS.to_string());
     }
     if let Some(master) = opts.replica_of {
         cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);

@@ -15,6 +15,11 @@
 //! - [`FaultProxy`]: an in-process TCP proxy in front of one server whose
 //!   [`Mode`] (pass, delay, blackhole, drop replies, reset) can be switched at
 //!   run time to simulate network faults.
+//! - [`LocalCluster`]: a local Redis Cluster of six such servers (three
+//!   masters, one replica each) built with cluster commands, with slot
+//!   migration ([`LocalCluster::migrate_slot`], or step by step with
+//!   [`Migration`] to see `ASK` redirects) and manual failover
+//!   ([`LocalCluster::failover`]).
 //! - [`unique_name`]: names that do not collide between tests or processes.
 //!
 //! It never touches a shared Redis (such as one on port 6379): every server
@@ -23,6 +28,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod conn;
 mod launch;
 mod mode;
@@ -36,6 +42,7 @@ mod signal;
 mod tls;
 mod url;
 
+pub use cluster::{LocalCluster, Migration};
 pub use mode::Mode;
 pub use names::unique_name;
 pub use options::ServerOptions;

@@ -3,7 +3,7 @@
 use crate::TlsMode;
 
 /// Options for [`crate::RedisServer::start_with`]; `Default` is no password,
-/// no persistence and no TLS.
+/// no persistence, no TLS and no cluster mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Sets `requirepass`; [`crate::RedisServer::url`] then carries it.
@@ -19,12 +19,25 @@ pub struct ServerOptions {
     /// `Some(port)`: a replica of the plain server on `127.0.0.1:port`
     /// (`--replicaof`), which it syncs from in the background.
     pub replica_of: Option<u16>,
+    /// `true`: a Redis Cluster node (`cluster-enabled yes`, its
+    /// `nodes.conf` in its own directory, so a restart keeps its identity),
+    /// on a port whose cluster bus port (port + 10000) was free too. It
+    /// starts alone, owning no slots: [`crate::LocalCluster`] joins nodes
+    /// into a cluster. Not with [`ServerOptions::replica_of`] (a cluster
+    /// node refuses `replicaof`).
+    pub cluster: bool,
 }
 
 impl ServerOptions {
     /// Sets [`ServerOptions::replica_of`].
     pub fn replica_of(mut self, master_port: u16) -> Self {
         self.replica_of = Some(master_port);
+        self
+    }
+
+    /// Sets [`ServerOptions::cluster`].
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
         self
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::conn::Target;
-use crate::launch::{free_port, launch, LaunchError, LOG_FILE};
+use crate::launch::{free_cluster_port, free_port, launch, LaunchError, LOG_FILE};
 use crate::scratch::ScratchDir;
 use crate::url::redis_url;
 use crate::{signal, ServerOptions, TestPki, TlsMode};
@@ -80,7 +80,11 @@ impl RedisServer {
             .tls
             .map(|_| TestPki::new_in(dir.path().join(TLS_DIR)));
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
+            let port = if options.cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            };
             match launch(&dir, &options, pki.as_ref(), port) {
                 Ok(child) => {
                     let process = Mutex::new(Process {
