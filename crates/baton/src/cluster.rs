@@ -78,9 +78,7 @@ pub(crate) async fn connect(
         .collect::<Vec<_>>()
         .join(",");
     let commands = builder(url, &seeds, timeout, tls)?;
-    let client = commands
-        .build()
-        .map_err(|e| node::invalid_url(url, &e))?;
+    let client = commands.build().map_err(|e| node::invalid_url(url, &e))?;
     let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(connect_for, client.get_async_connection())
         .await
@@ -89,18 +87,13 @@ pub(crate) async fn connect(
             timeout: connect_for,
         })?
         .map_err(|e| connect_error(&name, e))?;
-    let link = ClusterLink { conn };
-    // A seed that is not a cluster node may still have answered (redis-rs
-    // can fall back to it): ask the cluster itself.
-    let mut probe = link.clone();
-    match tokio::time::timeout(
-        timeout,
-        redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async::<Value>(&mut probe),
-    )
-    .await
-    {
+    let link = ClusterLink {
+        conn,
+        slots: Arc::default(),
+    };
+    // The slot table for batching renewals per master; reading it also
+    // tells a seed that is not a cluster node.
+    match tokio::time::timeout(timeout, link.load_slots()).await {
         Ok(Err(e)) => return Err(connect_error(&name, e)),
         Err(_) => {
             return Err(Error::NodeTimeout {
@@ -108,7 +101,7 @@ pub(crate) async fn connect(
                 timeout,
             })
         }
-        Ok(Ok(_)) => {}
+        Ok(Ok(())) => {}
     }
     node::warn_if_fences_can_be_evicted(&link, &name, timeout).await;
     let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
@@ -129,7 +122,12 @@ pub(crate) async fn connect(
 
 /// The cluster client's settings for `seeds`: timeouts, TCP keepalive,
 /// TLS material.
-fn builder(url: &str, seeds: &[String], timeout: Duration, tls: &Tls) -> Result<ClusterClientBuilder> {
+fn builder(
+    url: &str,
+    seeds: &[String],
+    timeout: Duration,
+    tls: &Tls,
+) -> Result<ClusterClientBuilder> {
     let mut infos = Vec::with_capacity(seeds.len());
     for seed in seeds {
         let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str())
@@ -145,12 +143,13 @@ fn builder(url: &str, seeds: &[String], timeout: Duration, tls: &Tls) -> Result<
     let is_tls = infos
         .iter()
         .any(|info| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }));
-    // redis-rs's own response timeout is a backstop behind ours (which
-    // reports `NodeTimeout`), never in front of it; its retries follow
-    // redirects and ride out TRYAGAIN / CLUSTERDOWN within it.
+    // redis-rs's own response timeout is a far backstop behind ours (which
+    // reports `NodeTimeout`): on it, redis-rs sends the request again by
+    // itself, which could land after a take-back sent since. Its retries
+    // follow redirects and ride out TRYAGAIN / CLUSTERDOWN.
     let mut builder = ClusterClient::builder(infos)
         .connection_timeout(timeout)
-        .response_timeout(timeout.saturating_mul(2))
+        .response_timeout(timeout.saturating_mul(10))
         .tcp_settings(node::tcp_settings())
         .retries(6)
         .min_retry_wait(10)
@@ -195,6 +194,54 @@ fn connect_error(name: &str, e: redis::RedisError) -> Error {
 #[derive(Clone)]
 pub(crate) struct ClusterLink {
     conn: ClusterConnection,
+    /// `CLUSTER SLOTS` as last read (at connect, and again after a
+    /// `MOVED`): which master serves which slots, to send one pipeline per
+    /// master. Only a hint: a stale entry costs a redirect, never a wrong
+    /// answer.
+    slots: Arc<std::sync::RwLock<Vec<SlotRange>>>,
+}
+
+/// One range of slots and its master's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlotRange {
+    first: u16,
+    last: u16,
+    host: String,
+    port: u16,
+}
+
+/// The ranges of a `CLUSTER SLOTS` reply (RESP2 or RESP3).
+fn parse_slots(reply: Value) -> Vec<SlotRange> {
+    let Ok(ranges) = redis::from_redis_value::<Vec<Vec<Value>>>(reply) else {
+        return Vec::new();
+    };
+    ranges
+        .into_iter()
+        .filter_map(|range| {
+            let first = redis::from_redis_value_ref::<u16>(range.first()?).ok()?;
+            let last = redis::from_redis_value_ref::<u16>(range.get(1)?).ok()?;
+            let master = redis::from_redis_value_ref::<Vec<Value>>(range.get(2)?).ok()?;
+            let host = redis::from_redis_value_ref::<String>(master.first()?).ok()?;
+            let port = redis::from_redis_value_ref::<u16>(master.get(1)?).ok()?;
+            Some(SlotRange {
+                first,
+                last,
+                host,
+                port,
+            })
+        })
+        .collect()
+}
+
+/// The slot of a script command's first key (`EVALSHA sha 1 KEY …`).
+fn slot_of(cmd: &Cmd) -> Option<u16> {
+    if !is_script(cmd) {
+        return None;
+    }
+    match cmd.args_iter().nth(3)? {
+        redis::Arg::Simple(key) => Some(baton_core::name::hash_slot(key)),
+        _ => None,
+    }
 }
 
 impl ConnectionLike for ClusterLink {
@@ -209,7 +256,21 @@ impl ConnectionLike for ClusterLink {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut replies = self.conn.req_packed_commands(pipeline, offset, count).await?;
+            let mut replies = match self.one_master(pipeline) {
+                // Scripts of several slots on one master: one pipeline
+                // there (redis-rs routes a pipeline by one slot only).
+                Some((host, port)) => {
+                    let route = SingleNodeRoutingInfo::ByAddress { host, port };
+                    self.conn
+                        .route_pipeline(pipeline.clone(), offset, count, route)
+                        .await?
+                }
+                None => {
+                    self.conn
+                        .req_packed_commands(pipeline, offset, count)
+                        .await?
+                }
+            };
             if offset == 0 {
                 self.follow_redirects(pipeline, &mut replies).await;
             }
@@ -227,6 +288,11 @@ impl Link for ClusterLink {
 
     fn server_for<'a>(&'a self, keys: &'a Keys) -> Option<BoxFuture<'a, String>> {
         Some(Box::pin(self.master_of(keys)))
+    }
+
+    fn master_of_slot(&self, slot: u16) -> Option<String> {
+        self.range_of(slot)
+            .map(|r| format!("{}:{}", r.host, r.port))
     }
 }
 
@@ -253,7 +319,10 @@ fn redirect_of(reply: &Value) -> Option<Redirect> {
     let address = e.details()?.split_ascii_whitespace().nth(1)?;
     let (host, port) = address.rsplit_once(':')?;
     Some(Redirect {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port: port.parse().ok()?,
         ask,
     })
@@ -270,6 +339,42 @@ fn is_script(cmd: &Cmd) -> bool {
 }
 
 impl ClusterLink {
+    /// Reads `CLUSTER SLOTS` into the slot table.
+    async fn load_slots(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let reply = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Value>(&mut conn)
+            .await?;
+        let table = parse_slots(reply);
+        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = table;
+        Ok(())
+    }
+
+    fn range_of(&self, slot: u16) -> Option<SlotRange> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|r| (r.first..=r.last).contains(&slot))
+            .cloned()
+    }
+
+    /// The one master that serves every script of `pipeline`, when they
+    /// span several slots; `None` for one slot (redis-rs routes it) or
+    /// when the table does not know.
+    fn one_master(&self, pipeline: &Pipeline) -> Option<(String, u16)> {
+        let slots: HashSet<u16> = pipeline.cmd_iter().filter_map(slot_of).collect();
+        if slots.len() < 2 {
+            return None;
+        }
+        let mut masters = slots
+            .into_iter()
+            .map(|slot| self.range_of(slot).map(|r| (r.host, r.port)));
+        let first = masters.next()??;
+        masters.all(|m| m.as_ref() == Some(&first)).then_some(first)
+    }
+
     /// redis-rs routes a pipeline to the slot of its first keyed command and
     /// returns per-command `MOVED` / `ASK` errors as replies (it follows
     /// redirects only for single commands). A command redirected was not
@@ -306,6 +411,7 @@ impl ClusterLink {
                 .collect();
             if let Some(&first) = moved.first() {
                 self.refresh_slots(cmds[first]).await;
+                let _ = self.load_slots().await;
             }
             let resent = targets.into_iter().map(|((host, port), redirected)| {
                 let mut pipe = redis::pipe();
@@ -375,39 +481,12 @@ impl ClusterLink {
         )));
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
-        let ranges = conn
-            .route_command(cmd, routing)
-            .await
-            .ok()
-            .and_then(|v| redis::from_redis_value::<Vec<Value>>(v).ok())
-            .unwrap_or_default();
-        for range in ranges {
-            let Ok(range) = redis::from_redis_value::<Vec<Value>>(range) else {
-                continue;
-            };
-            let (Some(start), Some(end), Some(master)) = (range.first(), range.get(1), range.get(2))
-            else {
-                continue;
-            };
-            let (Ok(start), Ok(end)) = (
-                redis::from_redis_value_ref::<u16>(start),
-                redis::from_redis_value_ref::<u16>(end),
-            ) else {
-                continue;
-            };
-            if (start..=end).contains(&slot) {
-                if let Ok((host, port)) = redis::from_redis_value_ref::<(String, u16)>(master)
-                    .or_else(|_| {
-                        redis::from_redis_value_ref::<Vec<Value>>(master).and_then(|m| {
-                            Ok((
-                                redis::from_redis_value_ref::<String>(&m[0])?,
-                                redis::from_redis_value_ref::<u16>(&m[1])?,
-                            ))
-                        })
-                    })
-                {
-                    return format!("{host}:{port}");
-                }
+        if let Ok(reply) = conn.route_command(cmd, routing).await {
+            if let Some(r) = parse_slots(reply)
+                .into_iter()
+                .find(|r| (r.first..=r.last).contains(&slot))
+            {
+                return format!("{}:{}", r.host, r.port);
             }
         }
         format!("cluster slot {slot}")

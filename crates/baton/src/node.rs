@@ -131,6 +131,13 @@ pub(crate) trait Link: ConnectionLike + Clone + Send + Sync + 'static {
         let _ = keys;
         None
     }
+
+    /// The master serving `slot` as far as the link knows (a Cluster's
+    /// slot table), to batch renewals per master.
+    fn master_of_slot(&self, slot: u16) -> Option<String> {
+        let _ = slot;
+        None
+    }
 }
 
 impl Link for ConnectionManager {}
@@ -452,17 +459,21 @@ impl<C: Link> RedisNode<C> {
         }
     }
 
-    /// A renewal batch as one pipeline per cluster slot, sent concurrently
-    /// (a cluster pipeline goes to one slot's master); one pipeline for one
-    /// server. Results in the order of `renewals`.
+    /// A renewal batch as one pipeline per cluster master (by the link's
+    /// slot table; per slot where it knows none), sent concurrently; one
+    /// pipeline for one server. Results in the order of `renewals`.
     async fn extend_per_slot(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
         if !C::CLUSTER {
             return self.extend_batch(renewals).await;
         }
-        let mut slots: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        let mut slots: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
         for (i, (keys, _, _)) in renewals.iter().enumerate() {
             let slot = baton_core::name::hash_slot(keys.lock.as_bytes());
-            slots.entry(slot).or_default().push(i);
+            let shard = self
+                .conn
+                .master_of_slot(slot)
+                .unwrap_or_else(|| format!("slot {slot}"));
+            slots.entry(shard).or_default().push(i);
         }
         if slots.len() <= 1 {
             return self.extend_batch(renewals).await;

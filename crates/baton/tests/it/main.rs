@@ -5,8 +5,8 @@ mod support;
 
 mod admin;
 mod blocking;
-mod cluster;
 mod cancel;
+mod cluster;
 mod costs;
 mod exclusion;
 mod faults;
