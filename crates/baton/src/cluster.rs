@@ -17,7 +17,7 @@
 //!   the cluster while sharded pub/sub stays in the lock's shard. This needs
 //!   Redis ≥ 7.0 (or Valkey).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -35,10 +35,6 @@ use crate::wait::{Hub, OnLastLeave, Subscription};
 
 /// The default port of a seed given without one.
 const DEFAULT_PORT: u16 = 6379;
-
-/// How many redirects in a row a pipeline's command follows (a `MOVED`
-/// then an `ASK` during a migration is two).
-const MAX_REDIRECTS: usize = 3;
 
 /// Connects to the cluster that the seed nodes of `url` belong to.
 pub(crate) async fn connect(
@@ -263,18 +259,20 @@ impl ConnectionLike for ClusterLink {
                     let route = SingleNodeRoutingInfo::ByAddress { host, port };
                     self.conn
                         .route_pipeline(pipeline.clone(), offset, count, route)
-                        .await?
+                        .await
                 }
-                None => {
-                    self.conn
-                        .req_packed_commands(pipeline, offset, count)
-                        .await?
-                }
+                None => self.conn.req_packed_commands(pipeline, offset, count).await,
             };
-            if offset == 0 {
-                self.follow_redirects(pipeline, &mut replies).await;
+            let scripts = pipeline.cmd_iter().filter(|c| is_script(c)).count();
+            if offset == 0 && scripts > 1 {
+                if let Err(e) = &replies {
+                    if is_redirect(e) {
+                        tracing::debug!(error = %e, "pipeline redirected (slot moving): sending it per script");
+                        replies = self.split(pipeline).await;
+                    }
+                }
             }
-            Ok(replies)
+            replies
         })
     }
 
@@ -296,36 +294,14 @@ impl Link for ClusterLink {
     }
 }
 
-/// Where a redirect sends a command.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Redirect {
-    host: String,
-    port: u16,
-    /// `ASK` (this command only, behind `ASKING`), else `MOVED`.
-    ask: bool,
-}
-
-/// The redirect a reply asks for, if it is `MOVED` or `ASK`.
-fn redirect_of(reply: &Value) -> Option<Redirect> {
-    let Value::ServerError(e) = reply else {
-        return None;
-    };
-    let ask = match e.kind()? {
-        ServerErrorKind::Ask => true,
-        ServerErrorKind::Moved => false,
-        _ => return None,
-    };
-    // `MOVED 3999 127.0.0.1:6381`: the details are the slot and the address.
-    let address = e.details()?.split_ascii_whitespace().nth(1)?;
-    let (host, port) = address.rsplit_once(':')?;
-    Some(Redirect {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port: port.parse().ok()?,
-        ask,
-    })
+/// A redirect or a slot in motion, which redis-rs gave up following.
+fn is_redirect(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            ServerErrorKind::Ask | ServerErrorKind::Moved | ServerErrorKind::TryAgain
+        )
+    )
 }
 
 /// Whether a command is one of Baton's scripts (routed by its first key);
@@ -375,99 +351,51 @@ impl ClusterLink {
         masters.all(|m| m.as_ref() == Some(&first)).then_some(first)
     }
 
-    /// redis-rs routes a pipeline to the slot of its first keyed command and
-    /// returns per-command `MOVED` / `ASK` errors as replies (it follows
-    /// redirects only for single commands). A command redirected was not
-    /// run, so it is sent again, to the node named: `ASKING` before each
-    /// `ASK`ed one (a slot being migrated: keys already moved are on the
-    /// target), and the pipeline's keyless commands (`WAIT`) after them, so
-    /// the writes on the target are confirmed there too; a `WAIT` counts the
-    /// fewer replicas of its two answers. After a `MOVED`, one single
-    /// command to the slot makes redis-rs refresh its slot map.
-    async fn follow_redirects(&mut self, pipeline: &Pipeline, replies: &mut [Value]) {
+    /// A pipeline that redis-rs could not get through: it follows a `MOVED`
+    /// or `ASK` of any command by sending the *whole* pipeline to the node
+    /// named, behind one `ASKING` — during a migration only the first
+    /// command is then let in, the others bounce back `MOVED`, and the
+    /// retries run out. Sent again as one pipeline per script (with the
+    /// pipeline's keyless commands, `WAIT`, behind each), which redis-rs
+    /// redirects correctly; a `WAIT` counts the fewest replicas of its
+    /// answers. Scripts are safe to send again, and a redirected one was not
+    /// run.
+    async fn split(&mut self, pipeline: &Pipeline) -> redis::RedisResult<Vec<Value>> {
         let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
-        if cmds.len() != replies.len() {
-            return;
-        }
         let keyless: Vec<usize> = (0..cmds.len()).filter(|&i| !is_script(cmds[i])).collect();
-        for _ in 0..MAX_REDIRECTS {
-            let mut targets: BTreeMap<(String, u16), Vec<(usize, bool)>> = BTreeMap::new();
-            for (i, reply) in replies.iter().enumerate() {
-                if let Some(redirect) = redirect_of(reply) {
-                    targets
-                        .entry((redirect.host, redirect.port))
-                        .or_default()
-                        .push((i, redirect.ask));
-                }
+        let scripts: Vec<usize> = (0..cmds.len()).filter(|&i| is_script(cmds[i])).collect();
+        let sent = scripts.iter().map(|&i| {
+            let mut pipe = redis::pipe();
+            pipe.add_command(cmds[i].clone());
+            for &j in &keyless {
+                pipe.add_command(cmds[j].clone());
             }
-            if targets.is_empty() {
-                return;
-            }
-            let moved: Vec<usize> = targets
-                .values()
-                .flatten()
-                .filter(|(_, ask)| !ask)
-                .map(|&(i, _)| i)
-                .collect();
-            if let Some(&first) = moved.first() {
-                self.refresh_slots(cmds[first]).await;
-                let _ = self.load_slots().await;
-            }
-            let resent = targets.into_iter().map(|((host, port), redirected)| {
-                let mut pipe = redis::pipe();
-                for &(i, ask) in &redirected {
-                    if ask {
-                        pipe.cmd("ASKING");
-                    }
-                    pipe.add_command(cmds[i].clone());
-                }
-                for &j in &keyless {
-                    pipe.add_command(cmds[j].clone());
-                }
-                let count = pipe.cmd_iter().count();
-                let mut conn = self.conn.clone();
-                async move {
-                    let route = SingleNodeRoutingInfo::ByAddress { host, port };
-                    let again = conn.route_pipeline(pipe, 0, count, route).await;
-                    (redirected, again)
-                }
-            });
-            for (redirected, again) in futures_util::future::join_all(resent).await {
-                let Ok(again) = again else {
-                    // Left as the redirect: a transient failure of these
-                    // commands (a renewal is retried, never counted lost).
-                    continue;
-                };
-                let mut again = again.into_iter();
-                for &(i, ask) in &redirected {
-                    if ask {
-                        again.next(); // ASKING's OK
-                    }
-                    if let Some(value) = again.next() {
-                        replies[i] = value;
-                    }
-                }
-                for &j in &keyless {
-                    if let Some(value) = again.next() {
-                        replies[j] = fewer(std::mem::replace(&mut replies[j], Value::Nil), value);
-                    }
-                }
+            let count = 1 + keyless.len();
+            let mut conn = self.conn.clone();
+            async move { conn.req_packed_commands(&pipe, 0, count).await }
+        });
+        let mut replies: Vec<Option<Value>> = cmds.iter().map(|_| None).collect();
+        for (&i, again) in scripts
+            .iter()
+            .zip(futures_util::future::join_all(sent).await)
+        {
+            // A script that still fails gets no reply: a transient failure
+            // of that one (a renewal is retried), not of the others.
+            let Ok(again) = again else { continue };
+            let mut again = again.into_iter();
+            replies[i] = again.next();
+            for &j in &keyless {
+                let value = again.next().unwrap_or(Value::Nil);
+                replies[j] = Some(match replies[j].take() {
+                    Some(before) => fewer(before, value),
+                    None => value,
+                });
             }
         }
-    }
-
-    /// Sends one cheap keyed command (`EXISTS` of the first key of `cmd`)
-    /// as a single command: redis-rs sees its `MOVED` and refreshes the slot
-    /// map, so the next pipelines go to the right master at once.
-    async fn refresh_slots(&mut self, cmd: &Cmd) {
-        let at = if is_script(cmd) { 3 } else { 1 };
-        let Some(redis::Arg::Simple(key)) = cmd.args_iter().nth(at) else {
-            return;
-        };
-        let _ = redis::cmd("EXISTS")
-            .arg(key)
-            .query_async::<Value>(&mut self.conn)
-            .await;
+        Ok(replies
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Nil))
+            .collect())
     }
 
     /// The address of the master of `keys`' slot, as that master's slot
