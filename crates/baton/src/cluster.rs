@@ -31,7 +31,7 @@ use redis::{Cmd, Pipeline, PushInfo, PushKind, RedisFuture, ServerErrorKind, Val
 use crate::error::{Error, Result};
 use crate::node::{self, Acknowledge, BoxFuture, Link, Node, Notifications, RedisNode, Tls};
 use crate::topology::HostList;
-use crate::wait::{Hub, OnLastLeave, Subscription};
+use crate::wait::{Hub, Subscription};
 
 /// The default port of a seed given without one.
 const DEFAULT_PORT: u16 = 6379;
@@ -473,14 +473,9 @@ impl ShardedLink {
     async fn subscribe_channel(&self, channel: &str) -> Result<Subscription> {
         // Join the hub first, so a message that follows the SSUBSCRIBE
         // confirmation at once already has a receiver.
-        let me = self.me.clone();
-        let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
-            if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
-                let channel = channel.to_owned();
-                rt.spawn(async move { link.unsubscribe(&channel).await });
-            }
+        let subscription = node::join_hub(&self.hub, &self.me, channel, |link, channel| {
+            Box::pin(async move { link.unsubscribe(&channel).await })
         });
-        let subscription = self.hub.join(channel, Some(on_last_leave));
         self.ensure_subscribed(channel, false).await?;
         Ok(subscription)
     }

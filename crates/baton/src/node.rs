@@ -970,14 +970,9 @@ impl PubSubLink {
     async fn subscribe(&self, channel: &str) -> Result<Subscription> {
         // Join the hub first, so a message that follows the SUBSCRIBE
         // confirmation at once already has a receiver.
-        let me = self.me.clone();
-        let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
-            if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
-                let channel = channel.to_owned();
-                rt.spawn(async move { link.unsubscribe(&channel).await });
-            }
+        let subscription = join_hub(&self.hub, &self.me, channel, |link, channel| {
+            Box::pin(async move { link.unsubscribe(&channel).await })
         });
-        let subscription = self.hub.join(channel, Some(on_last_leave));
         let mut state = self.state.lock().await;
         self.ensure_subscribed(&mut state, &[channel.to_owned()])
             .await?;
@@ -1059,6 +1054,27 @@ impl PubSubLink {
             }
         }
     }
+}
+
+/// Joins `hub` on `channel`; when its last subscriber leaves, `unsubscribe`
+/// runs on a task with the link (while the link lives).
+pub(crate) fn join_hub<L, F>(
+    hub: &Arc<Hub>,
+    me: &Weak<L>,
+    channel: &str,
+    unsubscribe: F,
+) -> Subscription
+where
+    L: Send + Sync + 'static,
+    F: Fn(Arc<L>, String) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    let me = me.clone();
+    let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
+        if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(unsubscribe(link, channel.to_owned()));
+        }
+    });
+    hub.join(channel, Some(on_last_leave))
 }
 
 /// Drops a link's connection (its reader stops; the next use reopens).

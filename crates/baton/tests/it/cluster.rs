@@ -167,7 +167,7 @@ async fn leases_survive_a_slot_migration_and_renew_on_the_target() {
         );
         // One hash tag: every name in one slot.
         let names: Vec<String> = (0..20).map(|i| format!("{{mig}}{i}")).collect();
-        let ttl = Duration::from_millis(900);
+        let ttl = Duration::from_millis(1500);
         let mut guards = Vec::new();
         for name in &names {
             guards.push(crate::support::hold(&client, name, ttl).await);
