@@ -6,12 +6,13 @@
 //! scripts, `NOSCRIPT` fallbacks, retries and replica acknowledgement are
 //! node.rs's, unchanged. What the cluster adds:
 //! - every command goes to its keys' slot master; redis-rs follows `MOVED`
-//!   (refreshing its slot map) and `ASK` for single commands, but hands
-//!   the replies of a pipeline back as they came: [`ClusterLink`] sends the
-//!   commands of a pipeline that came back `MOVED`/`ASK` again to the node
-//!   named (behind `ASKING` for `ASK`), with the pipeline's `WAIT`;
-//! - renewal batches are split per slot (node.rs, [`Link::CLUSTER`]), since a
-//!   cluster pipeline goes to one slot's master;
+//!   (refreshing its slot map) and `ASK`, for pipelines too, but an `ASK`
+//!   for a whole pipeline behind one `ASKING`, which lets in only its first
+//!   command during a migration: [`ClusterLink`] sends such a pipeline
+//!   again per script, each with the pipeline's `WAIT`;
+//! - renewal batches go out as one pipeline per master (node.rs,
+//!   [`Link::master_of_slot`], from a `CLUSTER SLOTS` table), concurrently,
+//!   each with its own `WAIT` when replica acknowledgement is on;
 //! - releases are announced with `SPUBLISH` and waiters `SSUBSCRIBE`
 //!   ([`ShardedLink`]), since plain pub/sub is broadcast to every node of
 //!   the cluster while sharded pub/sub stays in the lock's shard. This needs
@@ -184,9 +185,10 @@ fn connect_error(name: &str, e: redis::RedisError) -> Error {
 }
 
 /// The cluster connection that a [`RedisNode`] sends its commands over.
-/// Single commands are routed and redirected by redis-rs; pipelines too,
-/// except that the commands of a pipeline that come back `MOVED` or `ASK`
-/// are sent again here (see [`ClusterLink::follow_redirects`]).
+/// Single commands are routed and redirected by redis-rs; a pipeline of
+/// several slots on one master is routed to that master by address, and
+/// one that redis-rs gives up redirecting is sent again per script (see
+/// [`ClusterLink::split`]).
 #[derive(Clone)]
 pub(crate) struct ClusterLink {
     conn: ClusterConnection,
