@@ -57,7 +57,8 @@ pub fn from_error(error: &baton::Error) -> Exit {
         | E::InvalidPrefix { .. }
         | E::InvalidTtl { .. }
         | E::InvalidUrl { .. }
-        | E::InvalidTls { .. } => USAGE,
+        | E::InvalidTls { .. }
+        | E::NotACluster { .. } => USAGE,
         E::Timeout { .. } => BUSY,
         E::Lost { .. } => LOST,
         _ if error.is_backend() => UNAVAILABLE,

@@ -32,14 +32,16 @@ pub const ACQUIRE: Script = Script {
 /// on the channel (unless it is empty: taking back a lost attempt wakes
 /// nobody).
 ///
-/// `KEYS = [lock]`, `ARGV = [token, channel or ""]`; replies 1 if released,
-/// 2 if released but the announcement was refused (an ACL user without
-/// rights to the channel or to `PUBLISH`: the release still stands), 0 if
-/// the key was absent or another's.
+/// `KEYS = [lock]`, `ARGV = [token, channel or "", "sharded"?]`; replies 1
+/// if released, 2 if released but the announcement was refused (an ACL user
+/// without rights to the channel or to `PUBLISH`: the release still stands),
+/// 0 if the key was absent or another's. A third argument `sharded`
+/// announces with `SPUBLISH` (Redis Cluster's sharded pub/sub, in the lock's
+/// slot); without it, `PUBLISH`, as other clients of these scripts send it.
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "782676a5d850c0b05719587a8950da32c7a3a3a4",
+    sha1: "c42c9db97f457637b1a5ea6c353d906724005f86",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
@@ -77,13 +79,13 @@ pub const INSPECT: Script = Script {
 /// Deletes the lock whoever holds it, and announces the release: an
 /// operator's tool for a stuck lock, never used by the lock itself.
 ///
-/// `KEYS = [lock]`, `ARGV = [channel]`; replies `[deleted value or nil,
-/// announced]`, `announced` 0 when `PUBLISH` was refused (the lock is
-/// broken all the same).
+/// `KEYS = [lock]`, `ARGV = [channel, "sharded"?]`; replies `[deleted value
+/// or nil, announced]`, `announced` 0 when `PUBLISH` was refused (the lock is
+/// broken all the same). `sharded` announces with `SPUBLISH`, as `RELEASE`.
 pub const FORCE_RELEASE: Script = Script {
     name: "force_release",
     source: include_str!("scripts/force_release.lua"),
-    sha1: "5997c11b5d0c3775bd165bbca4aef4fbbc425b44",
+    sha1: "78d4b4192a36036e3bbcbb725340604a2da5586e",
 };
 
 /// Every script, for loading and checking.

@@ -1,10 +1,12 @@
 //! The least privilege a Redis ACL user needs for Baton's locks.
 
 /// Every command Baton sends: the scripts, the commands they call, the
-/// release subscriptions, a liveness check, and `WAIT` (replica
-/// acknowledgement). `CONFIG GET` (the eviction
+/// release subscriptions, a liveness check, `WAIT` (replica
+/// acknowledgement), and on a Redis Cluster the slot table
+/// (`CLUSTER SLOTS`), sharded pub/sub and `ASKING` (redirects during a
+/// slot migration). `CONFIG GET` (the eviction
 /// check at connect) is left out: it is skipped when refused.
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 19] = [
     "evalsha",
     "eval",
     "get",
@@ -19,6 +21,11 @@ const COMMANDS: [&str; 14] = [
     "ping",
     "hello",
     "wait",
+    "cluster|slots",
+    "spublish",
+    "ssubscribe",
+    "sunsubscribe",
+    "asking",
 ];
 
 /// The `ACL SETUSER` rules that let a user take, renew, release, inspect
@@ -35,7 +42,8 @@ const COMMANDS: [&str; 14] = [
 /// assert_eq!(
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
-///      +publish +subscribe +unsubscribe +ping +hello +wait ~baton:* ~{baton:* &{baton:*"
+///      +publish +subscribe +unsubscribe +ping +hello +wait +cluster|slots +spublish +ssubscribe \
+///      +sunsubscribe +asking ~baton:* ~{baton:* &{baton:*"
 /// );
 /// ```
 pub fn acl_rules(prefix: &str) -> String {

@@ -75,6 +75,13 @@ pub enum Error {
         /// What the client library reported.
         source: BoxError,
     },
+    /// A `redis+cluster://` seed answered, but is not a member of a Redis
+    /// Cluster (`cluster-enabled no`): use a `redis://` URL for one server.
+    #[error("redis at {node} is not a cluster node (cluster support is disabled there): use redis:// for a single server")]
+    NotACluster {
+        /// The seed, as `host:port`.
+        node: String,
+    },
     /// A Redis server did not answer within the node timeout.
     #[error("redis at {node} did not answer within {timeout:?}")]
     NodeTimeout {

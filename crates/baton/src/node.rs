@@ -116,12 +116,47 @@ pub(crate) enum Release {
     Unclear,
 }
 
+/// What a [`RedisNode`] sends its commands over: a connection to one
+/// server (`ConnectionManager`, `MultiplexedConnection`), or to a Redis
+/// Cluster ([`crate::cluster::ClusterLink`]), which routes each command
+/// to its keys' slot.
+pub(crate) trait Link: ConnectionLike + Clone + Send + Sync + 'static {
+    /// A Cluster: releases are announced with `SPUBLISH` (sharded pub/sub
+    /// in the lock's slot) and renewal batches are split per slot.
+    const CLUSTER: bool = false;
+
+    /// The server that answers for `keys` now, where it can move (see
+    /// [`Node::server_for`]); `None`: the node's name.
+    fn server_for<'a>(&'a self, keys: &'a Keys) -> Option<BoxFuture<'a, String>> {
+        let _ = keys;
+        None
+    }
+
+    /// The master serving `slot` as far as the link knows (a Cluster's
+    /// slot table), to batch renewals per master.
+    fn master_of_slot(&self, slot: u16) -> Option<String> {
+        let _ = slot;
+        None
+    }
+}
+
+impl Link for ConnectionManager {}
+impl Link for redis::aio::MultiplexedConnection {}
+
+/// Where a node's waiters subscribe to release channels.
+pub(crate) trait Notifications: Send + Sync + 'static {
+    /// Subscribes to `channel` (unsubscribed when the last subscription of
+    /// it is dropped).
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>>;
+}
+
 /// A Redis server reached through a redis-rs connection (a
-/// `ConnectionManager`, which reconnects, or a `MultiplexedConnection`).
+/// `ConnectionManager`, which reconnects, or a `MultiplexedConnection`),
+/// or a Redis Cluster reached through its cluster connection.
 pub(crate) struct RedisNode<C> {
     conn: C,
     name: String,
-    notifications: Option<Arc<PubSubLink>>,
+    notifications: Option<Arc<dyn Notifications>>,
     /// Set once a refused release announcement has been warned about: an
     /// ACL without the channel would otherwise warn at every release.
     warned_unannounced: AtomicBool,
@@ -194,7 +229,7 @@ impl Tls {
 
 /// `rediss://…#insecure` turns certificate verification off: said once per
 /// process, as a warning, since it is meant for tests.
-fn warn_insecure_once(url: &str) {
+pub(crate) fn warn_insecure_once(url: &str) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         tracing::warn!(
@@ -266,13 +301,13 @@ pub(crate) async fn connect_client(
         false => redis_error(&name, e),
     })?;
     warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
-    Ok(Arc::new(RedisNode {
+    let notifications: Arc<dyn Notifications> = notifications;
+    Ok(Arc::new(RedisNode::new(
         conn,
-        notifications: Some(notifications),
         name,
-        warned_unannounced: AtomicBool::new(false),
+        Some(notifications),
         acknowledge,
-    }))
+    )))
 }
 
 /// A redis-rs client for one server's URL: TCP keepalive on, and for
@@ -328,7 +363,11 @@ pub(crate) fn server_of(url: &str) -> Result<String> {
 /// memory pressure (a second holder gets in; its higher fence still
 /// protects a fenced store). A server that refuses `CONFIG` (an ACL, a
 /// managed service) is left at that, with a debug line.
-async fn warn_if_fences_can_be_evicted(conn: &ConnectionManager, name: &str, timeout: Duration) {
+pub(crate) async fn warn_if_fences_can_be_evicted<C: ConnectionLike + Clone>(
+    conn: &C,
+    name: &str,
+    timeout: Duration,
+) {
     let mut conn = conn.clone();
     let asked = tokio::time::timeout(
         timeout,
@@ -360,7 +399,7 @@ async fn warn_if_fences_can_be_evicted(conn: &ConnectionManager, name: &str, tim
     }
 }
 
-fn tcp_settings() -> TcpSettings {
+pub(crate) fn tcp_settings() -> TcpSettings {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
@@ -397,18 +436,9 @@ impl Connection {
         self.0
     }
 
-    fn new<C>(conn: C) -> Connection
-    where
-        C: ConnectionLike + Clone + Send + Sync + 'static,
-    {
+    fn new<C: Link>(conn: C) -> Connection {
         let name = format!("redis db {}", conn.get_db());
-        Connection(Arc::new(RedisNode {
-            conn,
-            name,
-            notifications: None,
-            warned_unannounced: AtomicBool::new(false),
-            acknowledge: None,
-        }))
+        Connection(Arc::new(RedisNode::new(conn, name, None, None)))
     }
 }
 
@@ -424,10 +454,68 @@ impl From<redis::aio::MultiplexedConnection> for Connection {
     }
 }
 
-impl<C> RedisNode<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl<C: Link> RedisNode<C> {
+    /// A node over `conn`, shown as `name`.
+    pub(crate) fn new(
+        conn: C,
+        name: String,
+        notifications: Option<Arc<dyn Notifications>>,
+        acknowledge: Option<Acknowledge>,
+    ) -> RedisNode<C> {
+        RedisNode {
+            conn,
+            name,
+            notifications,
+            warned_unannounced: AtomicBool::new(false),
+            acknowledge,
+        }
+    }
+
+    /// The script argument that makes the release scripts announce with
+    /// `SPUBLISH` (see [`scripts::RELEASE`]); empty for one server, whose
+    /// announcements stay `PUBLISH`, as other clients' are.
+    fn sharded(&self) -> &'static str {
+        if C::CLUSTER {
+            "sharded"
+        } else {
+            ""
+        }
+    }
+
+    /// A renewal batch as one pipeline per cluster master (by the link's
+    /// slot table; per slot where it knows none), sent concurrently; one
+    /// pipeline for one server. Results in the order of `renewals`.
+    async fn extend_per_slot(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
+        if !C::CLUSTER {
+            return self.extend_batch(renewals).await;
+        }
+        let mut slots: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, (keys, _, _)) in renewals.iter().enumerate() {
+            let slot = baton_core::name::hash_slot(keys.lock.as_bytes());
+            let shard = self
+                .conn
+                .master_of_slot(slot)
+                .unwrap_or_else(|| format!("slot {slot}"));
+            slots.entry(shard).or_default().push(i);
+        }
+        if slots.len() <= 1 {
+            return self.extend_batch(renewals).await;
+        }
+        let batches = slots.into_values().map(|which| async move {
+            let batch: Vec<Renewal<'_>> = which.iter().map(|&i| renewals[i]).collect();
+            (which, self.extend_batch(&batch).await)
+        });
+        let mut out: Vec<Option<Result<bool>>> = renewals.iter().map(|_| None).collect();
+        for (which, results) in futures_util::future::join_all(batches).await {
+            for (i, result) in which.into_iter().zip(results) {
+                out[i] = Some(result);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.expect("every renewal is in one slot's batch"))
+            .collect()
+    }
+
     /// `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`; sent once more on
     /// a fresh connection if the connection broke under it (the lock's
     /// scripts are safe to repeat: each acts by token, and an acquire that
@@ -694,12 +782,16 @@ where
     }
 }
 
-impl<C> Node for RedisNode<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl<C: Link> Node for RedisNode<C> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn server_for<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, String> {
+        match self.conn.server_for(keys) {
+            Some(server) => server,
+            None => Box::pin(std::future::ready(self.name.clone())),
+        }
     }
 
     fn acquire<'a>(
@@ -750,7 +842,7 @@ where
                 .call_with::<i64>(
                     &scripts::RELEASE,
                     &[&keys.lock],
-                    &[token.as_str(), channel],
+                    &[token.as_str(), channel, self.sharded()],
                     false,
                 )
                 .await?;
@@ -806,7 +898,11 @@ where
     fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let (holder, announced): (Option<Vec<u8>>, i64) = self
-                .call(&scripts::FORCE_RELEASE, &[&keys.lock], &[&keys.channel])
+                .call(
+                    &scripts::FORCE_RELEASE,
+                    &[&keys.lock],
+                    &[&keys.channel, self.sharded()],
+                )
                 .await?;
             if holder.is_some() && announced == 0 {
                 self.unannounced(&keys.lock);
@@ -816,7 +912,7 @@ where
     }
 
     fn extend<'a>(&'a self, renewals: &'a [Renewal<'a>]) -> BoxFuture<'a, Vec<Result<bool>>> {
-        Box::pin(self.extend_batch(renewals))
+        Box::pin(self.extend_per_slot(renewals))
     }
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
@@ -882,6 +978,12 @@ struct LinkState {
     subscribed: HashSet<String>,
 }
 
+impl Notifications for PubSubLink {
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(PubSubLink::subscribe(self, channel))
+    }
+}
+
 impl PubSubLink {
     /// A link to the server of `client`, opened on first use.
     pub(crate) fn new(client: redis::Client, timeout: Duration) -> Arc<PubSubLink> {
@@ -921,14 +1023,9 @@ impl PubSubLink {
     async fn subscribe(&self, channel: &str) -> Result<Subscription> {
         // Join the hub first, so a message that follows the SUBSCRIBE
         // confirmation at once already has a receiver.
-        let me = self.me.clone();
-        let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
-            if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
-                let channel = channel.to_owned();
-                rt.spawn(async move { link.unsubscribe(&channel).await });
-            }
+        let subscription = join_hub(&self.hub, &self.me, channel, |link, channel| {
+            Box::pin(async move { link.unsubscribe(&channel).await })
         });
-        let subscription = self.hub.join(channel, Some(on_last_leave));
         let mut state = self.state.lock().await;
         self.ensure_subscribed(&mut state, &[channel.to_owned()])
             .await?;
@@ -1017,6 +1114,27 @@ impl PubSubLink {
     }
 }
 
+/// Joins `hub` on `channel`; when its last subscriber leaves, `unsubscribe`
+/// runs on a task with the link (while the link lives).
+pub(crate) fn join_hub<L, F>(
+    hub: &Arc<Hub>,
+    me: &Weak<L>,
+    channel: &str,
+    unsubscribe: F,
+) -> Subscription
+where
+    L: Send + Sync + 'static,
+    F: Fn(Arc<L>, String) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    let me = me.clone();
+    let on_last_leave: OnLastLeave = Arc::new(move |channel: &str| {
+        if let (Some(link), Ok(rt)) = (me.upgrade(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(unsubscribe(link, channel.to_owned()));
+        }
+    });
+    hub.join(channel, Some(on_last_leave))
+}
+
 /// Drops a link's connection (its reader stops; the next use reopens).
 fn close(state: &mut LinkState) {
     if let Some(reader) = state.reader.take() {
@@ -1079,7 +1197,8 @@ impl std::error::Error for SharedError {}
 /// Whether a backend error (the `source` of [`Error::Redis`]) is one that
 /// passes by itself: the connection broke or was refused, the server is
 /// loading its data, read-only (a demoted master in a failover), its
-/// master is down, or a cluster is moving or down.
+/// master is down, or a cluster is moving or down (`TRYAGAIN`,
+/// `CLUSTERDOWN`, a `MOVED` or `ASK` redirect not followed in time).
 pub(crate) fn is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
     let redis = match source.downcast_ref::<SharedError>() {
         Some(shared) => &*shared.0,
@@ -1099,6 +1218,8 @@ pub(crate) fn is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             )
         )
 }
@@ -1110,7 +1231,7 @@ pub(crate) fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 
     }
 }
 
-fn invalid_url(url: &str, e: &RedisError) -> Error {
+pub(crate) fn invalid_url(url: &str, e: &RedisError) -> Error {
     let mut reason = e.to_string();
     for secret in secrets_of(url) {
         if !secret.is_empty() {

@@ -174,6 +174,14 @@ impl HostList {
         }
         url
     }
+
+    /// The value of query key `key`, percent-decoded.
+    pub(crate) fn query_value(&self, key: &str) -> Option<String> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| node::percent_decode(value))
+    }
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.

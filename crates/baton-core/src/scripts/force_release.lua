@@ -1,10 +1,15 @@
--- force_release(KEYS[1]=lock; ARGV[1]=release channel) -> {the value deleted (whoever held it) or false if the key was absent, 1 if the release was announced else 0}
+-- force_release(KEYS[1]=lock; ARGV[1]=release channel, ARGV[2]='sharded' to announce with SPUBLISH (Redis Cluster), else absent) -> {the value deleted (whoever held it) or false if the key was absent, 1 if the release was announced else 0}
 local holder = redis.call('GET', KEYS[1])
 local announced = 0
 if holder then
   redis.call('DEL', KEYS[1])
   -- pcall: the lock is broken; a refused PUBLISH (ACL) must not turn that into an error.
-  local published = redis.pcall('PUBLISH', ARGV[1], 'released')
+  local published
+  if ARGV[2] == 'sharded' then
+    published = redis.pcall('SPUBLISH', ARGV[1], 'released')
+  else
+    published = redis.pcall('PUBLISH', ARGV[1], 'released')
+  end
   if not (type(published) == 'table' and published.err) then
     announced = 1
   end

@@ -1,9 +1,14 @@
--- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '') -> 1 if the key held our token and is deleted (and, given a channel, the release announced), 2 if deleted but the announcement was refused (an ACL without the channel or PUBLISH), else 0 (nothing touched)
+-- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster), else absent) -> 1 if the key held our token and is deleted (and, given a channel, the release announced), 2 if deleted but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing touched)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if ARGV[2] ~= '' then
     -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
-    local announced = redis.pcall('PUBLISH', ARGV[2], 'released')
+    local announced
+    if ARGV[3] == 'sharded' then
+      announced = redis.pcall('SPUBLISH', ARGV[2], 'released')
+    else
+      announced = redis.pcall('PUBLISH', ARGV[2], 'released')
+    end
     if type(announced) == 'table' and announced.err then
       return 2
     end

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod blocking;
 mod cancel;
+mod cluster;
 mod costs;
 mod exclusion;
 mod faults;
