@@ -47,8 +47,19 @@ fn cut_futures_at_random(runtime: tokio::runtime::Runtime) {
         let mut cuts = Cuts(0x9e37_79b9_7f4a_7c15);
         let mut guards: Vec<baton::Guard> = Vec::new();
         let (mut taken, mut cut_off) = (0, 0);
+        // Cuts up to twice a whole acquire's time here, measured first: on
+        // a loaded machine a fixed span would cut nearly every future, and
+        // on an idle one nearly none.
+        let mut span = Duration::ZERO;
+        for _ in 0..5 {
+            let started = tokio::time::Instant::now();
+            let guard = client.lock("span").try_acquire().await.unwrap().unwrap();
+            span = span.max(started.elapsed());
+            guard.release().await.unwrap();
+        }
+        let span_us = (span.as_micros() as u64 * 2).max(100);
         for _ in 0..400 {
-            let cut = Duration::from_micros(cuts.next(600));
+            let cut = Duration::from_micros(cuts.next(span_us));
             let lock = client.lock(NAMES[cuts.next(4) as usize]).ttl(TTL);
             match cuts.next(4) {
                 0 => {

@@ -1,32 +1,45 @@
 //! Sentinel (`redis+sentinel://`): a master, two replicas and three real
-//! Sentinels, one set for the whole test binary. The tests fail it over,
-//! so they take turns (`set()`), and each leaves two replicas linked.
+//! Sentinels, one set shared by the tests (see `set()`). They fail it over,
+//! so they take turns, and each leaves two replicas linked.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use baton::{Client, Error, Released};
 use baton_test_support::{unique_name, SentinelSet};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::support::{eventually, release_wakes, spawn_waiter, within};
 
-static SET: LazyLock<Mutex<SentinelSet>> = LazyLock::new(|| Mutex::new(SentinelSet::start()));
+type Shared = OwnedMutexGuard<SentinelSet>;
 
-/// The shared set, for this test alone. (Built on a blocking thread: it
-/// waits for processes, which a runtime thread should not.)
-async fn set() -> MutexGuard<'static, SentinelSet> {
-    tokio::task::spawn_blocking(|| LazyLock::force(&SET))
-        .await
-        .expect("the Sentinel set starts");
-    SET.lock().await
+/// The set, for this test alone. One set serves every test that runs or
+/// waits while another holds it (they sort together, so in practice it is
+/// built once per binary), and the last one to let go kills it: a static
+/// set would outlive the binary, its processes orphaned. (Started on a
+/// blocking thread: it waits for processes, which a runtime thread should
+/// not.)
+async fn set() -> Shared {
+    static SHARED: std::sync::Mutex<Weak<Mutex<SentinelSet>>> = std::sync::Mutex::new(Weak::new());
+    let set = tokio::task::spawn_blocking(|| {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = shared.upgrade() {
+            return set;
+        }
+        let set = Arc::new(Mutex::new(SentinelSet::start()));
+        *shared = Arc::downgrade(&set);
+        set
+    })
+    .await
+    .expect("the Sentinel set starts");
+    set.lock_owned().await
 }
 
 /// Runs a blocking step of the set (a failover, a restart) off the runtime.
 async fn blocking<T: Send + 'static>(
-    set: MutexGuard<'static, SentinelSet>,
+    set: Shared,
     step: impl FnOnce(&mut SentinelSet) -> T + Send + 'static,
-) -> (MutexGuard<'static, SentinelSet>, T) {
+) -> (Shared, T) {
     tokio::task::spawn_blocking(move || {
         let mut set = set;
         let out = step(&mut set);
