@@ -9,9 +9,14 @@ use baton_test_support::RedisServer;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn baton(server: &RedisServer, args: &[&str]) -> Command {
+    baton_at(&server.url(), args)
+}
+
+/// The command with `BATON_URL` set to `url` (a server, a Sentinel set).
+fn baton_at(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
     cmd.args(args)
-        .env("BATON_URL", server.url())
+        .env("BATON_URL", url)
         .env_remove("BATON_PREFIX")
         .env_remove("RUST_LOG");
     cmd
@@ -19,7 +24,12 @@ fn baton(server: &RedisServer, args: &[&str]) -> Command {
 
 /// Runs to completion: (status code, stdout, stderr).
 fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
-    let out = baton(server, args)
+    run_at(&server.url(), args)
+}
+
+/// [`run`] with `BATON_URL` set to `url`.
+fn run_at(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = baton_at(url, args)
         .stdin(Stdio::null())
         .output()
         .expect("run baton");
@@ -896,21 +906,7 @@ fn tls_from_flags_and_environment() {
 fn sentinel_urls_work_and_status_names_the_master() {
     let set = baton_test_support::SentinelSet::start();
     let url = set.url();
-    let sentinel_run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(args)
-            .env("BATON_URL", &url)
-            .env_remove("BATON_PREFIX")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run baton");
-        (
-            out.status.code().expect("exited"),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let sentinel_run = |args: &[&str]| run_at(&url, args);
     let (code, stdout, stderr) = sentinel_run(&[
         "exec",
         "job",

@@ -2,7 +2,7 @@
 //! replica each, built with cluster commands (no `redis-cli`, which a
 //! Valkey-only machine may not have).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::launch::LOG_FILE;
 use crate::{RedisServer, ServerOptions};
@@ -260,20 +260,11 @@ impl LocalCluster {
         owner_in(&view, slot)
     }
 
-    /// The hash slot of `key`, computed as Redis does (CRC16/XMODEM of the
-    /// key, or of its hash tag: the part between the first `{` and the next
-    /// `}`, if not empty, modulo 16384), the same answer as `CLUSTER
-    /// KEYSLOT` without asking.
+    /// The hash slot of `key`, as `CLUSTER KEYSLOT` would say without
+    /// asking: the library's own [`baton_core::name::hash_slot`] (the
+    /// crate's tests check it against `CLUSTER KEYSLOT`).
     pub fn slot_of(key: &str) -> u16 {
-        let bytes = key.as_bytes();
-        let hashed = match bytes.iter().position(|&b| b == b'{') {
-            Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
-                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-                _ => bytes,
-            },
-            None => bytes,
-        };
-        crc16_xmodem(hashed) % SLOTS
+        baton_core::name::hash_slot(key.as_bytes())
     }
 
     /// All keys on the current masters (SCAN on each), sorted; the
@@ -574,19 +565,11 @@ impl LocalCluster {
 
     /// Polls `check` every [`POLL`] until it passes; panics with `what`,
     /// its last complaint and the node logs after [`WAIT_TIMEOUT`].
-    fn wait(&self, what: &str, mut check: impl FnMut() -> Result<(), String>) {
-        let deadline = Instant::now() + WAIT_TIMEOUT;
-        loop {
-            let last = match check() {
-                Ok(()) => return,
-                Err(why) => why,
-            };
-            if Instant::now() >= deadline {
-                self.fail(&format!(
-                    "waited {WAIT_TIMEOUT:?} for {what} (last: {last})"
-                ));
-            }
-            std::thread::sleep(POLL);
+    fn wait(&self, what: &str, check: impl FnMut() -> Result<(), String>) {
+        if let Err(last) = crate::poll::poll_until(WAIT_TIMEOUT, POLL, check) {
+            self.fail(&format!(
+                "waited {WAIT_TIMEOUT:?} for {what} (last: {last})"
+            ));
         }
     }
 
@@ -774,43 +757,9 @@ fn topology(view: &[NodeLine]) -> Topology {
     (slots, replicas)
 }
 
-/// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis
-/// Cluster hashes keys with.
-fn crc16_xmodem(bytes: &[u8]) -> u16 {
-    let mut crc = 0_u16;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc16_matches_the_redis_cluster_spec() {
-        // The check value given in the Redis Cluster specification.
-        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
-    }
-
-    #[test]
-    fn hash_tags() {
-        let slot = LocalCluster::slot_of;
-        assert_eq!(slot("{user1000}.following"), slot("user1000"));
-        assert_eq!(slot("foo{bar}{zap}"), slot("bar"));
-        // Empty tag: the whole key.
-        assert_eq!(slot("foo{}{bar}"), crc16_xmodem(b"foo{}{bar}") % SLOTS);
-        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
-        assert_eq!(slot("{unclosed"), crc16_xmodem(b"{unclosed") % SLOTS);
-    }
 
     #[test]
     fn parses_cluster_nodes_lines() {

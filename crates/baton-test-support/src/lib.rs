@@ -39,6 +39,7 @@ mod mode;
 mod names;
 mod options;
 mod pki;
+mod poll;
 mod proxy;
 mod scratch;
 mod sentinel;

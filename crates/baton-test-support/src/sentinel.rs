@@ -433,19 +433,11 @@ impl SentinelSet {
 
     /// Polls `check` every [`POLL`] until it passes; panics with its last
     /// complaint and the Sentinels' logs after [`WAIT_TIMEOUT`].
-    fn wait_until(&self, what: &str, mut check: impl FnMut() -> Result<(), String>) {
-        let deadline = Instant::now() + WAIT_TIMEOUT;
-        loop {
-            let last = match check() {
-                Ok(()) => return,
-                Err(why) => why,
-            };
-            if Instant::now() >= deadline {
-                self.fail(&format!(
-                    "waited {WAIT_TIMEOUT:?} for {what} (last: {last})"
-                ));
-            }
-            std::thread::sleep(POLL);
+    fn wait_until(&self, what: &str, check: impl FnMut() -> Result<(), String>) {
+        if let Err(last) = crate::poll::poll_until(WAIT_TIMEOUT, POLL, check) {
+            self.fail(&format!(
+                "waited {WAIT_TIMEOUT:?} for {what} (last: {last})"
+            ));
         }
     }
 

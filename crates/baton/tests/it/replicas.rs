@@ -55,7 +55,15 @@ async fn an_unconfirmed_acquire_fails_and_is_taken_back() {
     within(async {
         let (master, replica) = master_and_replica();
         master.wait_for_replica();
-        let too_many = acknowledged(&master, 2).await;
+        // (A whole second for the one replica to answer WAIT's GETACK, so
+        // that `confirmed` is 1 on a loaded machine too.)
+        let too_many = Client::builder()
+            .node(&master.url())
+            .node_timeout(Duration::from_secs(5))
+            .min_replicas(2, Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap();
         let err = too_many.lock("job").try_acquire().await.unwrap_err();
         assert!(
             matches!(
