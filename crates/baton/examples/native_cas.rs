@@ -234,9 +234,10 @@ fn main() {
         .arg("server")
         .query(&mut conn)
         .expect("INFO server");
-    let version = version
-        .lines()
-        .find(|l| l.starts_with("valkey_version:") || l.starts_with("redis_version:"))
+    // Valkey reports a `redis_version` (7.2.4) for compatibility, and its own.
+    let version = ["valkey_version:", "redis_version:"]
+        .iter()
+        .find_map(|field| version.lines().find(|l| l.starts_with(field)))
         .unwrap_or("unknown version")
         .to_owned();
     let has: Vec<redis::Value> = redis::cmd("COMMAND")

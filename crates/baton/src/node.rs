@@ -1515,6 +1515,44 @@ mod tests {
         }
     }
 
+    /// The one parser of `WAIT` and `WAITAOF` replies: counts, the
+    /// master's fsync, and failures (an error reply, or a reply of the
+    /// other command's shape) kept as failures, never as zero replicas.
+    #[test]
+    fn wait_and_waitaof_replies_are_read_by_one_parser() {
+        let wait = Acknowledge {
+            replicas: 1,
+            timeout_ms: 100,
+            aof: false,
+        };
+        let waitaof = Acknowledge { aof: true, ..wait };
+        let counted = |c: Confirmation| match c {
+            Confirmation::Counted { local, replicas } => Some((local, replicas)),
+            Confirmation::Failed(_) => None,
+        };
+        assert_eq!(counted(confirmation(wait, Value::Int(2))), Some((None, 2)));
+        assert_eq!(
+            counted(confirmation(
+                waitaof,
+                Value::Array(vec![Value::Int(1), Value::Int(0)])
+            )),
+            Some((Some(true), 0))
+        );
+        assert_eq!(
+            counted(confirmation(
+                waitaof,
+                Value::Array(vec![Value::Int(0), Value::Int(3)])
+            )),
+            Some((Some(false), 3))
+        );
+        assert_eq!(counted(confirmation(waitaof, Value::Int(1))), None);
+        let refused = redis::parse_redis_value(
+            b"-ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.\r\n",
+        )
+        .expect("an error reply");
+        assert_eq!(counted(confirmation(waitaof, refused)), None);
+    }
+
     #[test]
     fn query_passwords_are_hidden_and_the_rest_kept() {
         assert_eq!(
