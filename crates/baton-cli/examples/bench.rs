@@ -30,6 +30,7 @@ async fn main() -> Result<(), String> {
         quick,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         min_replicas: None,
+        wait_aof: false,
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {

@@ -37,6 +37,9 @@ pub struct Options {
     /// Replica acknowledgement for `sequential` (`min_replicas` of the
     /// client): what confirming each lease on replicas costs.
     pub min_replicas: Option<(usize, Duration)>,
+    /// AOF acknowledgement for `sequential` (`wait_aof` of the client):
+    /// what waiting for each lease's fsync costs.
+    pub wait_aof: bool,
 }
 
 /// The workload names `Options::workload` accepts.
@@ -95,10 +98,13 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
         if let Some((replicas, timeout)) = o.min_replicas {
             builder = builder.min_replicas(replicas, timeout);
         }
-        let client = check(builder.build().await)?;
+        let client = check(builder.wait_aof(o.wait_aof).build().await)?;
         let mut run = sequential(client, scale(5_000), &done).await?;
         if let Some((replicas, _)) = o.min_replicas {
             run.extra = format!(",\"min_replicas\":{replicas}");
+        }
+        if o.wait_aof {
+            run.extra.push_str(",\"wait_aof\":true");
         }
         runs.push(run);
     }
@@ -472,6 +478,7 @@ mod tests {
                     quick: false,
                     progress: false,
                     min_replicas: None,
+                    wait_aof: false,
                 };
                 match run(&options).await {
                     Err(e) => assert!(e.contains(what), "{workload}: {e}"),

@@ -111,6 +111,13 @@ pub struct Backend {
     /// How long the replicas of --min-replicas may take to confirm (e.g. 100ms).
     #[arg(long, env = "BATON_REPLICA_TIMEOUT", value_parser = duration, default_value = "100ms")]
     pub replica_timeout: Duration,
+
+    /// Count an acquire or renewal only once the master's append-only file,
+    /// and the --min-replicas replicas' files, have it on disk (WAITAOF,
+    /// Redis >= 7.2 or Valkey, appendonly yes), against losing the lock when
+    /// every server restarts (e.g. --wait-aof --min-replicas 1).
+    #[arg(long, env = "BATON_WAIT_AOF")]
+    pub wait_aof: bool,
 }
 
 /// `baton exec`.

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 /// Usage errors: bad flags, bad input (sysexits EX_USAGE).
 pub const USAGE: u8 = 64;
-/// The backend cannot be reached (sysexits EX_UNAVAILABLE).
+/// The backend cannot be reached, or cannot do what was asked (`--wait-aof`
+/// on a server without `WAITAOF` or with `appendonly no`) (sysexits
+/// EX_UNAVAILABLE).
 pub const UNAVAILABLE: u8 = 69;
 /// The lock was busy or the wait ran out (sysexits EX_TEMPFAIL).
 pub const BUSY: u8 = 75;
@@ -61,6 +63,7 @@ pub fn from_error(error: &baton::Error) -> Exit {
         | E::NotACluster { .. } => USAGE,
         E::Timeout { .. } => BUSY,
         E::Lost { .. } => LOST,
+        E::AofUnavailable { .. } => UNAVAILABLE,
         _ if error.is_backend() => UNAVAILABLE,
         _ => 1,
     };

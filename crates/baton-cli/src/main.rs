@@ -69,6 +69,7 @@ async fn bench(args: cli::BenchArgs) -> Exit {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         min_replicas: (args.backend.min_replicas > 0)
             .then_some((args.backend.min_replicas, args.backend.replica_timeout)),
+        wait_aof: args.backend.wait_aof,
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(
@@ -113,7 +114,7 @@ async fn connect(backend: &Backend) -> Result<baton::Client, baton::Error> {
     if backend.min_replicas > 0 {
         builder = builder.min_replicas(backend.min_replicas, backend.replica_timeout);
     }
-    builder.build().await
+    builder.wait_aof(backend.wait_aof).build().await
 }
 
 /// Library events on stderr only when asked for (-v or RUST_LOG): by

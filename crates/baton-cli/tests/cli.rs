@@ -935,3 +935,46 @@ fn sentinel_urls_work_and_status_names_the_master() {
         "{json}"
     );
 }
+
+/// `--wait-aof` where the server cannot do it (Redis before 7.2 has no
+/// `WAITAOF`; a server without `appendonly` cannot fsync to a file it does
+/// not write) is 69, in one line saying why; the environment variable asks
+/// the same. With an append-only file and `WAITAOF`, the command runs.
+#[test]
+fn wait_aof_on_a_server_that_cannot_is_69() {
+    let server = RedisServer::start();
+    let info: Vec<redis::Value> = server.cmd(&["COMMAND", "INFO", "WAITAOF"]);
+    let has_waitaof = !matches!(info.first(), None | Some(redis::Value::Nil));
+    let why = if has_waitaof { "appendonly" } else { "7.2" };
+    let (code, stdout, stderr) = run(&server, &["exec", "--wait-aof", "job", "--", "true"]);
+    assert_eq!(code, 69, "{stdout}{stderr}");
+    one_line(&stderr);
+    assert!(
+        stderr.contains("wait_aof") && stderr.contains(why),
+        "{stderr}"
+    );
+    let out = baton(&server, &["exec", "job", "--", "true"])
+        .env("BATON_WAIT_AOF", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run baton");
+    assert_eq!(out.status.code(), Some(69));
+
+    if has_waitaof {
+        let persistent =
+            RedisServer::start_with(baton_test_support::ServerOptions::default().persistence(true));
+        let (code, stdout, stderr) = run(
+            &persistent,
+            &[
+                "exec",
+                "--wait-aof",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                "echo $BATON_FENCE",
+            ],
+        );
+        assert_eq!((code, stdout.trim()), (0, "1"), "{stderr}");
+    }
+}

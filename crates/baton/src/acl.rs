@@ -6,6 +6,13 @@
 /// (`CLUSTER SLOTS`), sharded pub/sub and `ASKING` (redirects during a
 /// slot migration). `CONFIG GET` (the eviction
 /// check at connect) is left out: it is skipped when refused.
+///
+/// `WAITAOF` ([`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof))
+/// is left out too, though it is sent when asked for: Redis before 7.2
+/// refuses a whole `ACL SETUSER` that names a command it does not know, so
+/// these rules would break there. Users of `wait_aof` add `+waitaof` (and,
+/// for the check at connect, `+command|info`; both checks are skipped when
+/// refused, and the first write says what is missing).
 const COMMANDS: [&str; 19] = [
     "evalsha",
     "eval",
@@ -32,7 +39,10 @@ const COMMANDS: [&str; 19] = [
 /// and wait for the locks under `prefix`, and do nothing else: the commands
 /// Baton sends (its scripts' included), the lock keys (`PREFIX*`), their
 /// companion keys (fence counters, `{PREFIX*`) and release channels
-/// (`{PREFIX*`). Append them to `ACL SETUSER NAME on >PASSWORD`.
+/// (`{PREFIX*`). Append them to `ACL SETUSER NAME on >PASSWORD`. With
+/// [`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof), append
+/// `+waitaof` too (Redis ≥ 7.2 or Valkey; it is not in these rules because
+/// older servers refuse the whole rule set over it).
 ///
 /// Lock names containing `{` put their companions under another hash tag
 /// (see the README's key layout): such names need `~*`-style key rights.

@@ -17,6 +17,10 @@ use crate::topology;
 /// the node counts as failed for that call.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long [`ClientBuilder::wait_aof`] waits for the master's fsync
+/// when [`ClientBuilder::min_replicas`] gives no timeout.
+const DEFAULT_AOF_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The longest per-node timeout accepted.
 pub const MAX_NODE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -158,6 +162,7 @@ pub struct ClientBuilder {
     node_timeout: Option<Duration>,
     tls: node::Tls,
     min_replicas: Option<(usize, Duration)>,
+    wait_aof: bool,
 }
 
 impl ClientBuilder {
@@ -282,10 +287,37 @@ impl ClientBuilder {
     /// `WAIT` is not consensus: a confirmed write is on that many replicas
     /// now, in memory. A failover still loses it if it promotes a replica
     /// that did not confirm, or if the replicas restart without
-    /// persistence before one of them is promoted. The timeout must be
-    /// positive and shorter than the node timeout.
+    /// persistence before one of them is promoted
+    /// ([`ClientBuilder::wait_aof`] asks for the disk too). The timeout
+    /// must be positive and shorter than the node timeout.
     pub fn min_replicas(mut self, replicas: usize, timeout: Duration) -> ClientBuilder {
         self.min_replicas = Some((replicas, timeout));
+        self
+    }
+
+    /// Acknowledgement on disk, against losing a lease when every node
+    /// restarts (a power cut, a crash of the whole set): an acquire, extend
+    /// or renewal counts only once the master has fsynced it to its
+    /// append-only file, and so have the replicas of
+    /// [`ClientBuilder::min_replicas`] (`WAITAOF 1 replicas timeout`
+    /// instead of `WAIT`, in the same round trip as the write). The timeout
+    /// is `min_replicas`'s, or without it 100 ms (at most half the node
+    /// timeout). Unconfirmed, a write fails as with `min_replicas`, with
+    /// [`Error::NotReplicated`] (`fsynced` says whether the master's file
+    /// had it).
+    ///
+    /// Needs `WAITAOF` (Redis ≥ 7.2 or Valkey) and `appendonly yes` on the
+    /// master (and on the replicas counted): a server without either is
+    /// refused at connect with [`Error::AofUnavailable`] (or, if an ACL
+    /// hides `COMMAND INFO` or `CONFIG GET`, at the first write, with the
+    /// same error). With `appendfsync everysec` a write waits for the next
+    /// fsync, up to a second, so the timeout must allow for it; with
+    /// `appendfsync always` the master's fsync is done when the write
+    /// returns. It does not apply to [`ClientBuilder::connection`]s, as
+    /// `min_replicas` does not. An ACL user needs `+waitaof` besides
+    /// [`acl_rules`](crate::acl_rules).
+    pub fn wait_aof(mut self, wait_aof: bool) -> ClientBuilder {
+        self.wait_aof = wait_aof;
         self
     }
 
@@ -331,6 +363,11 @@ impl ClientBuilder {
         }
         self.tls.check()?;
         let acknowledge = match self.min_replicas {
+            None | Some((0, _)) if self.wait_aof => Some(node::Acknowledge {
+                replicas: 0,
+                timeout_ms: (DEFAULT_AOF_TIMEOUT.min(timeout / 2).as_millis() as u64).max(1),
+                aof: true,
+            }),
             None | Some((0, _)) => None,
             Some((_, wait)) if wait.is_zero() || wait >= timeout => {
                 return Err(Error::InvalidTtl {
@@ -342,6 +379,7 @@ impl ClientBuilder {
             Some((replicas, wait)) => Some(node::Acknowledge {
                 replicas,
                 timeout_ms: (wait.as_millis() as u64).max(1),
+                aof: self.wait_aof,
             }),
         };
         let tls = &self.tls;

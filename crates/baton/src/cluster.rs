@@ -101,6 +101,7 @@ pub(crate) async fn connect(
         Ok(Ok(())) => {}
     }
     node::warn_if_fences_can_be_evicted(&link, &name, timeout).await;
+    node::check_wait_aof(&link, &name, timeout, acknowledge).await?;
     let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
     let pubsub = builder(url, &seeds, timeout, tls)?
         .use_protocol(redis::ProtocolVersion::RESP3)

@@ -92,16 +92,38 @@ pub enum Error {
     },
     /// Replica acknowledgement is on
     /// ([`ClientBuilder::min_replicas`](crate::ClientBuilder::min_replicas))
-    /// and fewer replicas confirmed a write in time: the write does not
-    /// count (an acquire is taken back).
-    #[error("redis at {node}: {confirmed} of {needed} replicas confirmed the write in time")]
+    /// and fewer replicas confirmed a write in time, or AOF acknowledgement
+    /// is on ([`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof))
+    /// and the master's own append-only file or fewer replicas' fsynced it
+    /// in time: the write does not count (an acquire is taken back).
+    #[error("redis at {node}: {}", not_replicated(*.confirmed, *.needed, *.fsynced))]
+    #[non_exhaustive]
     NotReplicated {
         /// The server, as `host:port`.
         node: String,
-        /// How many replicas confirmed.
+        /// How many replicas confirmed (with `wait_aof`: fsynced it to
+        /// their append-only files).
         confirmed: usize,
         /// How many must.
         needed: usize,
+        /// `None` without `wait_aof` (`WAIT`: replicas' memory only);
+        /// with it (`WAITAOF`), whether the master fsynced the write to its
+        /// own append-only file in time.
+        fsynced: Option<bool>,
+    },
+    /// AOF acknowledgement is on
+    /// ([`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof)) and the
+    /// server cannot give it: it has no `WAITAOF` (Redis before 7.2), or its
+    /// append-only file is off (`appendonly no`). Found at connect where the
+    /// server lets us ask (`COMMAND INFO`, `CONFIG GET`), else by the first
+    /// write. Not transient: the server's version or configuration must
+    /// change, or `wait_aof` be left off.
+    #[error("redis at {node} cannot confirm writes on disk (wait_aof): {reason}")]
+    AofUnavailable {
+        /// The server, as `host:port`.
+        node: String,
+        /// What is missing, and what would provide it.
+        reason: String,
     },
     /// Redlock: too many nodes failed for a quorum to be possible. Each
     /// node that did not say yes is listed with what it said.
@@ -176,7 +198,8 @@ impl Error {
     }
 
     /// True when the error comes from reaching or talking to servers
-    /// ([`Error::Redis`], [`Error::NodeTimeout`], [`Error::NoQuorum`]), as
+    /// ([`Error::Redis`], [`Error::NodeTimeout`], [`Error::NoQuorum`],
+    /// [`Error::NotReplicated`], [`Error::AofUnavailable`]), as
     /// opposed to bad input or a lock outcome.
     pub fn is_backend(&self) -> bool {
         matches!(
@@ -185,6 +208,7 @@ impl Error {
                 | Error::NodeTimeout { .. }
                 | Error::NoQuorum { .. }
                 | Error::NotReplicated { .. }
+                | Error::AofUnavailable { .. }
         )
     }
 
@@ -222,6 +246,18 @@ impl std::fmt::Display for NodeError {
             NodeFailure::TakenByAnother => write!(f, "{}: taken by another", self.node),
             NodeFailure::Error(e) => e.fmt(f),
         }
+    }
+}
+
+/// [`Error::NotReplicated`]'s message: who confirmed the write, and how.
+fn not_replicated(confirmed: usize, needed: usize, fsynced: Option<bool>) -> String {
+    match fsynced {
+        None => format!("{confirmed} of {needed} replicas confirmed the write in time"),
+        Some(fsynced) => format!(
+            "the write was not fsynced to the append-only files in time (the master's: {}; \
+             replicas': {confirmed} of {needed})",
+            if fsynced { "yes" } else { "no" }
+        ),
     }
 }
 

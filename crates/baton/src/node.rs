@@ -166,12 +166,33 @@ pub(crate) struct RedisNode<C> {
 }
 
 /// Replica acknowledgement (see
-/// [`ClientBuilder::min_replicas`](crate::ClientBuilder::min_replicas)):
-/// `WAIT replicas timeout` pipelined behind each write that makes a lease.
+/// [`ClientBuilder::min_replicas`](crate::ClientBuilder::min_replicas)
+/// and [`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof)):
+/// `WAIT replicas timeout`, or `WAITAOF 1 replicas timeout`, pipelined
+/// behind each write that makes a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Acknowledge {
+    /// Replicas that must confirm (0: only the master's AOF, with `aof`).
     pub(crate) replicas: usize,
     pub(crate) timeout_ms: u64,
+    /// `WAITAOF`: the master and the replicas must have fsynced the write
+    /// to their append-only files, not only hold it in memory.
+    pub(crate) aof: bool,
+}
+
+/// What the `WAIT` or `WAITAOF` behind a write said (see
+/// [`confirmation`]).
+#[derive(Debug, Clone)]
+enum Confirmation {
+    /// Who has the write: the master's append-only file (`None` for
+    /// `WAIT`, which does not ask) and how many replicas.
+    Counted {
+        local: Option<bool>,
+        replicas: usize,
+    },
+    /// The command failed: refused by an ACL, sent to a replica, unknown
+    /// to the server, or `WAITAOF` with `appendonly no`.
+    Failed(Arc<RedisError>),
 }
 
 /// What one script call came to.
@@ -179,8 +200,8 @@ struct Called<T> {
     value: T,
     /// Sent twice (the connection broke under the first).
     retried: bool,
-    /// Replicas that confirmed it, when asked.
-    confirmed: Option<usize>,
+    /// What the acknowledgement behind it said, when asked.
+    confirmed: Option<Confirmation>,
 }
 
 /// The TLS material for `rediss://` URLs (see
@@ -301,6 +322,7 @@ pub(crate) async fn connect_client(
         false => redis_error(&name, e),
     })?;
     warn_if_fences_can_be_evicted(&conn, &name, timeout).await;
+    check_wait_aof(&conn, &name, timeout, acknowledge).await?;
     let notifications: Arc<dyn Notifications> = notifications;
     Ok(Arc::new(RedisNode::new(
         conn,
@@ -396,6 +418,74 @@ pub(crate) async fn warn_if_fences_can_be_evicted<C: ConnectionLike + Clone>(
         },
         Ok(Err(e)) => tracing::debug!(node = %name, error = %e, "cannot read maxmemory-policy"),
         Err(_) => tracing::debug!(node = %name, "no answer reading maxmemory-policy"),
+    }
+}
+
+/// With AOF acknowledgement on, refuses a server that cannot give it, at
+/// connect rather than at every write: one without `WAITAOF` (`COMMAND
+/// INFO WAITAOF` answers nil before Redis 7.2), or one whose `appendonly`
+/// is off (`WAITAOF` with numlocal 1 then fails every call). A server that
+/// refuses either question (an ACL) or does not answer in time is left to
+/// the first write, whose failed `WAITAOF` says the same
+/// ([`Error::AofUnavailable`], from `RedisNode::unconfirmed`).
+pub(crate) async fn check_wait_aof<C: ConnectionLike + Clone>(
+    conn: &C,
+    name: &str,
+    timeout: Duration,
+    acknowledge: Option<Acknowledge>,
+) -> Result<()> {
+    if !acknowledge.is_some_and(|a| a.aof) {
+        return Ok(());
+    }
+    let mut conn = conn.clone();
+    let info = tokio::time::timeout(
+        timeout,
+        redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg("WAITAOF")
+            .query_async::<Vec<Value>>(&mut conn),
+    )
+    .await;
+    match info {
+        Ok(Ok(info)) if matches!(info.first(), None | Some(Value::Nil)) => {
+            return Err(aof_unavailable(name, NO_WAITAOF));
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!(node = %name, error = %e, "cannot ask for WAITAOF"),
+        Err(_) => tracing::debug!(node = %name, "no answer asking for WAITAOF"),
+    }
+    let config = tokio::time::timeout(
+        timeout,
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async::<std::collections::HashMap<String, String>>(&mut conn),
+    )
+    .await;
+    match config {
+        Ok(Ok(reply)) if reply.get("appendonly").is_some_and(|v| v == "no") => {
+            Err(aof_unavailable(name, APPENDONLY_OFF))
+        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(node = %name, error = %e, "cannot read appendonly");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::debug!(node = %name, "no answer reading appendonly");
+            Ok(())
+        }
+    }
+}
+
+const NO_WAITAOF: &str = "the server has no WAITAOF command, which needs Redis >= 7.2 or Valkey";
+const APPENDONLY_OFF: &str = "its append-only file is off (appendonly no): turn it on \
+     (CONFIG SET appendonly yes) or leave wait_aof off";
+
+fn aof_unavailable(node: &str, reason: &str) -> Error {
+    Error::AofUnavailable {
+        node: node.to_owned(),
+        reason: reason.to_owned(),
     }
 }
 
@@ -554,7 +644,7 @@ impl<C: Link> RedisNode<C> {
         keys: &[&str],
         args: &[&str],
         wait: Option<Acknowledge>,
-    ) -> redis::RedisResult<(Value, Option<usize>)> {
+    ) -> redis::RedisResult<(Value, Option<Confirmation>)> {
         let mut conn = self.connection().await?;
         let Some(wait) = wait else {
             let reply = invocation(script, true, keys, args)
@@ -589,8 +679,7 @@ impl<C: Link> RedisNode<C> {
             {
                 continue;
             }
-            let confirmed = redis::from_redis_value::<i64>(confirmed.extract_error()?)?;
-            return Ok((value.extract_error()?, Some(confirmed.max(0) as usize)));
+            return Ok((value.extract_error()?, Some(confirmation(wait, confirmed))));
         }
         unreachable!("EVAL never answers NOSCRIPT")
     }
@@ -633,15 +722,34 @@ impl<C: Link> RedisNode<C> {
         Ok(self.call_with(script, keys, args, false).await?.value)
     }
 
-    /// The error for a write that fewer replicas confirmed than required.
-    fn unconfirmed(&self, confirmed: Option<usize>) -> Option<Error> {
-        let needed = self.acknowledge?.replicas;
-        let confirmed = confirmed?;
-        (confirmed < needed).then(|| Error::NotReplicated {
-            node: self.name.clone(),
-            confirmed,
-            needed,
-        })
+    /// The error for a write whose acknowledgement fell short: fewer
+    /// replicas than required, or (`WAITAOF`) not fsynced by the master
+    /// ([`Error::NotReplicated`], transient); or whose `WAIT`/`WAITAOF`
+    /// failed, which does not pass by itself: a server without `WAITAOF`
+    /// or with `appendonly no` is [`Error::AofUnavailable`], anything else
+    /// (an ACL refusal, a replica) the server's error.
+    fn unconfirmed(&self, confirmed: Option<&Confirmation>) -> Option<Error> {
+        let ack = self.acknowledge?;
+        match confirmed? {
+            Confirmation::Counted { local, replicas } => {
+                (*replicas < ack.replicas || *local == Some(false)).then(|| Error::NotReplicated {
+                    node: self.name.clone(),
+                    confirmed: *replicas,
+                    needed: ack.replicas,
+                    fsynced: *local,
+                })
+            }
+            Confirmation::Failed(e) => {
+                let text = e.to_string();
+                Some(if ack.aof && text.contains("appendonly") {
+                    aof_unavailable(&self.name, APPENDONLY_OFF)
+                } else if ack.aof && text.contains("unknown command") {
+                    aof_unavailable(&self.name, NO_WAITAOF)
+                } else {
+                    self.shared_error(e)
+                })
+            }
+        }
     }
 
     async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
@@ -709,33 +817,22 @@ impl<C: Link> RedisNode<C> {
         }
         // An extend the replicas did not confirm does not count (a refusal
         // still does: the key is not ours, whatever the replicas have).
+        if let Some(Confirmation::Failed(e)) = &confirmed {
+            tracing::warn!(node = %self.name, error = %e, "WAIT/WAITAOF failed: renewals cannot be confirmed");
+        }
         for reply in out.iter_mut().filter(|r| matches!(r, Ok(true))) {
-            if let Some(fewer) = self.unconfirmed(confirmed) {
+            if let Some(fewer) = self.unconfirmed(confirmed.as_ref()) {
                 *reply = Err(fewer);
             }
         }
         out
     }
 
-    /// Takes the `WAIT` reply off the end of a pipeline's replies. A `WAIT`
-    /// that failed (refused by an ACL, sent to a replica) counts as no
-    /// replica, and is logged for what it is: not replica lag.
-    fn confirmed_by(&self, waits: usize, replies: &mut Vec<Value>) -> Option<usize> {
-        if waits == 0 {
-            return None;
-        }
-        let reply = replies.pop()?;
-        let confirmed = match reply
-            .extract_error()
-            .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
-        {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(node = %self.name, error = %e, "WAIT failed: renewals cannot be confirmed");
-                0
-            }
-        };
-        Some(confirmed.max(0) as usize)
+    /// Takes the `WAIT`/`WAITAOF` reply off the end of a pipeline's
+    /// replies, when one was sent.
+    fn confirmed_by(&self, waits: usize, replies: &mut Vec<Value>) -> Option<Confirmation> {
+        let wait = self.acknowledge.filter(|_| waits > 0)?;
+        Some(confirmation(wait, replies.pop()?))
     }
 
     async fn run_pipeline(
@@ -812,7 +909,7 @@ impl<C: Link> Node for RedisNode<C> {
                 .await?;
             let (ours, n) = called.value;
             if ours == 1 {
-                if let Some(fewer) = self.unconfirmed(called.confirmed) {
+                if let Some(fewer) = self.unconfirmed(called.confirmed.as_ref()) {
                     // Not confirmed, so it does not count: take it back.
                     let _ = self
                         .call::<i64>(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), ""])
@@ -875,7 +972,7 @@ impl<C: Link> Node for RedisNode<C> {
                     true,
                 )
                 .await?;
-            if let Some(fewer) = self.unconfirmed(called.confirmed) {
+            if let Some(fewer) = self.unconfirmed(called.confirmed.as_ref()) {
                 return Err(fewer);
             }
             Ok(called.value == 1)
@@ -925,11 +1022,41 @@ impl<C: Link> Node for RedisNode<C> {
     }
 }
 
-/// `WAIT replicas timeout`: how many replicas have every write so far.
+/// `WAIT replicas timeout`: how many replicas have every write so far; or
+/// `WAITAOF 1 replicas timeout`: whether the master's append-only file and
+/// how many replicas' have fsynced every write so far.
 fn wait_command(wait: Acknowledge) -> redis::Cmd {
-    let mut cmd = redis::cmd("WAIT");
+    let mut cmd = if wait.aof {
+        let mut cmd = redis::cmd("WAITAOF");
+        cmd.arg(1);
+        cmd
+    } else {
+        redis::cmd("WAIT")
+    };
     cmd.arg(wait.replicas).arg(wait.timeout_ms);
     cmd
+}
+
+/// Reads the reply of [`wait_command`], the one parser of it (acquire,
+/// raise and renewal batches alike): `WAIT`'s replica count, or
+/// `WAITAOF`'s `[local, replicas]`. An error reply, or one of another
+/// shape, is [`Confirmation::Failed`].
+fn confirmation(wait: Acknowledge, reply: Value) -> Confirmation {
+    let counted = reply.extract_error().and_then(|v| {
+        Ok(if wait.aof {
+            let (local, replicas) = redis::from_redis_value::<(i64, i64)>(v)?;
+            (Some(local > 0), replicas)
+        } else {
+            (None, redis::from_redis_value::<i64>(v)?)
+        })
+    });
+    match counted {
+        Ok((local, replicas)) => Confirmation::Counted {
+            local,
+            replicas: replicas.max(0) as usize,
+        },
+        Err(e) => Confirmation::Failed(Arc::new(e)),
+    }
 }
 
 /// The release script's reply when the key was deleted but `PUBLISH` was refused.
@@ -1386,6 +1513,44 @@ mod tests {
             let url = format!("{scheme}:///{path}?{before}{key}={password}{after}");
             prop_assert!(!redact_url(&url).contains(&password), "{}", redact_url(&url));
         }
+    }
+
+    /// The one parser of `WAIT` and `WAITAOF` replies: counts, the
+    /// master's fsync, and failures (an error reply, or a reply of the
+    /// other command's shape) kept as failures, never as zero replicas.
+    #[test]
+    fn wait_and_waitaof_replies_are_read_by_one_parser() {
+        let wait = Acknowledge {
+            replicas: 1,
+            timeout_ms: 100,
+            aof: false,
+        };
+        let waitaof = Acknowledge { aof: true, ..wait };
+        let counted = |c: Confirmation| match c {
+            Confirmation::Counted { local, replicas } => Some((local, replicas)),
+            Confirmation::Failed(_) => None,
+        };
+        assert_eq!(counted(confirmation(wait, Value::Int(2))), Some((None, 2)));
+        assert_eq!(
+            counted(confirmation(
+                waitaof,
+                Value::Array(vec![Value::Int(1), Value::Int(0)])
+            )),
+            Some((Some(true), 0))
+        );
+        assert_eq!(
+            counted(confirmation(
+                waitaof,
+                Value::Array(vec![Value::Int(0), Value::Int(3)])
+            )),
+            Some((Some(false), 3))
+        );
+        assert_eq!(counted(confirmation(waitaof, Value::Int(1))), None);
+        let refused = redis::parse_redis_value(
+            b"-ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.\r\n",
+        )
+        .expect("an error reply");
+        assert_eq!(counted(confirmation(waitaof, refused)), None);
     }
 
     #[test]
