@@ -36,10 +36,12 @@ enum Sub {
 
 #[derive(Args)]
 struct Run {
-    /// What the clients lock on: `servers` (`--nodes` independent servers)
-    /// or `sentinel` (a master, two replicas and three Sentinels, reached
-    /// with redis+sentinel://; its faults are failover, kill-master and
-    /// lose-writes).
+    /// What the clients lock on: `servers` (`--nodes` independent servers),
+    /// `sentinel` (a master, two replicas and three Sentinels, reached with
+    /// redis+sentinel://; its faults are failover, kill-master and
+    /// lose-writes) or `cluster` (three masters with a replica each, reached
+    /// with redis+cluster://; the same faults on the lock slot's master,
+    /// and migrate).
     #[arg(long, default_value = "servers", value_parser = parse_topology)]
     topology: Topology,
     /// Replica acknowledgement: the clients' `min_replicas` (WAIT N, with a
@@ -156,8 +158,8 @@ fn run(r: Run) -> ExitCode {
         eprintln!("baton-check: --ttl must be between 100ms and 60s");
         return ExitCode::from(2);
     }
-    if r.topology == Topology::Sentinel && (r.nodes != 1 || r.volatile != 0) {
-        eprintln!("baton-check: --topology sentinel has its own nodes: no --nodes or --volatile");
+    if r.topology != Topology::Servers && (r.nodes != 1 || r.volatile != 0) {
+        eprintln!("baton-check: --topology sentinel and cluster have their own nodes: no --nodes or --volatile");
         return ExitCode::from(2);
     }
     let seed = r.seed.unwrap_or_else(Rng::os_seed);
@@ -182,6 +184,7 @@ fn run(r: Run) -> ExitCode {
         match args.topology {
             Topology::Servers => format!("{} node(s)", args.nodes),
             Topology::Sentinel => "a Sentinel set".to_owned(),
+            Topology::Cluster => "a cluster of 3 masters + 3 replicas".to_owned(),
         },
         args.clients,
         args.duration,

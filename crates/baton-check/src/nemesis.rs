@@ -29,16 +29,21 @@ pub enum Fault {
     /// SIGKILL the client that read last (likely mid-hold); a new
     /// incarnation replaces it when healed.
     KillClient,
-    /// Sentinel: `SENTINEL FAILOVER`, a replica promoted while the master
-    /// lives (returns once the set has settled).
+    /// Sentinel or Cluster: a replica promoted while the master lives
+    /// (`SENTINEL FAILOVER`; `CLUSTER FAILOVER` on the replica of the lock
+    /// slot's master), returning once the topology has settled.
     Failover,
-    /// Sentinel: SIGKILL the master; the Sentinels promote a replica; the
-    /// killed node comes back as a replica when healed.
+    /// Sentinel or Cluster: SIGKILL the (lock slot's) master; a replica is
+    /// promoted; the killed node comes back as a replica when healed.
     KillMaster,
-    /// Sentinel: cut the replicas off (stopped, their links closed), so
-    /// writes reach the master alone; when healed, kill the master and let
-    /// the replicas back: a failover that loses every write in between.
+    /// Sentinel or Cluster: cut the replicas off (stopped, their links
+    /// closed), so writes reach the master alone; when healed, kill the
+    /// master and let the replicas back: a failover that loses every write
+    /// in between.
     LoseWrites,
+    /// Cluster: migrate the lock's slot to another master (`SETSLOT
+    /// MIGRATING`/`IMPORTING`, `MIGRATE`, `SETSLOT NODE`) while it is used.
+    Migrate,
 }
 
 /// What the nodes are: separate servers (one, or a Redlock) behind fault
@@ -49,11 +54,14 @@ pub enum Topology {
     Servers,
     /// A Sentinel set, reached with `redis+sentinel://`.
     Sentinel,
+    /// A local Redis Cluster of three masters with a replica each, reached
+    /// with `redis+cluster://`.
+    Cluster,
 }
 
 impl Fault {
     /// Every fault, in the order of the summary.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::Kill,
         Fault::KillVolatile,
         Fault::Pause,
@@ -67,17 +75,23 @@ impl Fault {
         Fault::Failover,
         Fault::KillMaster,
         Fault::LoseWrites,
+        Fault::Migrate,
     ];
 
     /// Whether it can happen on `topology`: the node faults of separate
     /// servers need their proxies and restarts; a Sentinel set has
     /// failovers instead. Client faults happen on both.
     pub fn applies_to(self, topology: Topology) -> bool {
-        let sentinel = matches!(
+        let failover = matches!(
             self,
             Fault::Failover | Fault::KillMaster | Fault::LoseWrites
         );
-        self.on_client() || sentinel == (topology == Topology::Sentinel)
+        match topology {
+            _ if self.on_client() => true,
+            Topology::Servers => !failover && self != Fault::Migrate,
+            Topology::Sentinel => failover,
+            Topology::Cluster => failover || self == Fault::Migrate,
+        }
     }
 
     /// The fault's name on the command line and in the history.
@@ -96,6 +110,7 @@ impl Fault {
             Fault::Failover => "failover",
             Fault::KillMaster => "kill-master",
             Fault::LoseWrites => "lose-writes",
+            Fault::Migrate => "migrate",
         }
     }
 
@@ -109,7 +124,8 @@ impl Fault {
             | Fault::ScriptFlush
             | Fault::Failover
             | Fault::KillMaster
-            | Fault::LoseWrites => 0,
+            | Fault::LoseWrites
+            | Fault::Migrate => 0,
             Fault::Blackhole | Fault::Delay | Fault::DropReplies | Fault::Reset => 1,
             Fault::PauseClient | Fault::KillClient => 2,
         }
@@ -342,7 +358,7 @@ mod tests {
         let mut rng = Rng::new(1);
         let mut schedule = Schedule::new(&Fault::ALL, &[true, false, false], Topology::Servers);
         let kinds = schedule.kinds().len();
-        assert_eq!(kinds, 10, "every kind but the Sentinel ones");
+        assert_eq!(kinds, 10, "every kind but the Sentinel and Cluster ones");
         // From a fresh deck: all of them in kinds/2 phases (two per phase).
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..kinds / 2 {
@@ -409,5 +425,22 @@ mod tests {
                 "{phase:?}"
             );
         }
+    }
+
+    /// A cluster: the Sentinel set's failovers and slot migrations.
+    #[test]
+    fn a_cluster_gets_failovers_migrations_and_client_faults() {
+        let schedule = Schedule::new(&Fault::ALL, &[false], Topology::Cluster);
+        assert_eq!(
+            schedule.kinds(),
+            [
+                Fault::PauseClient,
+                Fault::KillClient,
+                Fault::Failover,
+                Fault::KillMaster,
+                Fault::LoseWrites,
+                Fault::Migrate
+            ]
+        );
     }
 }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_test_support::{FaultProxy, Mode, RedisServer, SentinelSet, ServerOptions};
+use baton_test_support::{
+    FaultProxy, LocalCluster, Mode, RedisServer, SentinelSet, ServerOptions,
+};
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, sleep_until, Instant};
 
@@ -70,6 +72,8 @@ struct Cluster {
     proxies: Vec<FaultProxy>,
     /// `--topology sentinel`: the set (and no `servers` or `proxies`).
     sentinel: Option<SentinelSet>,
+    /// `--topology cluster`: the cluster (and no `servers` or `proxies`).
+    local_cluster: Option<LocalCluster>,
     /// A master killed by a Sentinel fault, to bring back as a replica.
     killed_master: Option<u16>,
     store: Store,
@@ -110,7 +114,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     let store = Store::start(recorder("store")?, args.fenced)
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let (servers, sentinel): (Vec<RedisServer>, _) = match args.topology {
+    let (servers, sentinel, local_cluster): (Vec<RedisServer>, _, _) = match args.topology {
         Topology::Servers => (
             tokio::task::block_in_place(|| {
                 (0..args.nodes)
@@ -122,10 +126,17 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
                     .collect()
             }),
             None,
+            None,
         ),
         Topology::Sentinel => (
             Vec::new(),
             Some(tokio::task::block_in_place(SentinelSet::start)),
+            None,
+        ),
+        Topology::Cluster => (
+            Vec::new(),
+            None,
+            Some(tokio::task::block_in_place(LocalCluster::start)),
         ),
     };
     // The nodes as the checker counts them: a Sentinel set is one (its master).
@@ -152,6 +163,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
         servers,
         proxies,
         sentinel,
+        local_cluster,
         killed_master: None,
         store,
         clients: Vec::new(),
@@ -182,12 +194,15 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     let fence_key = baton_core::Keys::new(baton_core::name::DEFAULT_PREFIX, LOCK)
         .map_err(|e| e.to_string())?
         .fence;
-    let scanned: Vec<&RedisServer> = match &cluster.sentinel {
-        Some(set) => vec![tokio::task::block_in_place(|| set.master())],
-        None => cluster.servers.iter().collect(),
-    };
-    for (node, server) in scanned.into_iter().enumerate() {
-        let keys = tokio::task::block_in_place(|| server.keys());
+    let scanned: Vec<Vec<String>> = tokio::task::block_in_place(|| {
+        match (&cluster.sentinel, &cluster.local_cluster) {
+            (Some(set), _) => vec![set.master().keys()],
+            // One node to the checker: every master's keys.
+            (_, Some(local)) => vec![local.keys()],
+            _ => cluster.servers.iter().map(RedisServer::keys).collect(),
+        }
+    });
+    for (node, keys) in scanned.into_iter().enumerate() {
         checker.record(Op::Leftover {
             node,
             keys: keys.into_iter().filter(|k| *k != fence_key).collect(),
@@ -244,9 +259,10 @@ impl Cluster {
     /// Starts incarnation `incarnation` of client `index`.
     fn spawn(&self, index: usize, incarnation: usize) -> Result<Slot, String> {
         let name = format!("c{index}.{incarnation}");
-        let urls: Vec<String> = match &self.sentinel {
-            Some(set) => vec![set.url()],
-            None => self.proxies.iter().map(FaultProxy::url).collect(),
+        let urls: Vec<String> = match (&self.sentinel, &self.local_cluster) {
+            (Some(set), _) => vec![set.url()],
+            (_, Some(local)) => vec![local.seeds_url()],
+            _ => self.proxies.iter().map(FaultProxy::url).collect(),
         };
         let out = &self.args.out;
         let stderr = std::fs::File::create(out.join(format!("{name}.stderr")))
@@ -377,6 +393,46 @@ impl Cluster {
             target: target.clone(),
         });
         let ttl = self.args.ttl;
+        if let Some(local) = &mut self.local_cluster {
+            let slot = lock_slot();
+            tokio::task::block_in_place(|| match fault {
+                Fault::Failover => {
+                    local.failover_master_of_slot(slot);
+                }
+                Fault::Migrate => {
+                    let from = local.master_of_slot(slot).port();
+                    let to = local
+                        .masters()
+                        .into_iter()
+                        .map(RedisServer::port)
+                        .find(|&p| p != from)
+                        .expect("a cluster has three masters");
+                    local.migrate_slot(slot, to);
+                }
+                Fault::KillMaster => {
+                    let old = local.master_of_slot(slot).port();
+                    local.node_mut(old).kill();
+                    local.wait_until_stable();
+                    self.killed_master = Some(old);
+                }
+                Fault::LoseWrites => {
+                    for replica in local.replicas() {
+                        replica.pause();
+                    }
+                    let _ = local
+                        .master_of_slot(slot)
+                        .try_cmd::<i64>(&["CLIENT", "KILL", "TYPE", "replica"]);
+                }
+                other => unreachable!("{other:?} is not a Cluster fault"),
+            });
+            if matches!(fault, Fault::Failover | Fault::Migrate) {
+                self.nemesis.record(Op::FaultEnd {
+                    fault: fault.name().into(),
+                    target,
+                });
+            }
+            return None;
+        }
         if let Some(set) = &mut self.sentinel {
             tokio::task::block_in_place(|| match fault {
                 Fault::Failover => {
@@ -440,14 +496,47 @@ impl Cluster {
             Fault::PauseClient | Fault::KillClient => {
                 unreachable!("client faults are not node faults")
             }
-            Fault::Failover | Fault::KillMaster | Fault::LoseWrites => {
-                unreachable!("Sentinel faults need a Sentinel set")
+            Fault::Failover | Fault::KillMaster | Fault::LoseWrites | Fault::Migrate => {
+                unreachable!("failover faults need a Sentinel set or a cluster")
             }
         }
         None
     }
 
     fn heal_node(&mut self, fault: Fault, node: usize) {
+        if let Some(local) = &mut self.local_cluster {
+            let killed = self.killed_master.take();
+            tokio::task::block_in_place(|| match fault {
+                // Instant: already ended.
+                Fault::Failover | Fault::Migrate => {}
+                Fault::KillMaster => {
+                    if let Some(old) = killed {
+                        local.node_mut(old).restart();
+                        local.wait_until_stable();
+                    }
+                }
+                Fault::LoseWrites => {
+                    // The writes since the cut are on the master alone: kill
+                    // it, and let the replicas (which never saw them) back.
+                    let old = local.master_of_slot(lock_slot()).port();
+                    local.node_mut(old).kill();
+                    for replica in local.replicas() {
+                        replica.resume();
+                    }
+                    local.wait_until_stable();
+                    local.node_mut(old).restart();
+                    local.wait_until_stable();
+                }
+                other => unreachable!("{other:?} is not a Cluster fault"),
+            });
+            if !matches!(fault, Fault::Failover | Fault::Migrate) {
+                self.nemesis.record(Op::FaultEnd {
+                    fault: fault.name().into(),
+                    target: format!("node{node}"),
+                });
+            }
+            return;
+        }
         if let Some(set) = &mut self.sentinel {
             let killed = self.killed_master.take();
             tokio::task::block_in_place(|| match fault {
@@ -491,8 +580,8 @@ impl Cluster {
             Fault::PauseClient | Fault::KillClient => {
                 unreachable!("client faults are not node faults")
             }
-            Fault::Failover | Fault::KillMaster | Fault::LoseWrites => {
-                unreachable!("Sentinel faults need a Sentinel set")
+            Fault::Failover | Fault::KillMaster | Fault::LoseWrites | Fault::Migrate => {
+                unreachable!("failover faults need a Sentinel set or a cluster")
             }
         }
         self.nemesis.record(Op::FaultEnd {
@@ -546,6 +635,13 @@ impl Cluster {
             });
         }
     }
+}
+
+/// The cluster slot of the lock every client contends for.
+fn lock_slot() -> u16 {
+    let keys = baton_core::Keys::new(baton_core::name::DEFAULT_PREFIX, LOCK)
+        .expect("the checker's lock name is valid");
+    LocalCluster::slot_of(&keys.lock)
 }
 
 fn signal_child(slot: &Slot, signal: nix::sys::signal::Signal) {
