@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_test_support::{
-    FaultProxy, LocalCluster, Mode, RedisServer, SentinelSet, ServerOptions,
-};
+use baton_test_support::{FaultProxy, LocalCluster, Mode, RedisServer, SentinelSet, ServerOptions};
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, sleep_until, Instant};
 

@@ -21,7 +21,10 @@ fn replicated_write(set: &SentinelSet) {
     // did here once, under load).
     let replicas = set.replicas().iter().filter(|r| r.is_running()).count();
     let acked: i64 = master.cmd(&["WAIT", &replicas.to_string(), "2000"]);
-    assert_eq!(acked as usize, replicas, "not every replica acknowledged a write");
+    assert_eq!(
+        acked as usize, replicas,
+        "not every replica acknowledged a write"
+    );
 }
 
 #[test]
