@@ -65,16 +65,28 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
         flag.store(true, Ordering::SeqCst);
     });
 
-    let mut builder = Client::builder().node_timeout(args.node_timeout);
-    if args.min_replicas > 0 {
-        let wait = (args.node_timeout / 2).min(Duration::from_millis(100));
-        builder = builder.min_replicas(args.min_replicas, wait);
-    }
-    for url in &args.urls {
-        builder = builder.node(url);
-    }
-    // Building connects to nothing yet: a node down now is met at acquire.
-    let client = builder.build().await.map_err(|e| format!("client: {e}"))?;
+    // Building connects to every node: one the nemesis has down right now
+    // (a replacement client starts while a node fault of its phase is still
+    // on) is waited for, as a real worker's start-up would.
+    let client = loop {
+        let mut builder = Client::builder().node_timeout(args.node_timeout);
+        if args.min_replicas > 0 {
+            let wait = (args.node_timeout / 2).min(Duration::from_millis(100));
+            builder = builder.min_replicas(args.min_replicas, wait);
+        }
+        for url in &args.urls {
+            builder = builder.node(url);
+        }
+        match builder.build().await {
+            Ok(client) => break client,
+            Err(e) if e.is_retryable() && !stop.load(Ordering::SeqCst) => {
+                // Not history: no acquire was invoked.
+                eprintln!("baton-check client: connecting: {e}; trying again");
+                tokio::time::sleep(args.ttl / 5).await;
+            }
+            Err(e) => return Err(format!("client: {e}")),
+        }
+    };
     let lock = client
         .lock(&args.lock)
         .ttl(args.ttl)
