@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Example: baton-check --nodes 5 --clients 8 --duration 60s --nemesis all
 ///
-/// Example: baton-check --topology sentinel --min-replicas 1 --ttl 8s --duration 60s
+/// Example: baton-check --topology sentinel --min-replicas 2 --ttl 1s --duration 60s
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -108,8 +108,9 @@ fn parse_topology(text: &str) -> Result<Topology, String> {
     match text {
         "servers" => Ok(Topology::Servers),
         "sentinel" => Ok(Topology::Sentinel),
+        "cluster" => Ok(Topology::Cluster),
         other => Err(format!(
-            "unknown topology {other:?}; known: servers, sentinel"
+            "unknown topology {other:?}; known: servers, sentinel, cluster"
         )),
     }
 }

@@ -72,8 +72,12 @@ struct Cluster {
     sentinel: Option<SentinelSet>,
     /// `--topology cluster`: the cluster (and no `servers` or `proxies`).
     local_cluster: Option<LocalCluster>,
-    /// A master killed by a Sentinel fault, to bring back as a replica.
+    /// A master killed by a Sentinel or Cluster fault, to bring back as a
+    /// replica (or, for `lose-writes` on a cluster, the master to kill).
     killed_master: Option<u16>,
+    /// The replicas a cluster's `lose-writes` paused (asked before: a
+    /// paused node cannot say what it is).
+    cut_replicas: Vec<u16>,
     store: Store,
     clients: Vec<Slot>,
     nemesis: Recorder,
@@ -163,6 +167,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
         sentinel,
         local_cluster,
         killed_master: None,
+        cut_replicas: Vec::new(),
         store,
         clients: Vec::new(),
         nemesis,
@@ -414,12 +419,15 @@ impl Cluster {
                     self.killed_master = Some(old);
                 }
                 Fault::LoseWrites => {
-                    for replica in local.replicas() {
-                        replica.pause();
+                    let master = local.master_of_slot(slot).port();
+                    self.cut_replicas = local.replicas().iter().map(|r| r.port()).collect();
+                    for &replica in &self.cut_replicas {
+                        local.node(replica).pause();
                     }
                     let _ = local
-                        .master_of_slot(slot)
+                        .node(master)
                         .try_cmd::<i64>(&["CLIENT", "KILL", "TYPE", "replica"]);
+                    self.killed_master = Some(master);
                 }
                 other => unreachable!("{other:?} is not a Cluster fault"),
             });
@@ -516,14 +524,15 @@ impl Cluster {
                 Fault::LoseWrites => {
                     // The writes since the cut are on the master alone: kill
                     // it, and let the replicas (which never saw them) back.
-                    let old = local.master_of_slot(lock_slot()).port();
-                    local.node_mut(old).kill();
-                    for replica in local.replicas() {
-                        replica.resume();
+                    if let Some(old) = killed {
+                        local.node_mut(old).kill();
+                        for replica in std::mem::take(&mut self.cut_replicas) {
+                            local.node(replica).resume();
+                        }
+                        local.wait_until_stable();
+                        local.node_mut(old).restart();
+                        local.wait_until_stable();
                     }
-                    local.wait_until_stable();
-                    local.node_mut(old).restart();
-                    local.wait_until_stable();
                 }
                 other => unreachable!("{other:?} is not a Cluster fault"),
             });

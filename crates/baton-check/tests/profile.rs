@@ -209,3 +209,37 @@ fn without_replica_acknowledgement_a_failover_loses_fences() {
         "{output}"
     );
 }
+
+/// A local cluster under the same failovers and slot migrations of the
+/// lock's slot, with acknowledgement by its master's one replica: every
+/// check passes, and every kind was injected.
+#[test]
+fn cluster_with_replica_acknowledgement_under_failovers_and_migrations() {
+    let out = out_dir("cluster-acknowledged");
+    let faults = [
+        Fault::Failover,
+        Fault::KillMaster,
+        Fault::LoseWrites,
+        Fault::Migrate,
+    ];
+    let (code, report, output) = run(
+        &out,
+        &[
+            "--topology",
+            "cluster",
+            "--min-replicas",
+            "1",
+            "--clients",
+            "4",
+            "--duration",
+            "45s",
+            "--ttl",
+            "1s",
+            "--nemesis",
+            "failover,kill-master,lose-writes,migrate",
+        ],
+    );
+    assert!(report.ok(), "violations:\n{output}");
+    assert_eq!(code, 0, "{output}");
+    assert_not_vacuous(&report, &faults, &output);
+}
