@@ -70,11 +70,19 @@ impl Cluster {
 
     /// Loads the scripts on every node, so later EVALSHAs need no NOSCRIPT
     /// resend: takes a lock, waits until every node's request has landed (so
-    /// none lands later), releases it.
+    /// none lands later), releases it, and waits until every node's release
+    /// has landed too (a release returns at a quorum; the last one's
+    /// announcement must not land in a later measurement).
     async fn warm_up(&self, client: &Client) {
         let warm = hold(client, "warm", Duration::from_secs(2)).await;
         self.wait_set_everywhere("baton:warm").await;
         warm.release().await.unwrap();
+        crate::support::eventually("baton:warm released on every node", || {
+            self.servers
+                .iter()
+                .all(|s| s.cmd::<Option<String>>(&["GET", "baton:warm"]).is_none())
+        })
+        .await;
     }
 
     /// The value of the lock key on each node.
