@@ -349,3 +349,65 @@ async fn connect_errors_are_typed_and_hide_the_password() {
     })
     .await
 }
+
+/// Through a least-privilege ACL user (`baton::acl_rules`, set on every
+/// node: a cluster does not share its users) the whole lease works on a
+/// cluster: acquire, renewal past the TTL, status, a waiter woken through
+/// sharded pub/sub, release; and only fence counters are left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
+    within(async {
+        let cluster = cluster().await;
+        let prefix = prefix();
+        let user = unique_name("locker");
+        let rules = baton::acl_rules(&prefix);
+        for node in cluster.nodes() {
+            let mut args = vec!["ACL", "SETUSER", &user, "on", ">s3cret"];
+            args.extend(rules.split(' '));
+            node.cmd::<()>(&args);
+        }
+        let url = cluster
+            .seeds_url()
+            .replacen("://", &format!("://{user}:s3cret@"), 1);
+        let connect = || Client::builder().node(&url).prefix(&prefix).build();
+        let (holder, waiter) = (connect().await.unwrap(), connect().await.unwrap());
+        let ttl = Duration::from_millis(600);
+        let held = crate::support::hold(&holder, "acl", ttl).await;
+        let keys = Keys::new(&prefix, "acl").unwrap();
+        let master = cluster.master_of_slot(LocalCluster::slot_of(&keys.lock));
+        let first: i64 = master.cmd(&["PTTL", &keys.lock]);
+        eventually("a renewal through the ACL user", || {
+            master.cmd::<i64>(&["PTTL", &keys.lock]) > first
+        })
+        .await;
+        assert_held(&held);
+        let status = waiter.status("acl").await.expect("status");
+        assert!(status.holder.is_some());
+        let waiting = crate::support::spawn_waiter(
+            waiter
+                .lock("acl")
+                .wait(Duration::from_secs(20))
+                .retry_interval(Duration::from_secs(10)),
+        );
+        eventually("the waiter subscribes on the slot's master", || {
+            let (_, count): (String, i64) = master.cmd(&["PUBSUB", "SHARDNUMSUB", &keys.channel]);
+            count == 1
+        })
+        .await;
+        crate::support::release_wakes(held, waiting).await;
+        let left: Vec<String> = cluster
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains(prefix.trim_end_matches(':')))
+            .collect();
+        assert_eq!(
+            left,
+            std::slice::from_ref(&keys.fence),
+            "only the fence counter is left"
+        );
+        for node in cluster.nodes() {
+            node.cmd::<i64>(&["ACL", "DELUSER", &user]);
+        }
+    })
+    .await
+}
