@@ -77,10 +77,25 @@ fn under_every_fault(name: &str, args: &[&str], faults: &[Fault]) {
         "all",
     ];
     all.extend_from_slice(args);
-    let (code, report, output) = run(&out, &all);
+    passes(&out, &all, faults);
+}
+
+/// Runs with `args`: it must pass every check and have injected each of
+/// `faults`.
+fn passes(out: &Path, args: &[&str], faults: &[Fault]) {
+    let (code, report, output) = run(out, args);
     assert!(report.ok(), "violations:\n{output}");
     assert_eq!(code, 0, "{output}");
     assert_not_vacuous(&report, faults, &output);
+}
+
+/// How many violations check `name` found.
+fn violations(report: &Report, name: &str) -> usize {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.violations)
 }
 
 #[test]
@@ -126,12 +141,7 @@ fn without_fencing_a_paused_holder_loses_an_update() {
                 "--unfenced",
             ],
         );
-        let lost_updates = report
-            .checks
-            .iter()
-            .find(|c| c.name == "no lost update")
-            .map_or(0, |c| c.violations);
-        if lost_updates > 0 {
+        if violations(&report, "no lost update") > 0 {
             assert_eq!(code, 1, "a violation fails the run:\n{output}");
             return;
         }
@@ -148,7 +158,7 @@ fn without_fencing_a_paused_holder_loses_an_update() {
 fn sentinel_with_replica_acknowledgement_under_failovers() {
     let out = out_dir("sentinel-acknowledged");
     let faults = [Fault::Failover, Fault::KillMaster, Fault::LoseWrites];
-    let (code, report, output) = run(
+    passes(
         &out,
         &[
             "--topology",
@@ -164,10 +174,8 @@ fn sentinel_with_replica_acknowledgement_under_failovers() {
             "--nemesis",
             "failover,kill-master,lose-writes",
         ],
+        &faults,
     );
-    assert!(report.ok(), "violations:\n{output}");
-    assert_eq!(code, 0, "{output}");
-    assert_not_vacuous(&report, &faults, &output);
 }
 
 /// The checker sees what replica acknowledgement is for: without it, the
@@ -193,15 +201,8 @@ fn without_replica_acknowledgement_a_failover_loses_fences() {
         ],
     );
     assert_eq!(code, 1, "the run fails:\n{output}");
-    let violations = |name: &str| {
-        report
-            .checks
-            .iter()
-            .find(|c| c.name == name)
-            .map_or(0, |c| c.violations)
-    };
     assert!(
-        violations("fences") + violations("exclusion") > 0,
+        violations(&report, "fences") + violations(&report, "exclusion") > 0,
         "a lost write shows as repeated fences or overlapping holders:\n{output}"
     );
     assert!(
@@ -222,7 +223,7 @@ fn cluster_with_replica_acknowledgement_under_failovers_and_migrations() {
         Fault::LoseWrites,
         Fault::Migrate,
     ];
-    let (code, report, output) = run(
+    passes(
         &out,
         &[
             "--topology",
@@ -238,8 +239,6 @@ fn cluster_with_replica_acknowledgement_under_failovers_and_migrations() {
             "--nemesis",
             "failover,kill-master,lose-writes,migrate",
         ],
+        &faults,
     );
-    assert!(report.ok(), "violations:\n{output}");
-    assert_eq!(code, 0, "{output}");
-    assert_not_vacuous(&report, &faults, &output);
 }
