@@ -144,6 +144,7 @@ impl SentinelSet {
                 .iter()
                 .try_for_each(|replica| linked(replica, &set.nodes[0]))
         });
+        set.wait_for_streaming_replicas(master_port);
         for _ in 0..SENTINELS {
             let sentinel = Sentinel::start(&set.name, master_port);
             set.sentinels.push(sentinel);
@@ -185,10 +186,16 @@ impl SentinelSet {
     /// # Panics
     /// If no Sentinel answers, or the address is not one of the data nodes.
     pub fn master_port(&self) -> u16 {
+        self.reported_master()
+            .unwrap_or_else(|why| self.fail(&format!("no Sentinel reports the master: {why}")))
+    }
+
+    /// [`SentinelSet::master_port`], or why no Sentinel reports one.
+    fn reported_master(&self) -> Result<u16, String> {
         let mut errors = Vec::new();
         for sentinel in &self.sentinels {
             match sentinel.master_addr(&self.name) {
-                Ok(port) if self.has_node(port) => return port,
+                Ok(port) if self.has_node(port) => return Ok(port),
                 Ok(port) => errors.push(format!(
                     "port {}: reports {port}, not a data node of the set",
                     sentinel.port
@@ -196,10 +203,7 @@ impl SentinelSet {
                 Err(e) => errors.push(format!("port {}: {e}", sentinel.port)),
             }
         }
-        self.fail(&format!(
-            "no Sentinel reports the master: {}",
-            errors.join("; ")
-        ))
+        Err(errors.join("; "))
     }
 
     /// The data node the Sentinels report as the master now (see
@@ -330,21 +334,25 @@ impl SentinelSet {
     /// master with its link up, and every Sentinel sees it as a replica.
     /// A restarted former master comes back as a master with no data; the
     /// Sentinels turn it into a replica about 2 s after they notice it.
+    /// The master is asked for again at every check: on a loaded machine
+    /// the Sentinels may fail over once more meanwhile, and the node then
+    /// becomes a replica of that one.
     ///
     /// # Panics
     /// If that does not happen within 20 s, or `port` is the master's.
     pub fn wait_for_replica_of_master(&self, port: u16) {
-        let master_port = self.master_port();
-        if port == master_port {
-            self.fail(&format!(
-                "port {port} is the master's: it cannot become its replica"
-            ));
-        }
-        let (node, master) = (self.node(port), self.node(master_port));
-        self.wait_until(
-            &format!("port {port} to replicate from the master on {master_port}"),
-            || linked(node, master),
-        );
+        let node = self.node(port);
+        let mut master_port = 0;
+        self.wait_until(&format!("port {port} to replicate from the master"), || {
+            master_port = self.reported_master()?;
+            if port == master_port {
+                self.fail(&format!(
+                    "port {port} is the master's: it cannot become its replica"
+                ));
+            }
+            linked(node, self.node(master_port))
+        });
+        self.wait_for_streaming_replicas(master_port);
         self.wait_for_sentinels(master_port);
     }
 
@@ -411,7 +419,21 @@ impl SentinelSet {
                 .iter()
                 .try_for_each(|s| s.sees(&self.name, new, &ports))
         });
+        self.wait_for_streaming_replicas(new);
         new
+    }
+
+    /// Waits until every running data node but the master on `master_port`
+    /// acknowledges a write to it: a replica the master lists as online may
+    /// not get the stream yet ([`RedisServer::wait_for_replicas`]), and a
+    /// test that writes next expects every replica to have its write.
+    fn wait_for_streaming_replicas(&self, master_port: u16) {
+        let running = self
+            .nodes
+            .iter()
+            .filter(|n| n.port() != master_port && n.is_running())
+            .count();
+        self.node(master_port).wait_for_replicas(running);
     }
 
     /// Waits until every Sentinel reports `master_port` as the master, sees

@@ -372,28 +372,41 @@ impl RedisServer {
         keys
     }
 
-    /// Waits until a replica of this server acknowledges a write: a probe
-    /// key written and `WAIT 1 100` answered 1. (`WAIT` after no write
-    /// returns at once, and a replica's first acknowledgement can lag its
-    /// sync by about a second.) The wait is `WAIT`'s own, no sleep.
+    /// Waits until a replica of this server acknowledges a write
+    /// ([`RedisServer::wait_for_replicas`] of 1).
     ///
     /// # Panics
     /// If no replica acknowledges within 30 s, or on any error.
     pub fn wait_for_replica(&self) {
+        self.wait_for_replicas(1);
+    }
+
+    /// Waits until `count` replicas of this server acknowledge a write: a
+    /// probe key written and `WAIT count 100` answered `count`, on one
+    /// connection. (`WAIT` counts acknowledgements of the connection's own
+    /// last write, so on a fresh connection it returns at once; and a
+    /// replica listed as online after a diskless sync gets the stream only
+    /// after its first acknowledgement, up to a second later.) The wait is
+    /// `WAIT`'s own, no sleep.
+    ///
+    /// # Panics
+    /// If fewer replicas acknowledge within 30 s, or on any error.
+    pub fn wait_for_replicas(&self, count: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut conn = self.conn();
+        let mut acked = 0;
         while std::time::Instant::now() < deadline {
             redis::cmd("SET")
                 .arg("baton-test:sync-probe")
                 .arg("1")
                 .query::<()>(&mut conn)
                 .unwrap_or_else(|e| panic!("redis-server on port {}: SET failed: {e}", self.port));
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(1)
+            acked = redis::cmd("WAIT")
+                .arg(count)
                 .arg(100)
                 .query(&mut conn)
                 .unwrap_or_else(|e| panic!("redis-server on port {}: WAIT failed: {e}", self.port));
-            if acked == 1 {
+            if acked >= count {
                 redis::cmd("DEL")
                     .arg("baton-test:sync-probe")
                     .query::<()>(&mut conn)
@@ -404,7 +417,7 @@ impl RedisServer {
             }
         }
         panic!(
-            "redis-server on port {}: no replica acknowledged a write within 30 s\n--- {LOG_FILE} ---\n{}",
+            "redis-server on port {}: {acked} of {count} replicas acknowledged a write within 30 s\n--- {LOG_FILE} ---\n{}",
             self.port,
             self.log()
         )

@@ -12,19 +12,43 @@ fn role(set: &SentinelSet, port: u16) -> String {
     redis::from_redis_value_ref(&role[0]).unwrap()
 }
 
-/// A write on the master acknowledged by at least one replica.
+/// Every data node's replication view and key count, and the Sentinels'
+/// logs: what a failed data check needs to be understood.
+fn nodes_report(set: &SentinelSet) -> String {
+    let mut report = String::new();
+    for node in set.data_nodes() {
+        let info: String = node.try_cmd(&["INFO", "replication"]).unwrap_or_default();
+        let keys: i64 = node.try_cmd(&["DBSIZE"]).unwrap_or(-1);
+        report.push_str(&format!(
+            "--- node {} keys {keys}\n{info}\n{}\n",
+            node.port(),
+            node.log()
+        ));
+    }
+    for i in 0..3 {
+        report.push_str(&format!("--- sentinel {i}\n{}\n", set.sentinel_log(i)));
+    }
+    report
+}
+
+/// A write on the master acknowledged by every running replica, on one
+/// connection (`WAIT` counts acknowledgements of its own connection's last
+/// write).
 fn replicated_write(set: &SentinelSet) {
-    let master = set.master();
-    master.cmd::<()>(&["SET", "k", "v"]);
-    // Every running replica: the Sentinels may promote either, and one
-    // that had not applied the write yet would lose it (as WAIT 1 of 2
-    // did here once, under load).
+    let mut conn = set.master().conn();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut conn)
+        .unwrap();
+    // Every running replica: the Sentinels may promote either.
     let replicas = set.replicas().iter().filter(|r| r.is_running()).count();
-    let acked: i64 = master.cmd(&["WAIT", &replicas.to_string(), "2000"]);
-    assert_eq!(
-        acked as usize, replicas,
-        "not every replica acknowledged a write"
-    );
+    let acked: usize = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(2000)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(acked, replicas, "not every replica acknowledged a write");
 }
 
 #[test]
@@ -85,10 +109,8 @@ fn starts_reports_itself_and_fails_over_on_demand() {
     assert_eq!(role(&set, second), "master");
     // The old master is now a replica, and the data went along.
     assert_eq!(role(&set, first), "slave");
-    assert_eq!(
-        set.master().cmd::<Option<String>>(&["GET", "k"]).as_deref(),
-        Some("v")
-    );
+    let k = set.master().cmd::<Option<String>>(&["GET", "k"]);
+    assert_eq!(k.as_deref(), Some("v"), "{}", nodes_report(&set));
     replicated_write(&set);
 
     // A second forced failover right after the first one works too.
@@ -118,8 +140,17 @@ fn kill_master_promotes_a_replica_and_restart_brings_it_back_as_one() {
     assert_eq!(role(&set, first), "slave");
     assert_eq!(set.master_port(), second);
     let acked: i64 = {
-        set.master().cmd::<()>(&["SET", "k2", "v"]);
-        set.master().cmd(&["WAIT", "2", "2000"])
+        let mut conn = set.master().conn();
+        redis::cmd("SET")
+            .arg("k2")
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+        redis::cmd("WAIT")
+            .arg(2)
+            .arg(2000)
+            .query(&mut conn)
+            .unwrap()
     };
     assert_eq!(acked, 2, "both replicas acknowledge");
 }

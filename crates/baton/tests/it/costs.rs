@@ -4,15 +4,7 @@ use std::time::Duration;
 
 use baton_test_support::{Mode, RedisServer};
 
-use crate::support::{behind_proxy, eventually, hold, within};
-
-/// The calls of each command the server has served, from `INFO commandstats`.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let info: String = server.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
+use crate::support::{behind_proxy, command_calls as calls, eventually, hold, within};
 
 /// Uncontended: acquire is one script call, release is one, and nothing
 /// else reaches the server (no subscription, no extra round trip).

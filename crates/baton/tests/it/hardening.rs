@@ -9,7 +9,7 @@ use baton::{Client, Error, Released};
 use baton_test_support::{FaultProxy, Mode, RedisServer};
 use tokio::time::Instant;
 
-use crate::support::{eventually, hold, spawn_waiter, within, LogCapture};
+use crate::support::{command_calls, eventually, hold, spawn_waiter, within, LogCapture};
 
 const KEY: &str = "baton:job";
 
@@ -294,14 +294,24 @@ async fn a_silent_redlock_node_delays_no_release_status_or_waiter() {
         let guard = hold(&holder, "job", Duration::from_secs(30)).await;
         let status = other.status("job").await.unwrap();
         assert!(status.holder.is_some(), "held on a quorum");
+        let attempts = |s: &RedisServer| command_calls(s, "evalsha");
+        let before: Vec<u64> = servers[..2].iter().map(attempts).collect();
         let waiter = spawn_waiter(other.lock("job").retry_interval(Duration::from_secs(30)));
-        eventually("the waiter subscribed on both answering nodes", || {
-            let channel = baton_core::Keys::new("baton:", "job").unwrap().channel;
-            servers[..2].iter().all(|s| {
-                s.cmd::<Vec<redis::Value>>(&["PUBSUB", "NUMSUB", &channel])[1]
-                    == redis::Value::Int(1)
-            })
-        })
+        // Subscribed, and past its two attempts (the first, and the one
+        // after subscribing): an attempt that met the release half-done
+        // (free on one node, held on the other) would hang on the silent
+        // node's answer, which then decides it.
+        eventually(
+            "the waiter waits, subscribed on both answering nodes",
+            || {
+                let channel = baton_core::Keys::new("baton:", "job").unwrap().channel;
+                servers[..2].iter().zip(&before).all(|(s, &before)| {
+                    s.cmd::<Vec<redis::Value>>(&["PUBSUB", "NUMSUB", &channel])[1]
+                        == redis::Value::Int(1)
+                        && attempts(s) >= before + 2
+                })
+            },
+        )
         .await;
         assert_eq!(guard.release().await.unwrap(), Released::Released);
         let (next, _) = waiter.await.unwrap().expect("acquired");

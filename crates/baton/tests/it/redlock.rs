@@ -8,7 +8,7 @@ use baton::{Client, Error, NodeFailure, Released};
 use baton_test_support::{FaultProxy, Mode, RedisServer, ServerOptions};
 use tokio::time::Instant;
 
-use crate::support::{hold, within};
+use crate::support::{command_calls, hold, within};
 
 const KEY: &str = "baton:job";
 const FOREIGN: &str = "someone-else";
@@ -575,22 +575,19 @@ async fn a_waiter_behind_a_quorum_holder_does_not_spin() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
-        let stat = |server: &RedisServer, command: &str| -> u64 {
-            let info: String = server.cmd(&["INFO", "commandstats"]);
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-        };
         // Attempts: the first, one after subscribing, one when the bounded
         // wait ends at the deadline; each is taken back on node 0. (A split
         // backoff would make dozens.)
-        let calls = stat(&cluster.servers[0], "evalsha");
+        let calls = command_calls(&cluster.servers[0], "evalsha");
         assert!(
             calls <= 3 * 2,
             "no spinning: {calls} script calls on the free node"
         );
         assert!(
-            cluster.servers.iter().all(|s| stat(s, "publish") == 0),
+            cluster
+                .servers
+                .iter()
+                .all(|s| command_calls(s, "publish") == 0),
             "taking back a lost attempt wakes nobody"
         );
     })

@@ -210,9 +210,20 @@ mod wait_aof {
     fn wait_for_replica_aof(master: &RedisServer) {
         master.wait_for_replica();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // One connection: WAITAOF waits for that connection's last write.
+        let mut conn = master.conn();
         while std::time::Instant::now() < deadline {
-            master.cmd::<()>(&["SET", "baton-test:aof-probe", "1"]);
-            let (_, replicas): (i64, i64) = master.cmd(&["WAITAOF", "0", "1", "100"]);
+            redis::cmd("SET")
+                .arg("baton-test:aof-probe")
+                .arg("1")
+                .query::<()>(&mut conn)
+                .unwrap();
+            let (_, replicas): (i64, i64) = redis::cmd("WAITAOF")
+                .arg(0)
+                .arg(1)
+                .arg(100)
+                .query(&mut conn)
+                .unwrap();
             if replicas == 1 {
                 master.cmd::<()>(&["DEL", "baton-test:aof-probe"]);
                 return;

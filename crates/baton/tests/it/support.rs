@@ -21,6 +21,15 @@ pub async fn within<T>(fut: impl Future<Output = T>) -> T {
         .expect("the test did not finish within its deadline")
 }
 
+/// The calls of `command` (lower case, e.g. `evalsha`) that `server` has
+/// served, from `INFO commandstats`.
+pub fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
 /// A lock backend under test, with raw access to its keys for assertions.
 pub enum Backend {
     Redis(RedisServer),
