@@ -60,7 +60,9 @@ if ! scripts/valkey.sh --has-tls "$valkey_bin"; then
     tls::a_wrong_hostname_is_refused_and_insecure_skips_the_check \
     tls::mutual_tls_needs_the_client_certificate \
     tls::a_plain_client_on_tls_and_a_tls_client_on_plain_fail_saying_why \
-    tls_from_flags_and_environment; do
+    tls_from_flags_and_environment \
+    sentinel::over_tls_both_hops_are_verified_and_a_lease_survives_a_failover \
+    cluster::over_tls_every_node_is_verified_and_locks_work_on_every_master; do
     skip+=(--skip "$name")
     echo "Valkey pass: skipping $name: this valkey-server has no TLS (it refuses --tls-port: \"Failed finding TLS support\")"
   done

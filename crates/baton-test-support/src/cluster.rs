@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::launch::LOG_FILE;
-use crate::{RedisServer, ServerOptions};
+use crate::scratch::ScratchDir;
+use crate::{RedisServer, ServerOptions, TestPki};
 
 /// Masters at start; node `i + MASTERS` starts as the replica of node `i`.
 const MASTERS: usize = 3;
@@ -75,6 +76,9 @@ pub struct LocalCluster {
     /// `CLUSTER MYID` of each node, same order. Fixed: a restarted node
     /// reads its identity back from its `nodes.conf`.
     ids: Vec<String>,
+    /// The one PKI of a TLS cluster ([`LocalCluster::start_tls`]); declared
+    /// last, so its files outlive the nodes.
+    pki: Option<(TestPki, ScratchDir)>,
 }
 
 /// A slot being moved by [`LocalCluster::begin_migration`]: `MIGRATING` on
@@ -120,12 +124,33 @@ impl LocalCluster {
     /// If a node cannot be started, a command fails or the cluster does not
     /// converge within 20 s at any step; the message includes the node logs.
     pub fn start() -> Self {
+        Self::start_with_pki(None)
+    }
+
+    /// As [`LocalCluster::start`], with every node speaking TLS only, to
+    /// clients and on the cluster bus (`tls-cluster`, `tls-replication`),
+    /// all with one [`TestPki`] ([`LocalCluster::pki`]);
+    /// [`LocalCluster::seeds_url`] is then `rediss+cluster://…`. The
+    /// certificate is valid for `127.0.0.1`, the address the nodes report
+    /// in their slot map.
+    ///
+    /// # Panics
+    /// As [`LocalCluster::start`].
+    pub fn start_tls() -> Self {
+        let dir = ScratchDir::new();
+        let pki = TestPki::new_in(dir.path());
+        Self::start_with_pki(Some((pki, dir)))
+    }
+
+    fn start_with_pki(pki: Option<(TestPki, ScratchDir)>) -> Self {
         let options = ServerOptions::default().cluster(true);
+        let start = || match &pki {
+            Some((pki, _)) => RedisServer::start_with_pki(options.clone(), pki),
+            None => RedisServer::start_with(options.clone()),
+        };
         // In parallel: each start waits for its server to answer.
         let nodes: Vec<RedisServer> = std::thread::scope(|scope| {
-            let starting: Vec<_> = (0..2 * MASTERS)
-                .map(|_| scope.spawn(|| RedisServer::start_with(options.clone())))
-                .collect();
+            let starting: Vec<_> = (0..2 * MASTERS).map(|_| scope.spawn(start)).collect();
             starting
                 .into_iter()
                 .map(|handle| {
@@ -139,7 +164,7 @@ impl LocalCluster {
             .iter()
             .map(|node| node.cmd::<String>(&["CLUSTER", "MYID"]))
             .collect();
-        let cluster = Self { nodes, ids };
+        let cluster = Self { nodes, ids, pki };
         for (i, (first, last)) in SLOT_RANGES.iter().enumerate() {
             let master = &cluster.nodes[i];
             master.cmd::<()>(&[
@@ -175,7 +200,29 @@ impl LocalCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.pki.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{}", seeds.join(","))
+    }
+
+    /// Whether the cluster was started with [`LocalCluster::start_tls`].
+    pub fn is_tls(&self) -> bool {
+        self.pki.is_some()
+    }
+
+    /// The PKI of a cluster started with [`LocalCluster::start_tls`]: the
+    /// test CA to give a client ([`TestPki::ca_pem`]).
+    ///
+    /// # Panics
+    /// If the cluster was started without TLS.
+    pub fn pki(&self) -> &TestPki {
+        match &self.pki {
+            Some((pki, _)) => pki,
+            None => panic!("this cluster has no TLS: start it with LocalCluster::start_tls"),
+        }
     }
 
     /// All six nodes, in start order (the three first masters, then their

@@ -121,6 +121,19 @@ fn spawn(dir: &ScratchDir, opts: &ServerOptions, pki: Option<&TestPki>, port: u1
                 .arg("--tls-ca-cert-file")
                 .arg(pki.ca_path())
                 .args(["--tls-auth-clients", mode.client_auth.redis_arg()]);
+            // A replica reaches its master over TLS too (a TLS-only node
+            // has no plain port), and any node may become a replica (a
+            // Sentinel turns a former master into one).
+            cmd.args(["--tls-replication", "yes"]);
+            // Outgoing connections (replication, the cluster bus, which
+            // always asks for a client certificate) offer the client one.
+            cmd.arg("--tls-client-cert-file")
+                .arg(pki.client_cert_path())
+                .arg("--tls-client-key-file")
+                .arg(pki.client_key_path());
+            if opts.cluster {
+                cmd.args(["--tls-cluster", "yes"]);
+            }
         }
         None => {
             cmd.args(["--port", &port.to_string()]);

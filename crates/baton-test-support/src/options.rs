@@ -16,8 +16,10 @@ pub struct ServerOptions {
     /// [`crate::TestPki`], and [`crate::RedisServer::url`] is
     /// `rediss://localhost:PORT/`. `None`: plain TCP.
     pub tls: Option<TlsMode>,
-    /// `Some(port)`: a replica of the plain server on `127.0.0.1:port`
-    /// (`--replicaof`), which it syncs from in the background.
+    /// `Some(port)`: a replica of the server on `127.0.0.1:port`
+    /// (`--replicaof`), which it syncs from in the background; over TLS
+    /// when [`ServerOptions::tls`] is set, which needs both started with
+    /// one PKI ([`crate::RedisServer::start_with_pki`]).
     pub replica_of: Option<u16>,
     /// `true`: a Redis Cluster node (`cluster-enabled yes`, its
     /// `nodes.conf` in its own directory, so a restart keeps its identity),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::conn::Target;
 use crate::launch::{free_port, wait_ready};
 use crate::scratch::ScratchDir;
-use crate::{unique_name, RedisServer, ServerOptions};
+use crate::{unique_name, RedisServer, ServerCert, ServerOptions, TestPki, TlsMode};
 
 /// Sentinels in a set: three, so two of them (the quorum and a majority)
 /// can still authorise a failover while one is busy or slow.
@@ -100,6 +100,10 @@ pub struct SentinelSet {
     /// The master as started, then its two replicas; roles change with
     /// failovers, the order does not.
     nodes: Vec<RedisServer>,
+    /// The one PKI of a TLS set ([`SentinelSet::start_tls`]), shared by
+    /// every process so each trusts the others; declared last, so its
+    /// files outlive the processes.
+    pki: Option<(TestPki, ScratchDir)>,
 }
 
 /// One `redis-server --sentinel` process.
@@ -122,16 +126,36 @@ impl SentinelSet {
     /// If a process cannot be started, or the set is not ready within 20 s;
     /// the message says why and includes the Sentinels' logs.
     pub fn start() -> Self {
-        let master = RedisServer::start();
+        Self::start_with_pki(None)
+    }
+
+    /// As [`SentinelSet::start`], with every process speaking TLS only:
+    /// data nodes and Sentinels share one [`TestPki`]
+    /// ([`SentinelSet::pki`]), replicate and monitor over TLS, and
+    /// [`SentinelSet::url`] is `rediss+sentinel://…`. Their certificate is
+    /// valid for `127.0.0.1`, the address the Sentinels report.
+    ///
+    /// # Panics
+    /// As [`SentinelSet::start`].
+    pub fn start_tls() -> Self {
+        let dir = ScratchDir::new();
+        let pki = TestPki::new_in(dir.path());
+        Self::start_with_pki(Some((pki, dir)))
+    }
+
+    fn start_with_pki(pki: Option<(TestPki, ScratchDir)>) -> Self {
+        let start = |options: ServerOptions| match &pki {
+            Some((pki, _)) => RedisServer::start_with_pki(options, pki),
+            None => RedisServer::start_with(options),
+        };
+        let master = start(ServerOptions::default());
         let replica_options = ServerOptions::default().replica_of(master.port());
-        let replicas = [
-            RedisServer::start_with(replica_options.clone()),
-            RedisServer::start_with(replica_options),
-        ];
+        let replicas = [start(replica_options.clone()), start(replica_options)];
         let mut set = Self {
             name: unique_name("baton-sentinel"),
             sentinels: Vec::new(),
             nodes: Vec::new(),
+            pki,
         };
         set.nodes.push(master);
         set.nodes.extend(replicas);
@@ -146,11 +170,34 @@ impl SentinelSet {
         });
         set.wait_for_streaming_replicas(master_port);
         for _ in 0..SENTINELS {
-            let sentinel = Sentinel::start(&set.name, master_port);
+            let sentinel = Sentinel::start(&set.name, master_port, set.tls());
             set.sentinels.push(sentinel);
         }
         set.wait_for_sentinels(master_port);
         set
+    }
+
+    /// The PKI of a set started with [`SentinelSet::start_tls`]: the test
+    /// CA to give a client ([`TestPki::ca_pem`]).
+    ///
+    /// # Panics
+    /// If the set was started without TLS.
+    pub fn pki(&self) -> &TestPki {
+        self.tls().unwrap_or_else(|| {
+            panic!(
+                "Sentinel set {} has no TLS: start it with SentinelSet::start_tls",
+                self.name
+            )
+        })
+    }
+
+    /// Whether the set was started with [`SentinelSet::start_tls`].
+    pub fn is_tls(&self) -> bool {
+        self.pki.is_some()
+    }
+
+    fn tls(&self) -> Option<&TestPki> {
+        self.pki.as_ref().map(|(pki, _)| pki)
     }
 
     /// The name the Sentinels monitor the master under (unique per set).
@@ -174,7 +221,12 @@ impl SentinelSet {
             .iter()
             .map(SocketAddr::to_string)
             .collect();
-        format!("redis+sentinel://{}/{}", hosts.join(","), self.name)
+        let scheme = if self.pki.is_some() {
+            "rediss+sentinel"
+        } else {
+            "redis+sentinel"
+        };
+        format!("{scheme}://{}/{}", hosts.join(","), self.name)
     }
 
     /// The port of the data node the Sentinels report as the master now
@@ -484,13 +536,17 @@ impl SentinelSet {
 impl Sentinel {
     /// Starts a Sentinel monitoring `127.0.0.1:master_port` as `name`,
     /// retrying on a new port if another process takes the chosen one.
-    fn start(name: &str, master_port: u16) -> Self {
+    fn start(name: &str, master_port: u16, pki: Option<&TestPki>) -> Self {
         let dir = ScratchDir::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let target = Target::new(port, &ServerOptions::default(), None);
+            let options = ServerOptions {
+                tls: pki.map(|_| TlsMode::default()),
+                ..ServerOptions::default()
+            };
+            let target = Target::new(port, &options, pki);
             let log_start = dir.read(LOG_FILE).len();
-            let mut child = spawn(&dir, name, master_port, port);
+            let mut child = spawn(&dir, name, master_port, port, pki);
             let why = match wait_ready(&mut child, &target) {
                 Ok(()) => {
                     let sentinel = Self {
@@ -607,9 +663,39 @@ impl Drop for Sentinel {
 /// Writes `sentinel.conf` (a Sentinel needs a config file it can rewrite:
 /// it records what it learns there) and spawns `redis-server CONF
 /// --sentinel` on `port`.
-fn spawn(dir: &ScratchDir, name: &str, master_port: u16, port: u16) -> Child {
+fn spawn(
+    dir: &ScratchDir,
+    name: &str,
+    master_port: u16,
+    port: u16,
+    pki: Option<&TestPki>,
+) -> Child {
+    // TLS only: its port the TLS port, and TLS to the data nodes and the
+    // other Sentinels too (`tls-replication`).
+    let listen = match pki {
+        None => format!("port {port}\n"),
+        Some(pki) => {
+            let cert = ServerCert::default();
+            format!(
+                "port 0\n\
+                 tls-port {port}\n\
+                 tls-cert-file {}\n\
+                 tls-key-file {}\n\
+                 tls-ca-cert-file {}\n\
+                 tls-client-cert-file {}\n\
+                 tls-client-key-file {}\n\
+                 tls-auth-clients no\n\
+                 tls-replication yes\n",
+                pki.server_cert_path(cert).display(),
+                pki.server_key_path(cert).display(),
+                pki.ca_path().display(),
+                pki.client_cert_path().display(),
+                pki.client_key_path().display(),
+            )
+        }
+    };
     let conf = format!(
-        "port {port}\n\
+        "{listen}\
          bind 127.0.0.1\n\
          protected-mode no\n\
          daemonize no\n\

@@ -79,6 +79,26 @@ impl RedisServer {
         let pki = options
             .tls
             .map(|_| TestPki::new_in(dir.path().join(TLS_DIR)));
+        Self::start_in(dir, options, pki)
+    }
+
+    /// Starts a TLS server ([`ServerOptions::tls`], set to the default if
+    /// `options` has none) with the certificates of `pki` instead of its
+    /// own, so servers that talk to each other (a replica to its master, a
+    /// Sentinel or a cluster node to the others) trust one CA. `pki`'s
+    /// files must outlive the server.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub fn start_with_pki(options: ServerOptions, pki: &TestPki) -> Self {
+        let options = ServerOptions {
+            tls: Some(options.tls.unwrap_or_default()),
+            ..options
+        };
+        Self::start_in(ScratchDir::new(), options, Some(pki.clone()))
+    }
+
+    fn start_in(dir: ScratchDir, options: ServerOptions, pki: Option<TestPki>) -> Self {
         for _ in 0..START_ATTEMPTS {
             let port = if options.cluster {
                 free_cluster_port()

@@ -40,14 +40,14 @@ async fn cluster() -> Arc<LocalCluster> {
     .expect("start the cluster")
 }
 
-/// A client of `cluster` under `prefix`.
+/// A client of `cluster` under `prefix`, trusting its test CA if it is a
+/// TLS cluster.
 async fn client(cluster: &LocalCluster, prefix: &str) -> Client {
-    Client::builder()
-        .node(&cluster.seeds_url())
-        .prefix(prefix)
-        .build()
-        .await
-        .expect("connect to the cluster")
+    let mut builder = Client::builder().node(&cluster.seeds_url()).prefix(prefix);
+    if cluster.is_tls() {
+        builder = builder.tls_ca(cluster.pki().ca_pem());
+    }
+    builder.build().await.expect("connect to the cluster")
 }
 
 fn prefix() -> String {
@@ -410,6 +410,74 @@ async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
         for node in cluster.nodes() {
             node.cmd::<i64>(&["ACL", "DELUSER", &user]);
         }
+    })
+    .await
+}
+
+/// `rediss+cluster://`: every node speaks TLS only, to clients and on its
+/// cluster bus, and the client verifies each node it is sent to against
+/// the CA it is given (without it, the system roots refuse the test CA).
+/// Leases on every master are acquired, held past their TTL by per-slot
+/// renewals, and released; a waiter is woken through sharded pub/sub over
+/// TLS; only the fence counters are left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_every_node_is_verified_and_locks_work_on_every_master() {
+    within(async {
+        let cluster = blocking(|| Arc::new(LocalCluster::start_tls()));
+        let url = cluster.seeds_url();
+        assert!(url.starts_with("rediss+cluster://"), "{url}");
+        let err = Client::connect(&url).await.unwrap_err();
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+
+        let prefix = prefix();
+        let (holder, other) = (
+            client(&cluster, &prefix).await,
+            client(&cluster, &prefix).await,
+        );
+        let names: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+        let masters: HashSet<u16> = names
+            .iter()
+            .map(|n| {
+                let slot = LocalCluster::slot_of(&lock_key(&prefix, n));
+                cluster.master_of_slot(slot).port()
+            })
+            .collect();
+        assert_eq!(masters.len(), 3, "the names cover all three masters");
+        let ttl = Duration::from_millis(600);
+        let mut guards = Vec::new();
+        for name in &names {
+            guards.push(crate::support::hold(&holder, name, ttl).await);
+            assert!(other.lock(name).try_acquire().await.unwrap().is_none());
+        }
+        tokio::time::sleep(ttl * 3).await; // several renewal periods
+        for guard in &guards {
+            assert_held(guard);
+        }
+
+        let waiting = crate::support::spawn_waiter(
+            other
+                .lock(&names[0])
+                .wait(Duration::from_secs(20))
+                .retry_interval(Duration::from_secs(10)),
+        );
+        let keys = Keys::new(&prefix, &names[0]).unwrap();
+        let master = cluster.master_of_slot(LocalCluster::slot_of(&keys.lock));
+        eventually("the waiter subscribes on the slot's master", || {
+            let (_, count): (String, i64) = master.cmd(&["PUBSUB", "SHARDNUMSUB", &keys.channel]);
+            count == 1
+        })
+        .await;
+        let mut guards = guards.into_iter();
+        crate::support::release_wakes(guards.next().unwrap(), waiting).await;
+        for guard in guards {
+            assert_eq!(guard.release().await.unwrap(), Released::Released);
+        }
+        let fences: HashSet<String> = names
+            .iter()
+            .map(|n| Keys::new(&prefix, n).unwrap().fence)
+            .collect();
+        let ours: HashSet<String> = cluster.keys().into_iter().collect();
+        assert_eq!(ours, fences, "only the fence counters are left");
     })
     .await
 }

@@ -49,10 +49,33 @@ async fn blocking<T: Send + 'static>(
     .expect("the step ran")
 }
 
+/// The TLS set (`SentinelSet::start_tls`), shared as `set()` is.
+async fn tls_set() -> Shared {
+    static SHARED: std::sync::Mutex<Weak<Mutex<SentinelSet>>> = std::sync::Mutex::new(Weak::new());
+    let set = tokio::task::spawn_blocking(|| {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = shared.upgrade() {
+            return set;
+        }
+        let set = Arc::new(Mutex::new(SentinelSet::start_tls()));
+        *shared = Arc::downgrade(&set);
+        set
+    })
+    .await
+    .expect("the TLS Sentinel set starts");
+    set.lock_owned().await
+}
+
+/// A client of `set` through its URL, trusting its test CA if it is a TLS
+/// set, confirming writes on `replicas` replicas.
 async fn client(set: &SentinelSet, replicas: usize) -> Client {
-    Client::builder()
+    let mut builder = Client::builder()
         .node(&set.url())
-        .min_replicas(replicas, Duration::from_millis(200))
+        .min_replicas(replicas, Duration::from_millis(200));
+    if set.is_tls() {
+        builder = builder.tls_ca(set.pki().ca_pem());
+    }
+    builder
         .build()
         .await
         .expect("connects through the Sentinels")
@@ -100,11 +123,11 @@ async fn locks_work_on_the_master_the_sentinels_name() {
 /// at any point, it lives on the new master, and renewals continue there
 /// (it outlives several TTLs after the failover).
 async fn a_lease_survives(
+    set: Shared,
     ttl: Duration,
     failover: impl FnOnce(&mut SentinelSet) -> u16 + Send + 'static,
     restore: impl FnOnce(&mut SentinelSet, u16) + Send + 'static,
 ) {
-    let set = set().await;
     let name = unique_name("sentinel-survives");
     let holder = client(&set, 1).await;
     let other = client(&set, 0).await;
@@ -163,11 +186,15 @@ async fn a_lease_survives(
 async fn an_acknowledged_lease_survives_a_forced_failover() {
     // (TTLs outlast the failover: a forced one takes about 3 s here, one
     // after a death about 5 s.)
-    within(a_lease_survives(
-        Duration::from_secs(6),
-        |set| set.failover(),
-        |_, _| {},
-    ))
+    within(async {
+        a_lease_survives(
+            set().await,
+            Duration::from_secs(6),
+            |set| set.failover(),
+            |_, _| {},
+        )
+        .await
+    })
     .await
 }
 
@@ -176,11 +203,54 @@ async fn an_acknowledged_lease_survives_a_forced_failover() {
 /// lease carries on there. The killed node comes back as a replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_lease_survives_the_masters_death() {
-    within(a_lease_survives(
-        Duration::from_secs(10),
-        |set| set.kill_master(),
-        |set, old| set.restart_node(old),
-    ))
+    within(async {
+        a_lease_survives(
+            set().await,
+            Duration::from_secs(10),
+            |set| set.kill_master(),
+            |set, old| set.restart_node(old),
+        )
+        .await
+    })
+    .await
+}
+
+/// `rediss+sentinel://`: Sentinels and data nodes speak TLS only, and the
+/// client verifies both against the CA it is given. Without that CA (the
+/// system roots) it is refused, naming the unknown issuer; a plain client
+/// on the TLS Sentinels is refused, not left hanging. With it, the lock
+/// works on the master the Sentinels name, and an acknowledged lease
+/// survives a forced failover (renewed on the new master, never taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_both_hops_are_verified_and_a_lease_survives_a_failover() {
+    within(async {
+        let set = tls_set().await;
+        let url = set.url();
+        assert!(url.starts_with("rediss+sentinel://"), "{url}");
+        let err = Client::connect(&url).await.unwrap_err();
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+        let plain = url.replacen("rediss+", "redis+", 1);
+        let err = Client::builder()
+            .node(&plain)
+            .node_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.is_backend(), "plain client on TLS Sentinels: {err:?}");
+
+        let name = unique_name("sentinel-tls");
+        let (a, b) = (client(&set, 1).await, client(&set, 0).await);
+        let guard = a.lock(&name).try_acquire().await.unwrap().expect("free");
+        assert!(b.lock(&name).try_acquire().await.unwrap().is_none());
+        let status = b.status(&name).await.unwrap();
+        assert!(status.holder.is_some());
+        assert_eq!(
+            status.answered_by,
+            [format!("127.0.0.1:{}", set.master_port())]
+        );
+        assert_eq!(guard.release().await.unwrap(), Released::Released);
+        a_lease_survives(set, Duration::from_secs(6), |set| set.failover(), |_, _| {}).await;
+    })
     .await
 }
 
