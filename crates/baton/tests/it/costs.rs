@@ -224,9 +224,63 @@ async fn a_lease_past_its_deadline_after_a_pause_is_not_renewed() {
         // The pause: nothing of this process runs for one and a half TTLs.
         std::thread::sleep(ttl * 3 / 2);
         eventually("the renewer gave the lease up", || client.renewing() == 0).await;
+        // Neither form of extend: the script, or the native SET … IFEQ.
         assert_eq!(calls(&server, "evalsha"), 0, "no renewal was sent");
+        assert_eq!(calls(&server, "set"), 0, "no renewal was sent");
         assert!(!guard.is_held());
         guard.lost().await;
+    })
+    .await
+}
+
+/// Whether `server` knows `SET … IFEQ` (Valkey ≥ 8.1): nil for a key that
+/// does not exist, where other servers answer a syntax error.
+fn has_native_extend(server: &RedisServer) -> bool {
+    server
+        .try_cmd::<Option<String>>(&["SET", "baton-test:ifeq-probe", "x", "IFEQ", "x"])
+        .is_ok()
+}
+
+/// Renewals are one command per lease: on a server with `SET … IFEQ` the
+/// native extend (no script at all, about a quarter of its server time);
+/// elsewhere the extend script, after one refused native extend that
+/// changed nothing. Either way the lease stays held across several TTLs,
+/// and a renewal refused (the key is another's) loses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_use_the_native_extend_where_the_server_has_it() {
+    within(async {
+        let server = RedisServer::start();
+        let native = has_native_extend(&server);
+        let client = baton::Client::connect(&server.url()).await.unwrap();
+        let ttl = Duration::from_millis(300);
+        let guard = hold(&client, "job", ttl).await;
+        server.cmd::<()>(&["CONFIG", "RESETSTAT"]);
+        eventually("three renewals", || {
+            calls(&server, "evalsha") + calls(&server, "set") >= 3 + u64::from(!native)
+        })
+        .await;
+        assert!(guard.is_held());
+        let pttl: i64 = server.cmd(&["PTTL", "baton:job"]);
+        assert!(pttl > 0 && pttl <= 300, "renewed to the TTL: {pttl}");
+        if native {
+            assert_eq!(calls(&server, "evalsha"), 0, "no script");
+        } else {
+            let info: String = server.cmd(&["INFO", "commandstats"]);
+            let set = info
+                .lines()
+                .find(|l| l.starts_with("cmdstat_set:"))
+                .expect("the refused SET … IFEQ is counted");
+            // Refused once, for the whole connection.
+            assert_eq!(calls(&server, "set"), 1, "{set}");
+            assert!(set.ends_with("failed_calls=1"), "{set}");
+            assert!(calls(&server, "evalsha") >= 3, "the script renews");
+        }
+        // Another's key now: the next renewal is refused and the lease lost.
+        server.cmd::<()>(&["SET", "baton:job", "someone-else"]);
+        guard.lease().lost().await;
+        assert!(!guard.is_held());
+        let value: Option<String> = server.cmd(&["GET", "baton:job"]);
+        assert_eq!(value.as_deref(), Some("someone-else"), "not overwritten");
     })
     .await
 }
