@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::launch::LOG_FILE;
-use crate::scratch::ScratchDir;
+use crate::topology_pki::TopologyPki;
 use crate::{RedisServer, ServerOptions, TestPki};
 
 /// Masters at start; node `i + MASTERS` starts as the replica of node `i`.
@@ -78,7 +78,7 @@ pub struct LocalCluster {
     ids: Vec<String>,
     /// The one PKI of a TLS cluster ([`LocalCluster::start_tls`]); declared
     /// last, so its files outlive the nodes.
-    pki: Option<(TestPki, ScratchDir)>,
+    pki: TopologyPki,
 }
 
 /// A slot being moved by [`LocalCluster::begin_migration`]: `MIGRATING` on
@@ -124,7 +124,7 @@ impl LocalCluster {
     /// If a node cannot be started, a command fails or the cluster does not
     /// converge within 20 s at any step; the message includes the node logs.
     pub fn start() -> Self {
-        Self::start_with_pki(None)
+        Self::start_with_pki(TopologyPki::default())
     }
 
     /// As [`LocalCluster::start`], with every node speaking TLS only, to
@@ -137,17 +137,12 @@ impl LocalCluster {
     /// # Panics
     /// As [`LocalCluster::start`].
     pub fn start_tls() -> Self {
-        let dir = ScratchDir::new();
-        let pki = TestPki::new_in(dir.path());
-        Self::start_with_pki(Some((pki, dir)))
+        Self::start_with_pki(TopologyPki::tls())
     }
 
-    fn start_with_pki(pki: Option<(TestPki, ScratchDir)>) -> Self {
+    fn start_with_pki(pki: TopologyPki) -> Self {
         let options = ServerOptions::default().cluster(true);
-        let start = || match &pki {
-            Some((pki, _)) => RedisServer::start_with_pki(options.clone(), pki),
-            None => RedisServer::start_with(options.clone()),
-        };
+        let start = || pki.start(options.clone());
         // In parallel: each start waits for its server to answer.
         let nodes: Vec<RedisServer> = std::thread::scope(|scope| {
             let starting: Vec<_> = (0..2 * MASTERS).map(|_| scope.spawn(start)).collect();
@@ -200,17 +195,12 @@ impl LocalCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let scheme = if self.pki.is_some() {
-            "rediss+cluster"
-        } else {
-            "redis+cluster"
-        };
-        format!("{scheme}://{}", seeds.join(","))
+        format!("{}://{}", self.pki.scheme("cluster"), seeds.join(","))
     }
 
     /// Whether the cluster was started with [`LocalCluster::start_tls`].
     pub fn is_tls(&self) -> bool {
-        self.pki.is_some()
+        self.pki.get().is_some()
     }
 
     /// The PKI of a cluster started with [`LocalCluster::start_tls`]: the
@@ -219,10 +209,7 @@ impl LocalCluster {
     /// # Panics
     /// If the cluster was started without TLS.
     pub fn pki(&self) -> &TestPki {
-        match &self.pki {
-            Some((pki, _)) => pki,
-            None => panic!("this cluster has no TLS: start it with LocalCluster::start_tls"),
-        }
+        self.pki.expect("LocalCluster")
     }
 
     /// All six nodes, in start order (the three first masters, then their

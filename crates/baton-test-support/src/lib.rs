@@ -46,6 +46,7 @@ mod sentinel;
 mod server;
 mod signal;
 mod tls;
+mod topology_pki;
 mod url;
 
 pub use cluster::{LocalCluster, Migration};

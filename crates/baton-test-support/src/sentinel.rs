@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::conn::Target;
 use crate::launch::{free_port, wait_ready};
 use crate::scratch::ScratchDir;
+use crate::topology_pki::TopologyPki;
 use crate::{unique_name, RedisServer, ServerCert, ServerOptions, TestPki, TlsMode};
 
 /// Sentinels in a set: three, so two of them (the quorum and a majority)
@@ -103,7 +104,7 @@ pub struct SentinelSet {
     /// The one PKI of a TLS set ([`SentinelSet::start_tls`]), shared by
     /// every process so each trusts the others; declared last, so its
     /// files outlive the processes.
-    pki: Option<(TestPki, ScratchDir)>,
+    pki: TopologyPki,
 }
 
 /// One `redis-server --sentinel` process.
@@ -126,7 +127,7 @@ impl SentinelSet {
     /// If a process cannot be started, or the set is not ready within 20 s;
     /// the message says why and includes the Sentinels' logs.
     pub fn start() -> Self {
-        Self::start_with_pki(None)
+        Self::start_with_pki(TopologyPki::default())
     }
 
     /// As [`SentinelSet::start`], with every process speaking TLS only:
@@ -138,19 +139,16 @@ impl SentinelSet {
     /// # Panics
     /// As [`SentinelSet::start`].
     pub fn start_tls() -> Self {
-        let dir = ScratchDir::new();
-        let pki = TestPki::new_in(dir.path());
-        Self::start_with_pki(Some((pki, dir)))
+        Self::start_with_pki(TopologyPki::tls())
     }
 
-    fn start_with_pki(pki: Option<(TestPki, ScratchDir)>) -> Self {
-        let start = |options: ServerOptions| match &pki {
-            Some((pki, _)) => RedisServer::start_with_pki(options, pki),
-            None => RedisServer::start_with(options),
-        };
-        let master = start(ServerOptions::default());
+    fn start_with_pki(pki: TopologyPki) -> Self {
+        let master = pki.start(ServerOptions::default());
         let replica_options = ServerOptions::default().replica_of(master.port());
-        let replicas = [start(replica_options.clone()), start(replica_options)];
+        let replicas = [
+            pki.start(replica_options.clone()),
+            pki.start(replica_options),
+        ];
         let mut set = Self {
             name: unique_name("baton-sentinel"),
             sentinels: Vec::new(),
@@ -170,7 +168,7 @@ impl SentinelSet {
         });
         set.wait_for_streaming_replicas(master_port);
         for _ in 0..SENTINELS {
-            let sentinel = Sentinel::start(&set.name, master_port, set.tls());
+            let sentinel = Sentinel::start(&set.name, master_port, set.pki.get());
             set.sentinels.push(sentinel);
         }
         set.wait_for_sentinels(master_port);
@@ -183,21 +181,12 @@ impl SentinelSet {
     /// # Panics
     /// If the set was started without TLS.
     pub fn pki(&self) -> &TestPki {
-        self.tls().unwrap_or_else(|| {
-            panic!(
-                "Sentinel set {} has no TLS: start it with SentinelSet::start_tls",
-                self.name
-            )
-        })
+        self.pki.expect("SentinelSet")
     }
 
     /// Whether the set was started with [`SentinelSet::start_tls`].
     pub fn is_tls(&self) -> bool {
-        self.pki.is_some()
-    }
-
-    fn tls(&self) -> Option<&TestPki> {
-        self.pki.as_ref().map(|(pki, _)| pki)
+        self.pki.get().is_some()
     }
 
     /// The name the Sentinels monitor the master under (unique per set).
@@ -221,12 +210,12 @@ impl SentinelSet {
             .iter()
             .map(SocketAddr::to_string)
             .collect();
-        let scheme = if self.pki.is_some() {
-            "rediss+sentinel"
-        } else {
-            "redis+sentinel"
-        };
-        format!("{scheme}://{}/{}", hosts.join(","), self.name)
+        format!(
+            "{}://{}/{}",
+            self.pki.scheme("sentinel"),
+            hosts.join(","),
+            self.name
+        )
     }
 
     /// The port of the data node the Sentinels report as the master now

@@ -33,8 +33,8 @@ fn nodes_report(set: &SentinelSet) -> String {
 
 /// A write on the master acknowledged by every running replica, on one
 /// connection (`WAIT` counts acknowledgements of its own connection's last
-/// write).
-fn replicated_write(set: &SentinelSet) {
+/// write). Returns how many acknowledged.
+fn replicated_write(set: &SentinelSet) -> usize {
     let mut conn = set.master().conn();
     redis::cmd("SET")
         .arg("k")
@@ -49,6 +49,7 @@ fn replicated_write(set: &SentinelSet) {
         .query(&mut conn)
         .unwrap();
     assert_eq!(acked, replicas, "not every replica acknowledged a write");
+    acked
 }
 
 #[test]
@@ -139,18 +140,5 @@ fn kill_master_promotes_a_replica_and_restart_brings_it_back_as_one() {
     assert!(set.node(first).is_running());
     assert_eq!(role(&set, first), "slave");
     assert_eq!(set.master_port(), second);
-    let acked: i64 = {
-        let mut conn = set.master().conn();
-        redis::cmd("SET")
-            .arg("k2")
-            .arg("v")
-            .query::<()>(&mut conn)
-            .unwrap();
-        redis::cmd("WAIT")
-            .arg(2)
-            .arg(2000)
-            .query(&mut conn)
-            .unwrap()
-    };
-    assert_eq!(acked, 2, "both replicas acknowledge");
+    assert_eq!(replicated_write(&set), 2, "both replicas acknowledge");
 }

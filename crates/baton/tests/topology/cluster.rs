@@ -59,6 +59,17 @@ fn lock_key(prefix: &str, name: &str) -> String {
     Keys::new(prefix, name).unwrap().lock
 }
 
+/// The masters holding the locks of `names` under `prefix` now.
+fn masters_of(cluster: &LocalCluster, prefix: &str, names: &[String]) -> HashSet<u16> {
+    names
+        .iter()
+        .map(|n| {
+            let slot = LocalCluster::slot_of(&lock_key(prefix, n));
+            cluster.master_of_slot(slot).port()
+        })
+        .collect()
+}
+
 fn pttl(cluster: &LocalCluster, key: &str) -> i64 {
     cluster
         .master_of_slot(LocalCluster::slot_of(key))
@@ -92,14 +103,11 @@ async fn a_thousand_leases_over_every_master_are_renewed_and_released() {
         let prefix = prefix();
         let client = client(&cluster, &prefix).await;
         let names: Vec<String> = (0..1000).map(|i| format!("n{i}")).collect();
-        let masters: HashSet<u16> = names
-            .iter()
-            .map(|n| {
-                let slot = LocalCluster::slot_of(&lock_key(&prefix, n));
-                cluster.master_of_slot(slot).port()
-            })
-            .collect();
-        assert_eq!(masters.len(), 3, "the names cover all three masters");
+        assert_eq!(
+            masters_of(&cluster, &prefix, &names).len(),
+            3,
+            "the names cover all three masters"
+        );
 
         let ttl = Duration::from_millis(900);
         // 64 at a time: a realistic load (a thousand at once in a debug
@@ -435,14 +443,11 @@ async fn over_tls_every_node_is_verified_and_locks_work_on_every_master() {
             client(&cluster, &prefix).await,
         );
         let names: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
-        let masters: HashSet<u16> = names
-            .iter()
-            .map(|n| {
-                let slot = LocalCluster::slot_of(&lock_key(&prefix, n));
-                cluster.master_of_slot(slot).port()
-            })
-            .collect();
-        assert_eq!(masters.len(), 3, "the names cover all three masters");
+        assert_eq!(
+            masters_of(&cluster, &prefix, &names).len(),
+            3,
+            "the names cover all three masters"
+        );
         let ttl = Duration::from_millis(600);
         let mut guards = Vec::new();
         for name in &names {

@@ -20,13 +20,27 @@ type Shared = OwnedMutexGuard<SentinelSet>;
 /// blocking thread: it waits for processes, which a runtime thread should
 /// not.)
 async fn set() -> Shared {
-    static SHARED: std::sync::Mutex<Weak<Mutex<SentinelSet>>> = std::sync::Mutex::new(Weak::new());
-    let set = tokio::task::spawn_blocking(|| {
-        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    static SHARED: Slot = std::sync::Mutex::new(Weak::new());
+    shared(&SHARED, SentinelSet::start).await
+}
+
+/// The TLS set (`SentinelSet::start_tls`), shared as `set()` is.
+async fn tls_set() -> Shared {
+    static SHARED: Slot = std::sync::Mutex::new(Weak::new());
+    shared(&SHARED, SentinelSet::start_tls).await
+}
+
+/// Where a shared set is found while a test holds it.
+type Slot = std::sync::Mutex<Weak<Mutex<SentinelSet>>>;
+
+/// The set in `slot`, started with `start` if no test holds one now.
+async fn shared(slot: &'static Slot, start: fn() -> SentinelSet) -> Shared {
+    let set = tokio::task::spawn_blocking(move || {
+        let mut shared = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(set) = shared.upgrade() {
             return set;
         }
-        let set = Arc::new(Mutex::new(SentinelSet::start()));
+        let set = Arc::new(Mutex::new(start()));
         *shared = Arc::downgrade(&set);
         set
     })
@@ -47,23 +61,6 @@ async fn blocking<T: Send + 'static>(
     })
     .await
     .expect("the step ran")
-}
-
-/// The TLS set (`SentinelSet::start_tls`), shared as `set()` is.
-async fn tls_set() -> Shared {
-    static SHARED: std::sync::Mutex<Weak<Mutex<SentinelSet>>> = std::sync::Mutex::new(Weak::new());
-    let set = tokio::task::spawn_blocking(|| {
-        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = shared.upgrade() {
-            return set;
-        }
-        let set = Arc::new(Mutex::new(SentinelSet::start_tls()));
-        *shared = Arc::downgrade(&set);
-        set
-    })
-    .await
-    .expect("the TLS Sentinel set starts");
-    set.lock_owned().await
 }
 
 /// A client of `set` through its URL, trusting its test CA if it is a TLS
