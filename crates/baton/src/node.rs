@@ -165,9 +165,10 @@ pub(crate) struct RedisNode<C> {
     acknowledge: Option<Acknowledge>,
     /// Whether this server has refused the native extend
     /// (`SET … IFEQ … PX`, Valkey ≥ 8.1) once: renewals then use the
-    /// extend script. Learned from the first renewal, so finding out costs
-    /// a server without it one refused command and nothing else (no
-    /// probe, no extra round trip where it exists).
+    /// extend script. Learned from the first renewal batch, so finding out
+    /// costs a server without it that batch's refused commands (one per
+    /// lease, resent as the script) and nothing else (no probe, no extra
+    /// round trip where it exists).
     native_extend_refused: AtomicBool,
 }
 
