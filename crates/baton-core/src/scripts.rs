@@ -37,11 +37,13 @@ pub const ACQUIRE: Script = Script {
 /// without rights to the channel or to `PUBLISH`: the release still stands),
 /// 0 if the key was absent or another's. A third argument `sharded`
 /// announces with `SPUBLISH` (Redis Cluster's sharded pub/sub, in the lock's
-/// slot); without it, `PUBLISH`, as other clients of these scripts send it.
+/// slot), or with `PUBLISH` where the server does not know `SPUBLISH` (Redis
+/// 6, whose cluster waiters `SUBSCRIBE`); without it, `PUBLISH`, as other
+/// clients of these scripts send it.
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "c42c9db97f457637b1a5ea6c353d906724005f86",
+    sha1: "6f9e11647ac4efc7b020e818b1592d8d37168398",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
@@ -85,7 +87,7 @@ pub const INSPECT: Script = Script {
 pub const FORCE_RELEASE: Script = Script {
     name: "force_release",
     source: include_str!("scripts/force_release.lua"),
-    sha1: "78d4b4192a36036e3bbcbb725340604a2da5586e",
+    sha1: "f65453f642078d121c6c53825415b3add8f49690",
 };
 
 /// Every script, for loading and checking.

@@ -34,7 +34,7 @@ const LOG_TAIL_LINES: usize = 40;
 /// directory removed on drop.
 ///
 /// Built the way an operator would with commands only: `CLUSTER
-/// ADDSLOTSRANGE` on the masters, `CLUSTER MEET` to join, `CLUSTER
+/// ADDSLOTS` on the masters, `CLUSTER MEET` to join, `CLUSTER
 /// REPLICATE` for the replicas; [`LocalCluster::start`] returns once every
 /// node agrees. Cluster defaults are kept (`cluster-require-full-coverage
 /// yes`: while any slot has no live master, the whole cluster refuses
@@ -162,12 +162,12 @@ impl LocalCluster {
         let cluster = Self { nodes, ids, pki };
         for (i, (first, last)) in SLOT_RANGES.iter().enumerate() {
             let master = &cluster.nodes[i];
-            master.cmd::<()>(&[
-                "CLUSTER",
-                "ADDSLOTSRANGE",
-                &first.to_string(),
-                &last.to_string(),
-            ]);
+            // ADDSLOTS with every slot, not ADDSLOTSRANGE: Redis 6 has no
+            // ranges, and the Redis 6 pass runs the cluster suite too.
+            let slots: Vec<String> = (*first..=*last).map(|slot| slot.to_string()).collect();
+            let mut addslots = vec!["CLUSTER", "ADDSLOTS"];
+            addslots.extend(slots.iter().map(String::as_str));
+            master.cmd::<()>(&addslots);
             // Distinct epochs before meeting, as `redis-cli --cluster
             // create` does: otherwise the nodes first have to resolve the
             // collision of three masters at epoch 0.
@@ -299,6 +299,36 @@ impl LocalCluster {
     /// crate's tests check it against `CLUSTER KEYSLOT`).
     pub fn slot_of(key: &str) -> u16 {
         baton_core::name::hash_slot(key.as_bytes())
+    }
+
+    /// Whether the nodes have sharded pub/sub (`SPUBLISH`, Redis ≥ 7.0 and
+    /// Valkey); Redis 6 has not, and Baton's waiters then use plain
+    /// `SUBSCRIBE`.
+    ///
+    /// # Panics
+    /// On any error.
+    pub fn has_sharded_pubsub(&self) -> bool {
+        let info: redis::Value = self.nodes[0].cmd(&["COMMAND", "INFO", "SPUBLISH"]);
+        !matches!(&info, redis::Value::Array(entries) if entries.iter().all(|e| matches!(e, redis::Value::Nil)))
+    }
+
+    /// How many clients listen on the release channel `channel`: sharded
+    /// subscribers on the master of its slot where the cluster has sharded
+    /// pub/sub, else plain subscribers over every node (a plain message
+    /// reaches them all, so a client may subscribe on any).
+    ///
+    /// # Panics
+    /// On any error.
+    pub fn channel_subscribers(&self, channel: &str) -> i64 {
+        if self.has_sharded_pubsub() {
+            let master = self.master_of_slot(Self::slot_of(channel));
+            let (_, count): (String, i64) = master.cmd(&["PUBSUB", "SHARDNUMSUB", channel]);
+            return count;
+        }
+        self.nodes
+            .iter()
+            .map(|node| node.cmd::<(String, i64)>(&["PUBSUB", "NUMSUB", channel]).1)
+            .sum()
     }
 
     /// All keys on the current masters (SCAN on each), sorted; the

@@ -7,6 +7,10 @@
 /// slot migration). `CONFIG GET` (the eviction
 /// check at connect) is left out: it is skipped when refused.
 ///
+/// The sharded pub/sub commands are Redis ≥ 7.0's: on Redis 6, which
+/// refuses the whole rule set over them, leave out `+spublish +ssubscribe
+/// +sunsubscribe` (its cluster waiters use plain `SUBSCRIBE` instead).
+///
 /// `WAITAOF` ([`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof))
 /// is left out too, though it is sent when asked for: Redis before 7.2
 /// refuses a whole `ACL SETUSER` that names a command it does not know, so
@@ -42,7 +46,8 @@ const COMMANDS: [&str; 19] = [
 /// (`{PREFIX*`). Append them to `ACL SETUSER NAME on >PASSWORD`. With
 /// [`ClientBuilder::wait_aof`](crate::ClientBuilder::wait_aof), append
 /// `+waitaof` too (Redis ≥ 7.2 or Valkey; it is not in these rules because
-/// older servers refuse the whole rule set over it).
+/// older servers refuse the whole rule set over it). On Redis 6, leave out
+/// `+spublish +ssubscribe +sunsubscribe`, for the same reason.
 ///
 /// Lock names containing `{` put their companions under another hash tag
 /// (see the README's key layout): such names need `~*`-style key rights.

@@ -15,8 +15,12 @@
 //!   each with its own `WAIT` when replica acknowledgement is on;
 //! - releases are announced with `SPUBLISH` and waiters `SSUBSCRIBE`
 //!   ([`ShardedLink`]), since plain pub/sub is broadcast to every node of
-//!   the cluster while sharded pub/sub stays in the lock's shard. This needs
-//!   Redis ≥ 7.0 (or Valkey).
+//!   the cluster while sharded pub/sub stays in the lock's shard. Redis 6
+//!   has no sharded pub/sub: there the release script announces with
+//!   `PUBLISH` (it tries `SPUBLISH` first, so no client has to know) and the
+//!   waiters `SUBSCRIBE`, learnt from the first `SSUBSCRIBE` the cluster
+//!   refuses as an unknown command. Both ends follow the same server: the
+//!   slot master that runs the release is the one a waiter subscribed to.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -439,12 +443,20 @@ fn fewer(first: Value, second: Value) -> Value {
 /// a reconnect or a slot map change. A channel the server unsubscribes us
 /// from (its slot moved away, Redis sends `SUNSUBSCRIBE`) is subscribed
 /// again here, and its waiters look again; so do all after a disconnection.
+///
+/// On a cluster without sharded pub/sub (Redis 6), the first refused
+/// `SSUBSCRIBE` switches the link to plain `SUBSCRIBE` for good: a plain
+/// message reaches every node, so any node's subscription hears the
+/// release script's `PUBLISH`.
 pub(crate) struct ShardedLink {
     client: ClusterClient,
     name: String,
     timeout: Duration,
     hub: Arc<Hub>,
     me: Weak<ShardedLink>,
+    /// Set once `SSUBSCRIBE` was refused as an unknown command: this
+    /// cluster's waiters use plain `SUBSCRIBE`.
+    plain: std::sync::atomic::AtomicBool,
     pushes: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PushInfo>>>,
     state: tokio::sync::Mutex<ShardedState>,
 }
@@ -468,6 +480,7 @@ impl ShardedLink {
             timeout,
             hub: Arc::default(),
             me: me.clone(),
+            plain: std::sync::atomic::AtomicBool::new(false),
             pushes: std::sync::Mutex::new(Some(pushes)),
             state: tokio::sync::Mutex::default(),
         })
@@ -502,7 +515,16 @@ impl ShardedLink {
                 state.conn = Some(conn);
             }
             let conn = state.conn.as_mut().expect("opened above");
-            conn.ssubscribe(channel)
+            if !self.is_plain() {
+                match conn.ssubscribe(channel).await {
+                    Err(e) if lacks_sharded_pubsub(&e) => {
+                        tracing::debug!(node = %self.name, "the cluster has no SSUBSCRIBE (Redis < 7): waiters use plain SUBSCRIBE");
+                        self.plain.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    outcome => return outcome.map_err(|e| node::redis_error(&self.name, e)),
+                }
+            }
+            conn.subscribe(channel)
                 .await
                 .map_err(|e| node::redis_error(&self.name, e))
         })
@@ -538,7 +560,9 @@ impl ShardedLink {
                     .first()
                     .and_then(|c| redis::from_redis_value_ref::<String>(c).ok());
                 match (push.kind, channel) {
-                    (PushKind::SMessage, Some(channel)) => hub.publish(&channel),
+                    (PushKind::SMessage | PushKind::Message, Some(channel)) => {
+                        hub.publish(&channel)
+                    }
                     (PushKind::SUnsubscribe, Some(channel)) if hub.has_subscribers(&channel) => {
                         // The server dropped the subscription (the slot
                         // moved): subscribe where it lives now, and look.
@@ -560,6 +584,10 @@ impl ShardedLink {
         });
     }
 
+    fn is_plain(&self) -> bool {
+        self.plain.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn unsubscribe(&self, channel: &str) {
         let mut state = self.state.lock().await;
         // A new waiter may have joined since the last one left.
@@ -569,13 +597,29 @@ impl ShardedLink {
         let Some(conn) = state.conn.as_mut() else {
             return;
         };
-        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.timeout, conn.sunsubscribe(channel))
+        let unsubscribing = async {
+            if self.is_plain() {
+                conn.unsubscribe(channel).await
+            } else {
+                conn.sunsubscribe(channel).await
+            }
+        };
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.timeout, unsubscribing)
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timed out")))
         {
             tracing::debug!(node = %self.name, error = %e, "sunsubscribe failed");
         }
     }
+}
+
+/// Whether `SSUBSCRIBE` failed because the server does not know it (Redis
+/// before 7.0), rather than for a reason that plain pub/sub shares (an ACL
+/// refusal, a connection lost).
+fn lacks_sharded_pubsub(e: &redis::RedisError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("unknown command")
 }
 
 impl Notifications for ShardedLink {

@@ -1,4 +1,4 @@
--- force_release(KEYS[1]=lock; ARGV[1]=release channel, ARGV[2]='sharded' to announce with SPUBLISH (Redis Cluster), else absent) -> {the value deleted (whoever held it) or false if the key was absent, 1 if the release was announced else 0}
+-- force_release(KEYS[1]=lock; ARGV[1]=release channel, ARGV[2]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else absent) -> {the value deleted (whoever held it) or false if the key was absent, 1 if the release was announced else 0}
 local holder = redis.call('GET', KEYS[1])
 local announced = 0
 if holder then
@@ -7,6 +7,10 @@ if holder then
   local published
   if ARGV[2] == 'sharded' then
     published = redis.pcall('SPUBLISH', ARGV[1], 'released')
+    -- Redis 6 has no sharded pub/sub: announce as the release script does.
+    if type(published) == 'table' and published.err and string.find(published.err, 'nknown', 1, true) then
+      published = redis.pcall('PUBLISH', ARGV[1], 'released')
+    end
   else
     published = redis.pcall('PUBLISH', ARGV[1], 'released')
   end
