@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// What the busy reply said about the holder's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HolderTtl {
     /// The key expires in this long.
     Expires(Duration),
@@ -66,6 +66,11 @@ pub fn next_try_in(
         None => wait,
     }
 }
+
+/// How far apart contenders of a split Redlock vote retry, at least (twice
+/// the round's duration when that is longer; see
+/// [`crate::acquire::Loss::SplitVote`]).
+pub const SPLIT_SPREAD: Duration = Duration::from_millis(50);
 
 /// After a split vote (a round over several nodes lost with some of them
 /// ours), how long to stay back before the next round: a random share

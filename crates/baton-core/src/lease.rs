@@ -1,47 +1,162 @@
-//! The renewal schedule of one held lease, as data.
+//! A held lease as a state machine with no I/O: its deadline, its renewal
+//! schedule, and whether it is still held.
 //!
 //! A lease of `ttl` is renewed a third of the way into each period, so two
 //! attempts fit before it lapses. When renewals fail for transient reasons
 //! they are retried every tenth of the TTL, until the give-up point a tenth
 //! of the TTL before the local deadline: the holder is told its lease is lost
 //! *before* it actually lapses, while it can still stop its work in time.
+//!
+//! Renewals and extends feed their verdicts through one
+//! [`LeaseState::handle_verdict`], so the rule that a verdict arriving after
+//! the deadline never revives the lease is written once.
 
 use std::time::{Duration, Instant};
 
-use crate::quorum::drift;
+use crate::quorum::{drift, Extension};
+use crate::seeded;
 
-/// The renewal state of one lease.
+/// Where a lease is in its life. Once it is not [`State::Held`] it never is
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Ours, as far as is known; trusted up to [`LeaseState::valid_until`].
+    Held,
+    /// Lost, for this reason: the holder must stop.
+    Lost(LostBecause),
+    /// Given up by its holder (a release).
+    Released,
+}
+
+/// Why a lease was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LostBecause {
+    /// A quorum said the key is gone or another's.
+    Refused,
+    /// A renewal's or extend's "yes" came back after the deadline: the lease
+    /// was not to be trusted in between, so it does not count.
+    LateVerdict,
+    /// Renewals kept failing until the give-up point.
+    RenewalsFailed,
+    /// The give-up point passed before a renewal could be sent (the
+    /// process was paused, or the renewals were backlogged): a renewal sent
+    /// then could only be trusted after the holder was to be told.
+    GiveUpPointPassed,
+    /// The deadline passed.
+    DeadlinePassed,
+    /// An extend was asked for after the deadline.
+    ExtendedAfterDeadline,
+}
+
+impl LostBecause {
+    /// The reason in words, for logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LostBecause::Refused => "its key is gone or another's",
+            LostBecause::LateVerdict => "its renewal or extend came back after the deadline",
+            LostBecause::RenewalsFailed => "renewals failed until its deadline",
+            LostBecause::GiveUpPointPassed => {
+                "its give-up point passed before its renewal went out"
+            }
+            LostBecause::DeadlinePassed => "its deadline passed",
+            LostBecause::ExtendedAfterDeadline => "it was extended after its deadline",
+        }
+    }
+}
+
+/// Which operation a verdict answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A background renewal to the lease's current TTL.
+    Renewal,
+    /// An extend to a new TTL, which renewals use from then on.
+    Extend {
+        /// The new TTL.
+        ttl: Duration,
+    },
+}
+
+/// What a verdict did to the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Applied {
+    /// Extended: the deadline and the schedule moved on.
+    Extended,
+    /// A renewal got no verdict: it is retried ([`LeaseState::next_renewal`])
+    /// and the lease is held until its deadline.
+    Retrying,
+    /// An extend got no verdict: the server may have applied it, so the
+    /// deadline is the earlier of the two possible ones. Still held.
+    Unknown,
+    /// The lease is lost now, for this reason.
+    Lost(LostBecause),
+    /// The lease was no longer held before the verdict came: nothing changed.
+    Over,
+}
+
+/// The state of one held lease.
+///
+/// Call order: [`LeaseState::new`] from the won attempt; then, for each
+/// renewal or extend, send it at `sent` and feed its verdict to
+/// [`LeaseState::handle_verdict`] (one at a time: two in flight could be
+/// applied by the server in one order and here in the other);
+/// [`LeaseState::next_renewal`] says when the next renewal is due, and
+/// [`LeaseState::handle_timeout`] loses the lease once its deadline passes;
+/// [`LeaseState::release`] ends it.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use baton_core::lease::Lease;
+/// use baton_core::lease::{Applied, LeaseState, Operation};
+/// use baton_core::quorum::Extension;
 /// let t0 = Instant::now();
 /// let ttl = Duration::from_millis(300);
-/// let mut lease = Lease::new(ttl, t0 + Duration::from_millis(295), t0);
-/// assert_eq!(lease.next_renewal(), t0 + Duration::from_millis(100));
+/// let mut lease = LeaseState::new(ttl, t0 + Duration::from_millis(295), t0);
+/// assert_eq!(lease.next_renewal(), Some(t0 + Duration::from_millis(100)));
 /// // A renewal sent at t0 + 100 ms succeeded: valid until then + ttl - drift.
-/// lease.on_renewed(t0 + Duration::from_millis(100), ttl);
+/// let sent = t0 + Duration::from_millis(100);
+/// let applied = lease.handle_verdict(Operation::Renewal, Extension::Extended, sent, sent);
+/// assert_eq!(applied, Applied::Extended);
 /// assert_eq!(lease.valid_until(), t0 + Duration::from_millis(395));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseState {
     ttl: Duration,
     valid_until: Instant,
     next: Instant,
+    state: State,
 }
 
-impl Lease {
+impl LeaseState {
     /// A lease of `ttl` whose acquire attempt started at `started` and which
     /// is valid until `valid_until`.
-    pub fn new(ttl: Duration, valid_until: Instant, started: Instant) -> Lease {
-        Lease {
+    pub fn new(ttl: Duration, valid_until: Instant, started: Instant) -> LeaseState {
+        LeaseState {
             ttl,
             valid_until,
             next: started + ttl / 3,
+            state: State::Held,
         }
     }
 
-    /// The lease length.
+    /// Where the lease is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Held, and before the deadline at `now`.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.state == State::Held && now < self.valid_until
+    }
+
+    /// How long the lease is still to be trusted at `now` (zero once it is
+    /// not held).
+    pub fn remaining(&self, now: Instant) -> Duration {
+        match self.state {
+            State::Held => self.valid_until.saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The lease length renewals send.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
@@ -51,55 +166,90 @@ impl Lease {
         self.valid_until
     }
 
-    /// When the next renewal (or retry) is due.
-    pub fn next_renewal(&self) -> Instant {
-        self.next
+    /// When the next renewal (or retry) is due; `None` once not held.
+    pub fn next_renewal(&self) -> Option<Instant> {
+        (self.state == State::Held).then_some(self.next)
     }
 
-    /// When to stop retrying and declare the lease lost.
+    /// When to stop retrying renewals and declare the lease lost.
     pub fn give_up_at(&self) -> Instant {
         self.valid_until
             .checked_sub(self.ttl / 10)
             .unwrap_or(self.valid_until)
     }
 
-    /// A renewal (or extend) to `ttl`, sent at `sent`, succeeded: the key now
-    /// outlives `sent + ttl` on the server, so locally it is valid until
-    /// `sent + ttl - drift`, and the next renewal is due a third of `ttl`
-    /// after `sent`. The caller must not have another renewal or extend of
-    /// the same lease in flight (the later reply would not describe the
-    /// server's state).
-    pub fn on_renewed(&mut self, sent: Instant, ttl: Duration) {
-        self.valid_until = sent + ttl.saturating_sub(drift(ttl));
-        self.next = sent + ttl / 3;
-    }
-
-    /// An extend to a new `ttl`, sent at `sent`, succeeded: renewals use the
-    /// new TTL from now on.
-    pub fn on_extended(&mut self, ttl: Duration, sent: Instant) {
-        self.ttl = ttl;
-        self.on_renewed(sent, ttl);
-    }
-
-    /// An extend to `ttl`, sent at `sent`, got no verdict: the server may
-    /// have applied it. Trust the lease only up to the earlier of the two
-    /// possible deadlines, and renew in time for the earlier one.
-    pub fn on_extend_unknown(&mut self, ttl: Duration, sent: Instant) {
-        let if_applied = sent + ttl.saturating_sub(drift(ttl));
-        self.valid_until = self.valid_until.min(if_applied);
-        self.next = self.next.min(sent + ttl / 3);
-    }
-
-    /// A renewal failed transiently at `now` (error or timeout, not a refusal).
-    /// Returns `false` when it is time to give up; otherwise schedules a retry.
-    pub fn on_failed(&mut self, now: Instant) -> bool {
-        let give_up = self.give_up_at();
-        if now >= give_up {
-            return false;
+    /// Applies the verdict of `operation`, sent at `sent`, that came back at
+    /// `now`.
+    ///
+    /// An extension counts only if it came back before the deadline: the
+    /// key then outlives `sent + ttl` on the server, so locally the lease is
+    /// valid until `sent + ttl - drift`, and the next renewal is due a third
+    /// of `ttl` after `sent`. One that comes back later does not revive the
+    /// lease: it was not to be trusted in between.
+    pub fn handle_verdict(
+        &mut self,
+        operation: Operation,
+        verdict: Extension,
+        sent: Instant,
+        now: Instant,
+    ) -> Applied {
+        let revives = seeded::defect(seeded::Defect::LateExtendRevives);
+        if self.state != State::Held && !revives {
+            return Applied::Over;
         }
-        let retry = self.ttl / 10;
-        self.next = (now + retry).min(give_up);
-        true
+        let in_time = now < self.valid_until || revives;
+        match (verdict, operation) {
+            (Extension::Extended, _) if in_time => {
+                self.state = State::Held;
+                if let Operation::Extend { ttl } = operation {
+                    self.ttl = ttl;
+                }
+                self.valid_until = sent + self.ttl.saturating_sub(drift(self.ttl));
+                self.next = sent + self.ttl / 3;
+                Applied::Extended
+            }
+            (Extension::Extended, _) => self.lose(LostBecause::LateVerdict),
+            (Extension::Refused, _) => self.lose(LostBecause::Refused),
+            (Extension::Unknown, Operation::Renewal) => {
+                let give_up = self.give_up_at();
+                if now >= give_up {
+                    return self.lose(LostBecause::RenewalsFailed);
+                }
+                self.next = (now + self.ttl / 10).min(give_up);
+                Applied::Retrying
+            }
+            (Extension::Unknown, Operation::Extend { ttl }) => {
+                let if_applied = sent + ttl.saturating_sub(drift(ttl));
+                self.valid_until = self.valid_until.min(if_applied);
+                self.next = self.next.min(sent + ttl / 3);
+                Applied::Unknown
+            }
+        }
+    }
+
+    /// The time is `now`: a lease whose deadline has passed is lost.
+    /// Returns whether the lease is still held.
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        if self.state == State::Held && now >= self.valid_until {
+            self.lose(LostBecause::DeadlinePassed);
+        }
+        self.state == State::Held
+    }
+
+    /// Declares the lease lost `because` (if it is still held).
+    pub fn lose(&mut self, because: LostBecause) -> Applied {
+        if self.state != State::Held {
+            return Applied::Over;
+        }
+        self.state = State::Lost(because);
+        Applied::Lost(because)
+    }
+
+    /// The holder released the lease (if it is still held).
+    pub fn release(&mut self) {
+        if self.state == State::Held {
+            self.state = State::Released;
+        }
     }
 }
 
@@ -109,46 +259,93 @@ mod tests {
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
+    fn renew(lease: &mut LeaseState, verdict: Extension, sent: Instant, now: Instant) -> Applied {
+        lease.handle_verdict(Operation::Renewal, verdict, sent, now)
+    }
+
+    fn extend(lease: &mut LeaseState, ttl: Duration, verdict: Extension, sent: Instant) -> Applied {
+        lease.handle_verdict(Operation::Extend { ttl }, verdict, sent, sent)
+    }
+
     #[test]
     fn renews_at_a_third_and_tracks_validity() {
         let t0 = Instant::now();
-        let mut lease = Lease::new(MS(3000), t0 + MS(2968), t0);
-        assert_eq!(lease.next_renewal(), t0 + MS(1000));
-        lease.on_renewed(t0 + MS(1000), MS(3000));
+        let mut lease = LeaseState::new(MS(3000), t0 + MS(2968), t0);
+        assert_eq!(lease.next_renewal(), Some(t0 + MS(1000)));
+        let sent = t0 + MS(1000);
+        assert_eq!(
+            renew(&mut lease, Extension::Extended, sent, sent),
+            Applied::Extended
+        );
         assert_eq!(lease.valid_until(), t0 + MS(1000) + MS(3000) - MS(32));
-        assert_eq!(lease.next_renewal(), t0 + MS(2000));
-        lease.on_extended(MS(600), t0 + MS(1500));
+        assert_eq!(lease.next_renewal(), Some(t0 + MS(2000)));
+        assert_eq!(
+            extend(&mut lease, MS(600), Extension::Extended, t0 + MS(1500)),
+            Applied::Extended
+        );
         assert_eq!(lease.ttl(), MS(600));
-        assert_eq!(lease.next_renewal(), t0 + MS(1700));
+        assert_eq!(lease.next_renewal(), Some(t0 + MS(1700)));
     }
 
     #[test]
     fn an_unknown_extend_keeps_the_earlier_deadline() {
         let t0 = Instant::now();
-        let mut lease = Lease::new(MS(10_000), t0 + MS(9_898), t0);
-        lease.on_extend_unknown(MS(100), t0 + MS(10));
+        let mut lease = LeaseState::new(MS(10_000), t0 + MS(9_898), t0);
+        assert_eq!(
+            extend(&mut lease, MS(100), Extension::Unknown, t0 + MS(10)),
+            Applied::Unknown
+        );
         assert_eq!(lease.valid_until(), t0 + MS(10) + MS(97));
-        assert_eq!(lease.next_renewal(), t0 + MS(10) + MS(100) / 3);
-        lease.on_extend_unknown(MS(60_000), t0 + MS(20));
+        assert_eq!(lease.next_renewal(), Some(t0 + MS(10) + MS(100) / 3));
+        extend(&mut lease, MS(60_000), Extension::Unknown, t0 + MS(20));
         assert_eq!(
             lease.valid_until(),
             t0 + MS(107),
             "a longer unknown extend changes nothing"
         );
+        assert_eq!(lease.ttl(), MS(10_000), "nor the renewals' TTL");
+    }
+
+    #[test]
+    fn a_late_or_refused_verdict_loses_the_lease_for_good() {
+        let t0 = Instant::now();
+        let mut late = LeaseState::new(MS(1000), t0 + MS(988), t0);
+        let applied = renew(&mut late, Extension::Extended, t0 + MS(300), t0 + MS(988));
+        assert_eq!(applied, Applied::Lost(LostBecause::LateVerdict));
+        assert_eq!(late.state(), State::Lost(LostBecause::LateVerdict));
+        assert_eq!(late.next_renewal(), None);
+        let again = renew(&mut late, Extension::Extended, t0 + MS(990), t0 + MS(991));
+        assert_eq!(again, Applied::Over, "nothing revives it");
+        assert!(!late.is_held(t0 + MS(991)));
+        let mut refused = LeaseState::new(MS(1000), t0 + MS(988), t0);
+        assert_eq!(
+            extend(&mut refused, MS(5000), Extension::Refused, t0 + MS(1)),
+            Applied::Lost(LostBecause::Refused)
+        );
+        let mut released = LeaseState::new(MS(1000), t0 + MS(988), t0);
+        released.release();
+        assert_eq!(released.state(), State::Released);
+        assert_eq!(released.lose(LostBecause::Refused), Applied::Over);
+        let mut expiring = LeaseState::new(MS(1000), t0 + MS(988), t0);
+        assert!(expiring.handle_timeout(t0 + MS(987)));
+        assert!(!expiring.handle_timeout(t0 + MS(988)));
+        assert_eq!(expiring.state(), State::Lost(LostBecause::DeadlinePassed));
     }
 
     #[test]
     fn failures_retry_until_the_give_up_point_before_the_deadline() {
         let t0 = Instant::now();
-        let mut lease = Lease::new(MS(1000), t0 + MS(988), t0);
+        let mut lease = LeaseState::new(MS(1000), t0 + MS(988), t0);
         assert_eq!(lease.give_up_at(), t0 + MS(888));
-        let mut now = lease.next_renewal();
+        let mut now = lease.next_renewal().unwrap();
         let mut tries = 0;
-        while lease.on_failed(now) {
+        while renew(&mut lease, Extension::Unknown, now, now) == Applied::Retrying {
             tries += 1;
-            assert!(lease.next_renewal() > now && lease.next_renewal() <= lease.give_up_at());
-            now = lease.next_renewal();
+            let next = lease.next_renewal().unwrap();
+            assert!(next > now && next <= lease.give_up_at());
+            now = next;
         }
+        assert_eq!(lease.state(), State::Lost(LostBecause::RenewalsFailed));
         assert_eq!(
             now,
             lease.give_up_at(),

@@ -4,9 +4,16 @@
 //! network, a clock or a random number generator: which keys a lock name maps
 //! to ([`name`]), what a token and a fence are ([`token`]), the Lua scripts
 //! and their pinned SHA1s ([`scripts`]), how long to wait before trying again
-//! ([`backoff`]), whether one round over N nodes won a lock and how long it is
-//! valid ([`quorum`]), and when a held lease must be renewed or given up
-//! ([`lease`]).
+//! ([`backoff`]), the quorum arithmetic ([`quorum`]), and the protocol's
+//! state machines: one acquire attempt over N nodes ([`acquire`]), the vote
+//! on an extend or a release ([`vote`]), and a held lease's deadline,
+//! renewals and loss ([`lease`]). The machines are in the style of
+//! quinn-proto's: `handle_*` inputs, `poll*` outputs, time as an argument;
+//! the `baton` crate drives them over the network, and the model check in
+//! this crate's tests drives the very same code.
+//!
+//! It is Baton's internals: it has no stability promise of its own, apart
+//! from what `baton` re-exports.
 //!
 //! It must never do I/O: time comes in as `now: Instant` arguments and random
 //! bytes as values, so every decision is testable exhaustively without servers
@@ -14,12 +21,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod acquire;
 pub mod backoff;
 pub mod lease;
+#[cfg(test)]
+mod model;
 pub mod name;
 pub mod quorum;
 pub mod scripts;
+mod seeded;
 pub mod token;
+pub mod vote;
 
 pub use name::{Keys, NameError};
 pub use token::{Fence, Token};

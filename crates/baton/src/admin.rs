@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use baton_core::quorum::{self, quorum, Reading};
+use baton_core::quorum::{Extension, Reading};
 use baton_core::token::fingerprint;
+use baton_core::vote::{Ballot, Read, Vote};
 use baton_core::{Fence, Keys};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -74,19 +75,23 @@ impl Client {
             .map(|i| async move { (i, nodes.inspect(i, keys).await) })
             .collect();
         let mut seen: Vec<Inspection> = Vec::new();
+        let mut read = Read::new(n);
         let mut answered_by = Vec::new();
         let mut errors = Vec::new();
         let reading = loop {
             match replies.next().await {
                 Some((i, Ok(inspection))) => {
+                    read.handle(Ok(inspection.holder.clone()));
                     seen.push(inspection);
                     answered_by.push(nodes.server_for(i, keys).await);
                 }
-                Some((i, Err(e))) => errors.push((i, e)),
+                Some((i, Err(e))) => {
+                    read.handle(Err(()));
+                    errors.push((i, e));
+                }
                 None => unreachable!("with every reply in, a reading is certain"),
             }
-            let agreeing = most_agreeing(&seen).map_or(0, |(_, count)| count);
-            if let Some(reading) = quorum::reading_so_far(n, agreeing, seen.len(), replies.len()) {
+            if let Some(reading) = read.poll_reading() {
                 break reading;
             }
         };
@@ -95,18 +100,16 @@ impl Client {
             return Err(nodes.no_quorum(name, errors, Vec::new(), seen.len()));
         }
         let fence = seen.iter().filter_map(|s| s.fence).max().map(Fence);
-        let holder = most_agreeing(&seen)
-            .filter(|_| reading == Reading::Held)
-            .map(|(value, _)| Holder {
-                fingerprint: shown(value),
-                remaining: seen
-                    .iter()
-                    .filter(|s| s.holder.as_deref() == Some(value))
-                    .map(|s| s.pttl)
-                    .min()
-                    .filter(|&ms| ms >= 0)
-                    .map(|ms| Duration::from_millis(ms as u64)),
-            });
+        let holder = read.holder().map(|value| Holder {
+            fingerprint: shown(value),
+            remaining: seen
+                .iter()
+                .filter(|s| s.holder.as_ref() == Some(value))
+                .map(|s| s.pttl)
+                .min()
+                .filter(|&ms| ms >= 0)
+                .map(|ms| Duration::from_millis(ms as u64)),
+        });
         Ok(LockStatus {
             holder,
             fence,
@@ -137,15 +140,24 @@ impl Client {
             .collect();
         let mut removed = Vec::new();
         let mut errors = Vec::new();
-        let mut answered = 0;
-        while answered < quorum(n) {
+        // Every answer is a yes: the vote is won once a quorum answered.
+        let mut vote = Vote::new(n);
+        loop {
             match replies.next().await {
                 Some((_, Ok(value))) => {
-                    answered += 1;
+                    vote.handle(Ballot::Yes);
                     removed.extend(value.as_deref().map(shown));
                 }
-                Some((i, Err(e))) => errors.push((i, e)),
-                None => return Err(nodes.no_quorum(name, errors, Vec::new(), answered)),
+                Some((i, Err(e))) => {
+                    vote.handle(Ballot::Failed);
+                    errors.push((i, e));
+                }
+                None => unreachable!("with every reply in, a vote is certain"),
+            }
+            match vote.poll_verdict() {
+                None => {}
+                Some(Extension::Extended) => break,
+                Some(_) => return Err(nodes.no_quorum(name, errors, Vec::new(), vote.yes())),
             }
         }
         // A quorum answered: the lock is broken (no one can hold a quorum
@@ -162,20 +174,6 @@ impl Client {
     fn keys_of(&self, name: &str) -> Result<Keys> {
         Keys::new(self.prefix(), name).map_err(|reason| Error::invalid_name(name, reason))
     }
-}
-
-/// The holder value held by the most nodes, and on how many.
-fn most_agreeing(seen: &[Inspection]) -> Option<(&[u8], usize)> {
-    seen.iter()
-        .filter_map(|s| s.holder.as_deref())
-        .map(|value| {
-            let count = seen
-                .iter()
-                .filter(|s| s.holder.as_deref() == Some(value))
-                .count();
-            (value, count)
-        })
-        .max_by_key(|&(_, count)| count)
 }
 
 /// The fingerprint of a stored value, which may be any bytes.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::lease::Lease as Schedule;
+use baton_core::lease::{Applied, LeaseState, LostBecause, Operation, State};
 use baton_core::quorum::Extension;
 use baton_core::{Fence, Keys, Token};
 use tokio::runtime::Handle;
@@ -34,20 +34,16 @@ pub(crate) struct LeaseCell {
     pub(crate) keys: Arc<Keys>,
     pub(crate) token: Token,
     fence: Fence,
-    status: watch::Sender<Status>,
-    /// Shared with the won round's straggling requests: set before the
+    /// Written only through the core's machine, so every rule about the
+    /// deadline, renewals and loss is `baton_core::lease`'s.
+    state: watch::Sender<LeaseState>,
+    /// Shared with the won attempt's straggling requests: set before the
     /// release is sent, so a late `SET` takes itself back.
-    ended: std::sync::Mutex<Arc<AtomicBool>>,
+    ended: Arc<AtomicBool>,
     /// Held while an extend or a renewal of this lease is in flight: two at
     /// once could be applied by the server in one order and by us in the
     /// other, leaving a local deadline later than the server's.
     pub(crate) in_flight: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// The mutable part of a lease: once `lost` is set it is never cleared.
-pub(crate) struct Status {
-    pub(crate) schedule: Schedule,
-    pub(crate) lost: bool,
 }
 
 /// A view of a held lease: its name, fence and whether it is still held.
@@ -68,14 +64,15 @@ pub(crate) struct Status {
 pub struct Lease(pub(crate) Arc<LeaseCell>);
 
 impl Lease {
+    /// The lease of a won attempt: its fence and state as the core built
+    /// them, and the flag its straggling requests watch (see
+    /// [`crate::redlock::AttemptOutcome::ended`]).
     pub(crate) fn new(
         name: Arc<str>,
         keys: Arc<Keys>,
         token: Token,
-        fence: Fence,
-        ttl: Duration,
-        valid_until: Instant,
-        started: Instant,
+        (fence, state): (Fence, LeaseState),
+        ended: Arc<AtomicBool>,
     ) -> Lease {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Lease(Arc::new(LeaseCell {
@@ -84,20 +81,10 @@ impl Lease {
             keys,
             token,
             fence,
-            status: watch::Sender::new(Status {
-                schedule: Schedule::new(ttl, valid_until, started),
-                lost: false,
-            }),
+            state: watch::Sender::new(state),
             in_flight: Arc::default(),
-            ended: std::sync::Mutex::default(),
+            ended,
         }))
-    }
-
-    /// Links the lease to its won round's straggling requests (see
-    /// [`crate::redlock::RoundOutcome::ended`]).
-    pub(crate) fn with_round_end(self, ended: Arc<AtomicBool>) -> Lease {
-        *self.0.ended.lock().unwrap_or_else(|e| e.into_inner()) = ended;
-        self
     }
 
     /// The lock's name.
@@ -121,14 +108,7 @@ impl Lease {
 
     /// How long the lease is still valid by the local clock (zero when lost).
     pub fn remaining(&self) -> Duration {
-        let status = self.0.status.borrow();
-        if status.lost {
-            return Duration::ZERO;
-        }
-        status
-            .schedule
-            .valid_until()
-            .saturating_duration_since(now())
+        self.0.state.borrow().remaining(now())
     }
 
     /// Resolves when the lease is lost: a renewal found the key gone or
@@ -136,17 +116,17 @@ impl Lease {
     /// deadline passed, or the lease was released. Meant for `select!`
     /// against the work the lease protects.
     pub async fn lost(&self) {
-        let mut status = self.0.status.subscribe();
+        let mut state = self.0.state.subscribe();
         loop {
-            let (lost, until) = {
-                let s = status.borrow_and_update();
-                (s.lost, s.schedule.valid_until())
+            let (held, until) = {
+                let s = state.borrow_and_update();
+                (s.state() == State::Held, s.valid_until())
             };
-            if lost {
+            if !held {
                 return;
             }
             tokio::select! {
-                changed = status.changed() => if changed.is_err() { return },
+                changed = state.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep_until(until.into()) => {
                     // Re-read: a renewal may have moved the deadline meanwhile.
                     if self.0.lose_if_expired(now()) {
@@ -170,81 +150,75 @@ impl std::fmt::Debug for Lease {
 }
 
 impl LeaseCell {
-    /// Marks the lease lost (once; later calls change nothing).
-    pub(crate) fn mark_lost(&self, why: &str) {
-        let newly = self
-            .status
-            .send_if_modified(|s| !std::mem::replace(&mut s.lost, true));
-        if newly {
-            tracing::warn!(lock = %self.name, fence = %self.fence, why, "lease lost");
+    /// Declares the lease lost `because` (once; later calls change nothing).
+    pub(crate) fn lose(&self, because: LostBecause) {
+        self.apply(|s| s.lose(because));
+    }
+
+    /// Applies one input to the lease's machine, telling the watchers if
+    /// it changed anything and warning once if it lost the lease.
+    fn apply(&self, input: impl FnOnce(&mut LeaseState) -> Applied) -> Applied {
+        let mut applied = Applied::Over;
+        self.state.send_if_modified(|s| {
+            applied = input(s);
+            applied != Applied::Over
+        });
+        if let Applied::Lost(because) = applied {
+            tracing::warn!(lock = %self.name, fence = %self.fence, why = because.describe(), "lease lost");
         }
+        applied
     }
 
     /// The TTL renewals currently send.
     pub(crate) fn ttl(&self) -> Duration {
-        self.status.borrow().schedule.ttl()
+        self.state.borrow().ttl()
     }
 
-    /// When the next renewal is due, or `None` once lost.
+    /// When the next renewal is due, or `None` once not held.
     pub(crate) fn next_renewal(&self) -> Option<Instant> {
-        let s = self.status.borrow();
-        (!s.lost).then(|| s.schedule.next_renewal())
+        self.state.borrow().next_renewal()
     }
 
-    /// Marks the lease lost if its deadline has passed at `now`; returns
-    /// whether it did.
+    /// Loses the lease if its deadline has passed at `now`; returns whether
+    /// it is no longer held.
     pub(crate) fn lose_if_expired(&self, now: Instant) -> bool {
-        let expired = self.status.borrow().schedule.valid_until() <= now;
-        if expired {
-            self.mark_lost("its deadline passed");
-        }
-        expired
+        let mut held = true;
+        self.apply(|s| {
+            let was_held = s.state() == State::Held;
+            held = s.handle_timeout(now);
+            match s.state() {
+                State::Lost(because) if was_held => Applied::Lost(because),
+                _ => Applied::Over,
+            }
+        });
+        !held
     }
 
     /// When renewals should stop retrying.
     pub(crate) fn give_up_at(&self) -> Instant {
-        self.status.borrow().schedule.give_up_at()
+        self.state.borrow().give_up_at()
     }
 
-    /// Applies a renewal of `ttl` sent at `sent`, whose verdict came at
-    /// `at`. Returns whether the lease is still held.
-    pub(crate) fn on_renewal(
+    /// Applies the verdict of `operation`, sent at `sent`, that came back
+    /// at `at` (see [`LeaseState::handle_verdict`]).
+    pub(crate) fn handle_verdict(
         &self,
+        operation: Operation,
         verdict: Extension,
         sent: Instant,
-        ttl: Duration,
         at: Instant,
-    ) -> bool {
-        let mut why = None;
-        self.status.send_if_modified(|s| {
-            if s.lost {
-                return false;
-            }
-            match verdict {
-                // A success that comes back after the deadline does not
-                // revive the lease: it was not to be trusted in between.
-                Extension::Extended if at < s.schedule.valid_until() => {
-                    s.schedule.on_renewed(sent, ttl);
-                    // Evaluated only when the event is enabled.
-                    tracing::trace!(
-                        lock = %self.name,
-                        fence = %self.fence,
-                        valid_for_us = s.schedule.valid_until().saturating_duration_since(now()).as_micros() as u64,
-                        "renewed"
-                    );
-                    return true;
-                }
-                Extension::Extended => why = Some("its renewal came back after the deadline"),
-                Extension::Refused => why = Some("its key is gone or another's"),
-                Extension::Unknown if s.schedule.on_failed(at) => return true,
-                Extension::Unknown => why = Some("renewals failed until its deadline"),
-            }
-            false
-        });
-        if let Some(why) = why {
-            self.mark_lost(why);
+    ) -> Applied {
+        let applied = self.apply(|s| s.handle_verdict(operation, verdict, sent, at));
+        if applied == Applied::Extended {
+            // Evaluated only when the event is enabled.
+            tracing::trace!(
+                lock = %self.name,
+                fence = %self.fence,
+                valid_for_us = self.state.borrow().remaining(now()).as_micros() as u64,
+                "renewed"
+            );
         }
-        !self.status.borrow().lost
+        applied
     }
 }
 
@@ -326,7 +300,7 @@ impl Guard {
         let cell = Arc::clone(&self.lease.0);
         let _turn = cell.in_flight.lock().await;
         if !self.lease.is_held() {
-            cell.mark_lost("it was extended after its deadline");
+            cell.lose(LostBecause::ExtendedAfterDeadline);
             return Err(self.lost_error());
         }
         let sent = now();
@@ -337,30 +311,10 @@ impl Guard {
             .await
             .pop()
             .expect("one verdict per renewal");
-        let result = match verdict {
-            Extension::Extended => {
-                let mut late = false;
-                cell.status.send_modify(|s| {
-                    late = s.lost || now() >= s.schedule.valid_until();
-                    if !late {
-                        s.schedule.on_extended(ttl, sent);
-                    }
-                });
-                if late {
-                    cell.mark_lost("its extend came back after the deadline");
-                    return Err(self.lost_error());
-                }
-                Ok(())
-            }
-            Extension::Refused => {
-                cell.mark_lost("its key is gone or another's");
-                return Err(self.lost_error());
-            }
-            Extension::Unknown => {
-                // The server may have applied it: a shorter TTL must shorten
-                // our deadline too.
-                cell.status
-                    .send_modify(|s| s.schedule.on_extend_unknown(ttl, sent));
+        let result = match cell.handle_verdict(Operation::Extend { ttl }, verdict, sent, now()) {
+            Applied::Extended => Ok(()),
+            Applied::Lost(_) | Applied::Over => return Err(self.lost_error()),
+            Applied::Unknown | Applied::Retrying => {
                 Err(error.expect("an unknown verdict comes with an error"))
             }
         };
@@ -408,21 +362,18 @@ impl LeaseCell {
     /// Releases the lease on every node. Straggling requests of its round
     /// are told first, so one that lands after this takes itself back.
     async fn release(&self, nodes: &Arc<crate::redlock::Nodes>) -> Result<bool> {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .store(true, Ordering::SeqCst);
-        let held = {
-            let s = self.status.borrow();
-            !s.lost && s.schedule.valid_until() > now()
-        };
+        self.ended.store(true, Ordering::SeqCst);
+        let held = self.state.borrow().is_held(now());
         nodes.release(&self.keys, &self.token, held).await
     }
 
     /// After a release: no longer held, without the warning of a loss.
     fn mark_ended(&self) {
-        self.status
-            .send_if_modified(|s| !std::mem::replace(&mut s.lost, true));
+        self.state.send_if_modified(|s| {
+            let was_held = s.state() == State::Held;
+            s.release();
+            was_held
+        });
     }
 }
 

@@ -85,6 +85,8 @@ mod client;
 mod cluster;
 mod error;
 mod guard;
+#[cfg(test)]
+mod layering;
 mod lock;
 mod memory;
 mod node;

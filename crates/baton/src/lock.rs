@@ -4,15 +4,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_core::acquire::{Loss, Outcome};
 use baton_core::backoff::{after_error, after_split, next_try_in, HolderTtl};
-use baton_core::quorum::{quorum, Decision};
+use baton_core::quorum::quorum;
 use baton_core::{Keys, Token};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, Lease, Released};
 use crate::random;
-use crate::redlock::now;
 use crate::wait::Waiter;
 use futures_util::FutureExt as _;
 use tokio::task::JoinHandle;
@@ -36,10 +36,6 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The default fallback between attempts while waiting, when no release
 /// notification arrives first.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How far apart contenders of a split Redlock vote retry, at least (twice
-/// the round's duration when that is longer).
-const SPLIT_SPREAD: Duration = Duration::from_millis(50);
 
 /// A named lock: cheap to clone, holds no connection or state of its own.
 ///
@@ -296,61 +292,49 @@ impl Lock {
         Ok((keys, validate_ttl(self.ttl)?))
     }
 
+    /// One attempt, as the core's machine decided it: won (the guard),
+    /// busy or backing off (with the take-back of what may have landed), or
+    /// an error when failures alone made a quorum impossible.
     async fn attempt(&self, keys: &Arc<Keys>, ttl: Duration, token: &Token) -> Result<Attempt> {
         let nodes = &self.client.inner.nodes;
-        let round = nodes.acquire(keys, token, ttl).await;
-        match round.decision {
-            Decision::Won {
-                fence, valid_until, ..
-            } => {
-                let lease = Lease::new(
-                    Arc::clone(&self.name),
-                    Arc::clone(keys),
-                    token.clone(),
-                    fence,
-                    ttl,
-                    valid_until,
-                    round.started,
-                )
-                .with_round_end(round.ended);
-                tracing::debug!(lock = %self.name, %fence, "acquired");
-                Ok(Attempt::Won(Guard::new(
-                    lease,
-                    self.client.clone(),
-                    self.auto_renew,
-                )))
+        let outcome = nodes.acquire(keys, token, ttl).await;
+        let Some(Outcome::Lost { release, loss }) = outcome.attempt.poll_outcome() else {
+            let won = outcome
+                .attempt
+                .won_lease()
+                .expect("a decided attempt not lost is won");
+            tracing::debug!(lock = %self.name, fence = %won.0, "acquired");
+            let lease = Lease::new(
+                Arc::clone(&self.name),
+                Arc::clone(keys),
+                token.clone(),
+                won,
+                outcome.ended,
+            );
+            return Ok(Attempt::Won(Guard::new(
+                lease,
+                self.client.clone(),
+                self.auto_renew,
+            )));
+        };
+        // Take back what may have landed, without making the caller wait
+        // for a slow node (see `acquire` for the token's reuse).
+        let take_back = (!release.is_empty())
+            .then(|| self.take_back_in_background(keys, token, release.clone()));
+        match *loss {
+            Loss::NoQuorum { acquired } => {
+                Err(nodes.no_quorum(&self.name, outcome.errors, outcome.busy, acquired))
             }
-            Decision::Pending => unreachable!("rounds are returned decided"),
-            Decision::Lost {
-                release,
-                acquired,
-                busy,
-                failed,
+            Loss::Busy { holder } => Ok(Attempt::Busy {
                 holder,
-                expired,
-            } => {
-                let n = nodes.len();
-                // Take back what may have landed, without making the caller
-                // wait for a slow node (see `acquire` for the token's reuse).
-                let take_back = (!release.is_empty())
-                    .then(|| self.take_back_in_background(keys, token, release));
-                if round.errors.len() > n - quorum(n) {
-                    // Failures alone make a quorum impossible: an error.
-                    return Err(nodes.no_quorum(&self.name, round.errors, round.busy, acquired));
-                }
-                // A split vote: some nodes were ours, and no one else can
-                // hold a quorum either (else this is plain waiting on them).
-                // Contenders woken together stay back a random while, over a
-                // spread that grows with the rounds' duration.
-                let unanswered = n - acquired - busy - failed;
-                let split = (expired || (acquired > 0 && busy + unanswered < quorum(n)))
-                    .then(|| SPLIT_SPREAD.max(now().saturating_duration_since(round.started) * 2));
-                Ok(Attempt::Busy {
-                    holder,
-                    split,
-                    take_back,
-                })
-            }
+                split: None,
+                take_back,
+            }),
+            loss => Ok(Attempt::Busy {
+                holder: None,
+                split: loss.back_off(),
+                take_back,
+            }),
         }
     }
 

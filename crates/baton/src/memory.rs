@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::backoff::HolderTtl;
-use baton_core::quorum::Reply;
+
+use baton_core::acquire::Reply;
+use baton_core::vote::Found;
 use baton_core::{Keys, Token};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::{BoxFuture, Inspection, Node, Release, Renewal};
+use crate::node::{BoxFuture, Inspection, Node, Renewal};
 use crate::wait::{Hub, Subscription};
 use crate::Client;
 
@@ -197,7 +199,7 @@ impl Node for MemoryNode {
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<Release>> {
+    ) -> BoxFuture<'a, Result<Found>> {
         Box::pin(async move {
             let released = self.with(|map| {
                 MemoryNode::holds(map, &keys.lock, token) && map.remove(&keys.lock).is_some()
@@ -206,9 +208,9 @@ impl Node for MemoryNode {
                 self.hub.publish(&keys.channel);
             }
             Ok(if released {
-                Release::Deleted
+                Found::Deleted
             } else {
-                Release::NotHeld
+                Found::NotHeld
             })
         })
     }

@@ -18,8 +18,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use baton_core::backoff::HolderTtl;
-use baton_core::quorum::Reply;
+
+use baton_core::acquire::Reply;
 use baton_core::scripts::{self, Script};
+use baton_core::vote::Found;
 use baton_core::{Keys, Token};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -75,7 +77,7 @@ pub(crate) trait Node: Send + Sync + 'static {
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<Release>>;
+    ) -> BoxFuture<'a, Result<Found>>;
 
     /// Runs the raise script: while the lock holds our token, lifts the fence
     /// counter to at least `fence`. `true` if the lock was ours.
@@ -100,20 +102,6 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// Subscribes to a release channel; `None` when this node cannot notify
     /// (waiters then rely on the timed fallback alone).
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>>;
-}
-
-/// What a release found on one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Release {
-    /// The key held our token and is deleted.
-    Deleted,
-    /// The key was absent or another's; nothing was touched.
-    NotHeld,
-    /// Absent, found by a retry after the connection broke under the first
-    /// try, which may itself have deleted it: ours to count as deleted
-    /// while the lease was valid (nobody else could have taken or expired
-    /// it then).
-    Unclear,
 }
 
 /// What a [`RedisNode`] sends its commands over: a connection to one
@@ -991,7 +979,7 @@ impl<C: Link> Node for RedisNode<C> {
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<Release>> {
+    ) -> BoxFuture<'a, Result<Found>> {
         Box::pin(async move {
             let channel = if announce { keys.channel.as_str() } else { "" };
             let called = self
@@ -1006,11 +994,11 @@ impl<C: Link> Node for RedisNode<C> {
             Ok(match n {
                 RELEASED_UNANNOUNCED => {
                     self.unannounced(&keys.lock);
-                    Release::Deleted
+                    Found::Deleted
                 }
-                1 => Release::Deleted,
-                _ if retried => Release::Unclear,
-                _ => Release::NotHeld,
+                1 => Found::Deleted,
+                _ if retried => Found::Unclear,
+                _ => Found::NotHeld,
             })
         })
     }

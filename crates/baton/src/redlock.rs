@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::quorum::{self, Decision, Extension, Reply, Round};
-use baton_core::{Fence, Keys, Token};
-use futures_util::future::join_all;
+use baton_core::acquire::{Attempt, Outcome, Reply, Request};
+use baton_core::quorum::{self, Extension};
+use baton_core::vote::{Ballot, Found, Vote};
+use baton_core::{Keys, Token};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::{Error, NodeError, NodeFailure, Result};
-use crate::node::{Node, Release, Renewal};
+use crate::node::{Node, Renewal};
 use crate::wait::Subscription;
 
 /// The configured nodes of a client and their per-node timeout.
@@ -25,26 +26,31 @@ pub(crate) struct Nodes {
     timeout: Duration,
 }
 
-/// Per-node replies to one extend.
-#[derive(Default)]
+/// Per-node replies to one extend: the core's vote, and who said what for
+/// the error of an unknown verdict.
 struct Tally {
-    extended: usize,
+    vote: Vote,
     refused: Vec<usize>,
     errors: Vec<(usize, Error)>,
 }
 
-/// What one acquire round came to, with the errors met on the way.
-pub(crate) struct RoundOutcome {
-    pub(crate) decision: Decision,
+/// What one acquire attempt came to, with the errors met on the way.
+pub(crate) struct AttemptOutcome {
+    /// The core's machine, decided ([`Attempt::poll_outcome`] is `Some`).
+    pub(crate) attempt: Attempt,
     /// The nodes that failed, with their errors.
     pub(crate) errors: Vec<(usize, Error)>,
     /// The nodes where another holds the key.
     pub(crate) busy: Vec<usize>,
-    /// When the round's requests went out: the lease's clock starts here.
-    pub(crate) started: std::time::Instant,
-    /// Set once the lease of a won round is being released: a straggling
+    /// Set once the lease of a won attempt is being released: a straggling
     /// request that lands after that takes its node back itself.
     pub(crate) ended: Arc<AtomicBool>,
+}
+
+/// A reply to one of an attempt's requests.
+enum Answer {
+    Acquire(Result<Reply>),
+    Raise(Result<bool>),
 }
 
 impl Nodes {
@@ -73,11 +79,12 @@ impl Nodes {
         }
     }
 
-    /// One acquire attempt on every node, decided as early as it is certain.
-    /// A won round whose nodes disagree on the fence is settled first (see
-    /// [`baton_core::quorum`]): it is only won if a quorum ends up at the fence.
+    /// One acquire attempt on every node, driven by the core's
+    /// [`Attempt`]: it sends what the machine asks for (the acquires, then
+    /// the raises that settle a fence) and feeds back what comes in, until
+    /// the machine decides.
     ///
-    /// Requests still out when a round is won are left to finish in the
+    /// Requests still out when an attempt is won are left to finish in the
     /// background (not dropped), so a node that needs the script sent again
     /// after `NOSCRIPT` still gets it: a won lease then stands on every node
     /// that can take it, not on a bare quorum. One that lands after the
@@ -88,107 +95,90 @@ impl Nodes {
         keys: &Arc<Keys>,
         token: &Token,
         ttl: Duration,
-    ) -> RoundOutcome {
-        let started = now();
+    ) -> AttemptOutcome {
         let ttl_ms = ttl.as_millis() as u64;
-        let mut round = Round::new(self.len(), ttl, started);
+        let mut attempt = Attempt::new(self.len(), ttl, now());
         let mut errors = Vec::new();
         let mut busy = Vec::new();
-        let mut replies: FuturesUnordered<_> = (0..self.len())
-            .map(|i| {
-                let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
-                async move { (i, nodes.ask(i, |n| n.acquire(&keys, &token, ttl_ms)).await) }
-            })
-            .collect();
-        while let Some((i, reply)) = replies.next().await {
-            let reply = reply.unwrap_or_else(|e| {
-                errors.push((i, e));
-                Reply::Failed
-            });
-            if matches!(reply, Reply::Busy { .. }) {
-                busy.push(i);
+        let mut pending = FuturesUnordered::new();
+        loop {
+            while let Some(request) = attempt.poll_transmit() {
+                pending.push(self.send(keys, token, ttl_ms, request));
             }
-            round.reply(i, reply);
-            let decision = match round.decide(now()) {
-                Decision::Pending => continue,
-                Decision::Won {
-                    fence,
-                    valid_until,
-                    raise,
-                    at_fence,
-                } if !raise.is_empty() => {
-                    self.settle(keys, token, fence, valid_until, raise, at_fence)
-                        .await
-                }
-                decision => decision,
+            if attempt.poll_outcome().is_some() {
+                break;
+            }
+            let deadline = attempt.poll_timeout();
+            let answer = tokio::select! {
+                answer = pending.next() => answer,
+                () = sleep_until_some(deadline) => None,
             };
-            // After a loss the stragglers are dropped instead: a fallback
-            // EVAL sent later could land after the release of this round.
-            let ended = Arc::new(AtomicBool::new(false));
-            if matches!(decision, Decision::Won { .. }) && !replies.is_empty() {
-                let (nodes, keys, token, ended) = (
-                    Arc::clone(self),
-                    Arc::clone(keys),
-                    token.clone(),
-                    Arc::clone(&ended),
-                );
-                tokio::spawn(async move {
-                    while let Some((i, reply)) = replies.next().await {
-                        let landed = matches!(reply, Ok(Reply::Acquired { .. }));
-                        if landed && ended.load(Ordering::SeqCst) {
-                            nodes.take_back(&keys, &token, &[i]).await;
-                        }
+            let at = now();
+            match answer {
+                Some((i, Answer::Acquire(reply))) => {
+                    let reply = reply.unwrap_or_else(|e| {
+                        errors.push((i, e));
+                        Reply::Failed
+                    });
+                    if matches!(reply, Reply::Busy { .. }) {
+                        busy.push(i);
                     }
-                });
+                    attempt.handle_reply(i, reply, at);
+                }
+                Some((i, Answer::Raise(raised))) => {
+                    attempt.handle_raise(i, matches!(raised, Ok(true)), at)
+                }
+                None => attempt.handle_timeout(at),
             }
-            return RoundOutcome {
-                decision,
-                errors,
-                busy,
-                started,
-                ended,
-            };
         }
-        unreachable!("a round with every reply in is decided")
+        // After a loss the stragglers are dropped instead: a fallback EVAL
+        // sent later could land after the take-back of this attempt.
+        let ended = Arc::new(AtomicBool::new(false));
+        if matches!(attempt.poll_outcome(), Some(Outcome::Won { .. })) && !pending.is_empty() {
+            let (nodes, keys, token, ended) = (
+                Arc::clone(self),
+                Arc::clone(keys),
+                token.clone(),
+                Arc::clone(&ended),
+            );
+            tokio::spawn(async move {
+                while let Some((i, answer)) = pending.next().await {
+                    let landed = matches!(answer, Answer::Acquire(Ok(Reply::Acquired { .. })));
+                    if landed && ended.load(Ordering::SeqCst) {
+                        nodes.take_back(&keys, &token, &[i]).await;
+                    }
+                }
+            });
+        }
+        AttemptOutcome {
+            attempt,
+            errors,
+            busy,
+            ended,
+        }
     }
 
-    /// Raises the lagging yes-nodes to the round's fence. Won if the fence is
-    /// settled on a quorum before the deadline; otherwise lost, releasing
-    /// every node (the caller does that from `release`).
-    async fn settle(
-        &self,
-        keys: &Keys,
+    /// Sends one of an attempt's requests, under the node timeout, as a
+    /// `'static` future (so that stragglers can finish in the background).
+    fn send(
+        self: &Arc<Self>,
+        keys: &Arc<Keys>,
         token: &Token,
-        fence: Fence,
-        valid_until: std::time::Instant,
-        raise: Vec<usize>,
-        at_fence: usize,
-    ) -> Decision {
-        let raised = join_all(
-            raise
-                .iter()
-                .map(|&i| self.ask(i, |n| n.raise(keys, token, fence.0))),
-        )
-        .await
-        .into_iter()
-        .filter(|r| matches!(r, Ok(true)))
-        .count();
-        if quorum::fence_settled(self.len(), at_fence, raised) && now() < valid_until {
-            return Decision::Won {
-                fence,
-                valid_until,
-                raise: Vec::new(),
-                at_fence: at_fence + raised,
-            };
-        }
-        tracing::debug!(%fence, at_fence, raised, "the fence could not be settled on a quorum");
-        Decision::Lost {
-            release: self.all(),
-            acquired: at_fence + raise.len(),
-            busy: 0,
-            failed: 0,
-            holder: None,
-            expired: true,
+        ttl_ms: u64,
+        request: Request,
+    ) -> impl Future<Output = (usize, Answer)> + Send + 'static {
+        let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
+        async move {
+            match request {
+                Request::Acquire { node } => {
+                    let reply = nodes.ask(node, |n| n.acquire(&keys, &token, ttl_ms)).await;
+                    (node, Answer::Acquire(reply))
+                }
+                Request::Raise { node, fence } => {
+                    let raised = nodes.ask(node, |n| n.raise(&keys, &token, fence.0)).await;
+                    (node, Answer::Raise(raised))
+                }
+            }
         }
     }
 
@@ -197,7 +187,7 @@ impl Nodes {
     /// many found it gone or another's for that, an error if too many failed
     /// to say. `held`: the lease was valid when the release was sent, so a
     /// key that a repeated release found gone was ours (see
-    /// [`Release::Unclear`]).
+    /// [`Found::Unclear`]).
     ///
     /// Decided as soon as the replies allow: a slow node's release finishes
     /// in the background (under the node timeout), delaying nobody.
@@ -208,20 +198,17 @@ impl Nodes {
         held: bool,
     ) -> Result<bool> {
         let mut replies = self.releases(keys, token, &self.all(), true);
-        let (mut released, mut refused, mut errors) = (0, 0, Vec::new());
+        let (mut vote, mut errors) = (Vote::new(self.len()), Vec::new());
         while let Some(reply) = replies.next().await {
             match reply {
-                Ok(Release::Deleted) => released += 1,
-                Ok(Release::Unclear) if held => released += 1,
-                Ok(_) => refused += 1,
+                Ok(found) => vote.handle(found.ballot(held)),
                 Err(e) => {
                     tracing::debug!(error = %e, "release failed on a node");
+                    vote.handle(Ballot::Failed);
                     errors.push(e);
                 }
             }
-            if let Some(verdict) =
-                quorum::extension_so_far(self.len(), released, refused, replies.len())
-            {
+            if let Some(verdict) = vote.poll_verdict() {
                 finish_in_background(replies);
                 return match verdict {
                     Extension::Extended => Ok(true),
@@ -258,7 +245,7 @@ impl Nodes {
         token: &Token,
         which: &[usize],
         announce: bool,
-    ) -> FuturesUnordered<impl Future<Output = Result<Release>> + Send + 'static> {
+    ) -> FuturesUnordered<impl Future<Output = Result<Found>> + Send + 'static> {
         which
             .iter()
             .map(|&i| {
@@ -275,19 +262,19 @@ impl Nodes {
     /// first, so when it answers the first has been applied or dropped —
     /// never later (a take-back that answered leaves no release of its
     /// token in flight). The first may have deleted the key, so "not held"
-    /// from the second is [`Release::Unclear`].
+    /// from the second is [`Found::Unclear`].
     async fn release_on(
         &self,
         i: usize,
         keys: &Keys,
         token: &Token,
         announce: bool,
-    ) -> Result<Release> {
+    ) -> Result<Found> {
         match self.ask(i, |n| n.release(keys, token, announce)).await {
             Err(Error::NodeTimeout { .. }) => {
                 let again = self.ask(i, |n| n.release(keys, token, announce)).await;
                 again.map(|r| match r {
-                    Release::NotHeld => Release::Unclear,
+                    Found::NotHeld => Found::Unclear,
                     r => r,
                 })
             }
@@ -330,20 +317,29 @@ impl Nodes {
                 (i, replies)
             })
             .collect();
-        let mut tallies: Vec<Tally> = renewals.iter().map(|_| Tally::default()).collect();
+        let mut tallies: Vec<Tally> = renewals
+            .iter()
+            .map(|_| Tally {
+                vote: Vote::new(n),
+                refused: Vec::new(),
+                errors: Vec::new(),
+            })
+            .collect();
         while let Some((i, replies)) = per_node.next().await {
             for (tally, reply) in tallies.iter_mut().zip(replies) {
                 match reply {
-                    Ok(true) => tally.extended += 1,
-                    Ok(false) => tally.refused.push(i),
-                    Err(e) => tally.errors.push((i, e)),
+                    Ok(true) => tally.vote.handle(Ballot::Yes),
+                    Ok(false) => {
+                        tally.vote.handle(Ballot::No);
+                        tally.refused.push(i);
+                    }
+                    Err(e) => {
+                        tally.vote.handle(Ballot::Failed);
+                        tally.errors.push((i, e));
+                    }
                 }
             }
-            let unanswered = per_node.len();
-            let decided = |t: &Tally| {
-                quorum::extension_so_far(n, t.extended, t.refused.len(), unanswered).is_some()
-            };
-            if tallies.iter().all(decided) {
+            if tallies.iter().all(|t| t.vote.poll_verdict().is_some()) {
                 // A slow node's pipeline is not waited for once every
                 // verdict is certain. If its extends land, they reset keys
                 // that still hold our tokens to the same TTLs, behind what
@@ -355,9 +351,10 @@ impl Nodes {
             .into_iter()
             .enumerate()
             .map(|(r, t)| {
-                let verdict = quorum::extension(self.len(), t.extended, t.refused.len());
+                // A node that never answered counts as failed.
+                let verdict = t.vote.verdict();
                 let error = (verdict == Extension::Unknown)
-                    .then(|| self.no_quorum(&name_of(r), t.errors, t.refused, t.extended));
+                    .then(|| self.no_quorum(&name_of(r), t.errors, t.refused, t.vote.yes()));
                 (verdict, error)
             })
             .collect()
@@ -476,6 +473,14 @@ where
 {
     if !rest.is_empty() {
         tokio::spawn(async move { while rest.next().await.is_some() {} });
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+use baton_core::lease::{Applied, LostBecause, Operation};
+
 use baton_core::quorum::Extension;
 
 use crate::guard::Lease;
@@ -244,9 +246,7 @@ impl Shared {
             // after the point where its holder was to be told.
             slot.lease.0.lose_if_expired(now);
             if slot.lease.0.give_up_at() <= now {
-                slot.lease
-                    .0
-                    .mark_lost("its give-up point passed before its renewal went out");
+                slot.lease.0.lose(LostBecause::GiveUpPointPassed);
             }
             if slot.lease.0.next_renewal().is_none() {
                 // Lost: renewing it now could keep a key alive that nobody
@@ -312,7 +312,7 @@ impl Shared {
                 biased;
                 verdicts = &mut extend => break Some(verdicts),
                 () = tokio::time::sleep_until(give_up.into()) => {
-                    batch[i].0.on_renewal(Extension::Unknown, sent, ttls[i], give_up);
+                    batch[i].0.handle_verdict(Operation::Renewal, Extension::Unknown, sent, give_up);
                     given_up += 1;
                 }
             }
@@ -323,12 +323,15 @@ impl Shared {
             .flatten()
             .map(Some)
             .chain(std::iter::repeat_with(|| None));
-        for ((lease, ttl), verdict) in batch.iter().zip(ttls).zip(verdicts) {
+        for (lease, verdict) in batch.iter().zip(verdicts) {
             let (verdict, error) = verdict.unwrap_or((Extension::Unknown, None));
             if let Some(e) = error {
                 tracing::debug!(lock = %lease.0.name, error = %e, "renewal error");
             }
-            let held = lease.0.on_renewal(verdict, sent, ttl, at);
+            let applied = lease
+                .0
+                .handle_verdict(Operation::Renewal, verdict, sent, at);
+            let held = matches!(applied, Applied::Extended | Applied::Retrying);
             self.requeue(lease, held);
         }
     }
@@ -364,11 +367,12 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use baton_core::quorum::Reply;
+    use baton_core::acquire::Reply;
+    use baton_core::vote::Found;
     use baton_core::{Keys, Token};
 
     use crate::error::Result;
-    use crate::node::{BoxFuture, Inspection, Node, Release, Renewal};
+    use crate::node::{BoxFuture, Inspection, Node, Renewal};
     use crate::wait::Subscription;
     use crate::Client;
 
@@ -399,8 +403,8 @@ mod tests {
             _: &'a Keys,
             _: &'a Token,
             _: bool,
-        ) -> BoxFuture<'a, Result<Release>> {
-            Box::pin(async { Ok(Release::Deleted) })
+        ) -> BoxFuture<'a, Result<Found>> {
+            Box::pin(async { Ok(Found::Deleted) })
         }
         fn raise<'a>(&'a self, _: &'a Keys, _: &'a Token, _: u64) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async { Ok(true) })

@@ -21,16 +21,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use baton_core::quorum::Reply;
+use baton_core::acquire::Reply;
+
+use baton_core::vote::Found;
 use baton_core::{Keys, Token};
 use futures_util::StreamExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::{
-    self, Acknowledge, BoxFuture, Inspection, Node, PubSubLink, Release, Renewal, Tls,
-};
+use crate::node::{self, Acknowledge, BoxFuture, Inspection, Node, PubSubLink, Renewal, Tls};
 use crate::topology::HostList;
 use crate::wait::Subscription;
 
@@ -364,7 +364,7 @@ impl Node for SentinelNode {
         keys: &'a Keys,
         token: &'a Token,
         announce: bool,
-    ) -> BoxFuture<'a, Result<Release>> {
+    ) -> BoxFuture<'a, Result<Found>> {
         Box::pin(self.on_master(
             move |n| Box::pin(async move { n.release(keys, token, announce).await }),
             transient,
