@@ -58,6 +58,7 @@ pub fn from_error(error: &baton::Error) -> Exit {
         E::InvalidName { .. }
         | E::InvalidPrefix { .. }
         | E::InvalidTtl { .. }
+        | E::InvalidConfig { .. }
         | E::InvalidUrl { .. }
         | E::InvalidTls { .. }
         | E::NotACluster { .. } => USAGE,

@@ -15,8 +15,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::fanout::finish_in_background;
 use crate::node::Inspection;
-use crate::redlock::finish_in_background;
 
 /// What a lock looks like from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -98,10 +98,7 @@ fn runtime() -> Result<Runtime> {
         .thread_name("baton")
         .enable_all()
         .build()
-        .map_err(|e| Error::Redis {
-            node: "local".to_owned(),
-            source: Box::new(e),
-        })
+        .map_err(|source| Error::Runtime { source })
 }
 
 /// A blocking named lock (see [`crate::Lock`]).

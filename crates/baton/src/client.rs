@@ -6,10 +6,10 @@ use std::time::Duration;
 use baton_core::name::{validate_prefix, DEFAULT_PREFIX};
 
 use crate::error::{Error, Result};
+use crate::fanout::Nodes;
 use crate::lock::Lock;
 use crate::memory::MemoryStore;
 use crate::node::{self, Connection, Node};
-use crate::redlock::Nodes;
 use crate::renew::Renewer;
 use crate::topology;
 
@@ -337,9 +337,10 @@ impl ClientBuilder {
         })?;
         let timeout = self.node_timeout.unwrap_or(DEFAULT_NODE_TIMEOUT);
         if timeout.is_zero() || timeout > MAX_NODE_TIMEOUT {
-            return Err(Error::InvalidTtl {
-                ttl: timeout,
-                reason: "the node timeout must be positive and at most 1h",
+            return Err(Error::InvalidConfig {
+                option: "node timeout",
+                value: timeout,
+                reason: "it must be positive and at most 1h",
             });
         }
         let count = self.urls.len() + self.connections.len();
@@ -352,7 +353,7 @@ impl ClientBuilder {
         if let Some(url) = self.urls.iter().find(|url| topology::lists_hosts(url)) {
             if count > 1 {
                 return Err(Error::InvalidUrl {
-                    url: node::redact_url(url),
+                    url: crate::redact::redact_url(url),
                     reason: "a Sentinel or Cluster URL must be the client's only URL \
                              (Redlock over Sentinel sets or clusters is not offered)"
                         .to_owned(),
@@ -370,10 +371,10 @@ impl ClientBuilder {
             }),
             None | Some((0, _)) => None,
             Some((_, wait)) if wait.is_zero() || wait >= timeout => {
-                return Err(Error::InvalidTtl {
-                    ttl: wait,
-                    reason:
-                        "the replica timeout must be positive and shorter than the node timeout",
+                return Err(Error::InvalidConfig {
+                    option: "replica timeout",
+                    value: wait,
+                    reason: "it must be positive and shorter than the node timeout",
                 })
             }
             Some((replicas, wait)) => Some(node::Acknowledge {
@@ -413,10 +414,10 @@ fn refuse_duplicates(urls: &[String]) -> Result<()> {
         let server = node::server_of(url)?;
         if let Some((_, first)) = seen.iter().find(|(s, _)| *s == server) {
             return Err(Error::InvalidUrl {
-                url: node::redact_url(url),
+                url: crate::redact::redact_url(url),
                 reason: format!(
                     "it names the same server as {} ({server}): Redlock nodes must be independent servers",
-                    node::redact_url(first)
+                    crate::redact::redact_url(first)
                 ),
             });
         }

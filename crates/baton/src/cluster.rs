@@ -51,14 +51,14 @@ pub(crate) async fn connect(
     let list = HostList::parse(url, DEFAULT_PORT)?;
     if !list.path.is_empty() && list.path != "0" {
         return Err(Error::InvalidUrl {
-            url: node::redact_url(url),
+            url: crate::redact::redact_url(url),
             reason: "a cluster has only database 0".to_owned(),
         });
     }
     if let Some(protocol) = list.query_value("protocol") {
         if !["resp2", "resp3", "2", "3"].contains(&protocol.to_ascii_lowercase().as_str()) {
             return Err(Error::InvalidUrl {
-                url: node::redact_url(url),
+                url: crate::redact::redact_url(url),
                 reason: format!("protocol={protocol}: resp2 or resp3"),
             });
         }
@@ -79,7 +79,9 @@ pub(crate) async fn connect(
         .collect::<Vec<_>>()
         .join(",");
     let commands = builder(url, &seeds, timeout, tls)?;
-    let client = commands.build().map_err(|e| node::invalid_url(url, &e))?;
+    let client = commands
+        .build()
+        .map_err(|e| crate::redact::invalid_url(url, &e))?;
     let connect_for = timeout.saturating_mul(3);
     let conn = tokio::time::timeout(connect_for, client.get_async_connection())
         .await
@@ -111,7 +113,7 @@ pub(crate) async fn connect(
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(pushes)
         .build()
-        .map_err(|e| node::invalid_url(url, &e))?;
+        .map_err(|e| crate::redact::invalid_url(url, &e))?;
     let notifications: Arc<dyn Notifications> =
         ShardedLink::new(pubsub, received, name.clone(), timeout);
     Ok(Arc::new(RedisNode::new(
@@ -133,7 +135,7 @@ fn builder(
     let mut infos = Vec::with_capacity(seeds.len());
     for seed in seeds {
         let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str())
-            .map_err(|e| node::invalid_url(url, &e))?;
+            .map_err(|e| crate::redact::invalid_url(url, &e))?;
         infos.push(info.set_tcp_settings(node::tcp_settings()));
     }
     let insecure = infos.iter().any(|info| {
@@ -489,9 +491,10 @@ impl ShardedLink {
     async fn subscribe_channel(&self, channel: &str) -> Result<Subscription> {
         // Join the hub first, so a message that follows the SSUBSCRIBE
         // confirmation at once already has a receiver.
-        let subscription = node::join_hub(&self.hub, &self.me, channel, |link, channel| {
-            Box::pin(async move { link.unsubscribe(&channel).await })
-        });
+        let subscription =
+            crate::pubsub::join_hub(&self.hub, &self.me, channel, |link, channel| {
+                Box::pin(async move { link.unsubscribe(&channel).await })
+            });
         self.ensure_subscribed(channel, false).await?;
         Ok(subscription)
     }

@@ -43,13 +43,32 @@ pub enum Error {
         /// Why it was refused.
         reason: NameError,
     },
-    /// A lease length or wait is zero, too short, too long or not whole milliseconds.
+    /// A lease length is zero, too short or too long.
     #[error("invalid ttl {ttl:?}: {reason}")]
     InvalidTtl {
         /// The refused duration.
         ttl: Duration,
         /// Why it was refused.
         reason: &'static str,
+    },
+    /// A client option is out of range: the node timeout, the replica
+    /// timeout.
+    #[error("invalid {option} {value:?}: {reason}")]
+    InvalidConfig {
+        /// The option, as the builder names it.
+        option: &'static str,
+        /// The refused value.
+        value: Duration,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The blocking API could not start its runtime (threads or I/O driver
+    /// refused by the operating system).
+    #[error("could not start the blocking API's runtime: {source}")]
+    Runtime {
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
     },
     /// A Redis URL could not be used.
     #[error("invalid redis url {url:?}: {reason}")]
@@ -125,13 +144,15 @@ pub enum Error {
         /// What is missing, and what would provide it.
         reason: String,
     },
-    /// Redlock: too many nodes failed for a quorum to be possible. Each
-    /// node that did not say yes is listed with what it said.
-    #[error("no quorum for lock {name:?}: {acquired} of {nodes_total} nodes acquired, {quorum} needed ({})", list(.nodes))]
+    /// Redlock: too many nodes failed for a quorum to be possible (to
+    /// acquire, extend, release or read the lock). Each node that did not
+    /// agree is listed with what it said.
+    #[error("no quorum for lock {name:?}: {acquired} of {nodes_total} nodes agreed, {quorum} needed ({})", list(.nodes))]
     NoQuorum {
         /// The lock name.
         name: String,
-        /// How many nodes said yes.
+        /// How many nodes agreed: said yes to an acquire, an extend or a
+        /// release, or answered a read.
         acquired: usize,
         /// How many must.
         quorum: usize,

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::fanout::now;
 use crate::lock::validate_ttl;
-use crate::redlock::now;
 
 /// What [`Guard::release`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Lease(pub(crate) Arc<LeaseCell>);
 impl Lease {
     /// The lease of a won attempt: its fence and state as the core built
     /// them, and the flag its straggling requests watch (see
-    /// [`crate::redlock::AttemptOutcome::ended`]).
+    /// [`crate::fanout::AttemptOutcome::ended`]).
     pub(crate) fn new(
         name: Arc<str>,
         keys: Arc<Keys>,
@@ -361,7 +361,7 @@ impl Guard {
 impl LeaseCell {
     /// Releases the lease on every node. Straggling requests of its round
     /// are told first, so one that lands after this takes itself back.
-    async fn release(&self, nodes: &Arc<crate::redlock::Nodes>) -> Result<bool> {
+    async fn release(&self, nodes: &Arc<crate::fanout::Nodes>) -> Result<bool> {
         self.ended.store(true, Ordering::SeqCst);
         let held = self.state.borrow().is_held(now());
         nodes.release(&self.keys, &self.token, held).await

@@ -84,14 +84,16 @@ pub mod blocking;
 mod client;
 mod cluster;
 mod error;
+mod fanout;
 mod guard;
 #[cfg(test)]
 mod layering;
 mod lock;
 mod memory;
 mod node;
+mod pubsub;
 mod random;
-mod redlock;
+mod redact;
 mod renew;
 mod sentinel;
 mod topology;

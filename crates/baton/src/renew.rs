@@ -29,8 +29,8 @@ use baton_core::lease::{Applied, LostBecause, Operation};
 
 use baton_core::quorum::Extension;
 
+use crate::fanout::{now, Nodes};
 use crate::guard::Lease;
-use crate::redlock::{now, Nodes};
 
 /// Leases due this soon after the earliest are renewed in the same batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);

@@ -30,7 +30,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::{self, Acknowledge, BoxFuture, Inspection, Node, PubSubLink, Renewal, Tls};
+use crate::node::{self, Acknowledge, BoxFuture, Inspection, Node, Renewal, Tls};
+use crate::pubsub::PubSubLink;
 use crate::topology::HostList;
 use crate::wait::Subscription;
 
@@ -53,7 +54,7 @@ pub(crate) async fn connect(
 ) -> Result<Arc<dyn Node>> {
     let list = HostList::parse(url, DEFAULT_PORT)?;
     let invalid = |reason: String| Error::InvalidUrl {
-        url: node::redact_url(url),
+        url: crate::redact::redact_url(url),
         reason,
     };
     let (master, db) = match list.path.split_once('/') {
@@ -70,7 +71,7 @@ pub(crate) async fn connect(
     }
     let sentinels = Sentinels {
         userinfo: sentinel_userinfo(&list),
-        master: node::percent_decode(master),
+        master: crate::redact::percent_decode(master),
         db: db.map(str::to_owned),
         list,
         tls: tls.clone(),
@@ -160,7 +161,7 @@ impl Sentinels {
             }
         }
         Err(failure.unwrap_or_else(|| Error::InvalidUrl {
-            url: node::redact_url(&self.list.server_url(
+            url: crate::redact::redact_url(&self.list.server_url(
                 (&self.list.hosts[0].0, self.list.hosts[0].1),
                 None,
                 None,

@@ -85,7 +85,7 @@ impl HostList {
     /// Parses `url`; hosts without a port get `default_port`.
     pub(crate) fn parse(url: &str, default_port: u16) -> Result<HostList> {
         let invalid = |reason: &str| Error::InvalidUrl {
-            url: node::redact_url(url),
+            url: crate::redact::redact_url(url),
             reason: reason.to_owned(),
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("no scheme"))?;
@@ -180,7 +180,7 @@ impl HostList {
         self.query
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, value)| node::percent_decode(value))
+            .map(|(_, value)| crate::redact::percent_decode(value))
     }
 }
 

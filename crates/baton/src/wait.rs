@@ -18,7 +18,7 @@ use futures_util::future::select_all;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::redlock::LateSubscriptions;
+use crate::fanout::LateSubscriptions;
 
 /// Called with a channel's name when its last subscriber leaves.
 pub(crate) type OnLastLeave = Arc<dyn Fn(&str) + Send + Sync>;

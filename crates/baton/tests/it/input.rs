@@ -80,7 +80,16 @@ async fn bad_prefixes_and_timeouts_are_typed_errors() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidTtl { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                option: "node timeout",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = Client::builder().build().await.unwrap_err();
     assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
 }
