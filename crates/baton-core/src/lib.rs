@@ -20,6 +20,7 @@
 //! or sleeps. The `baton` crate is the thin layer that talks to Redis.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod acquire;
 pub mod backoff;

@@ -1,6 +1,9 @@
 //! The quorum arithmetic of N nodes: how many must agree, how long a lease
 //! is valid, and what the votes on an extend, a release or a read mean.
-//! [`crate::acquire::Attempt`] applies it to one acquire attempt.
+//! Only [`quorum`], [`drift`] and the verdict types are public: the rules
+//! themselves are applied by the machines ([`crate::acquire::Attempt`],
+//! [`crate::vote::Vote`], [`crate::vote::Read`]), so no caller can apply
+//! one of them beside the machines.
 //!
 //! A single Redis server is the case N = 1. The rules (Redlock's, made
 //! exact):
@@ -50,15 +53,7 @@ pub fn drift(ttl: Duration) -> Duration {
 
 /// How long a lease of `ttl` is still valid `elapsed` after its attempt
 /// started, or `None` when nothing is left.
-///
-/// ```
-/// use std::time::Duration;
-/// use baton_core::quorum::validity;
-/// let ms = Duration::from_millis;
-/// assert_eq!(validity(ms(1000), ms(100)), Some(ms(888)));
-/// assert_eq!(validity(ms(1000), ms(988)), None);
-/// ```
-pub fn validity(ttl: Duration, elapsed: Duration) -> Option<Duration> {
+pub(crate) fn validity(ttl: Duration, elapsed: Duration) -> Option<Duration> {
     ttl.checked_sub(elapsed)?
         .checked_sub(drift(ttl))
         .filter(|left| !left.is_zero())
@@ -77,15 +72,7 @@ pub enum Extension {
 }
 
 /// Combines per-node extend replies over `n` configured nodes.
-///
-/// ```
-/// use baton_core::quorum::{extension, Extension};
-/// assert_eq!(extension(5, 3, 0), Extension::Extended);
-/// assert_eq!(extension(5, 2, 3), Extension::Refused);
-/// assert_eq!(extension(5, 2, 2), Extension::Unknown);
-/// assert_eq!(extension(1, 0, 0), Extension::Unknown);
-/// ```
-pub fn extension(n: usize, extended: usize, refused: usize) -> Extension {
+pub(crate) fn extension(n: usize, extended: usize, refused: usize) -> Extension {
     if extended >= quorum(n) {
         Extension::Extended
     } else if refused > n - quorum(n) {
@@ -99,16 +86,7 @@ pub fn extension(n: usize, extended: usize, refused: usize) -> Extension {
 /// certain, with `unanswered` nodes still to reply: `None` while their
 /// replies could still change it. Lets a caller return at quorum and leave
 /// a slow node to finish in the background.
-///
-/// ```
-/// use baton_core::quorum::{extension_so_far, Extension};
-/// assert_eq!(extension_so_far(3, 2, 0, 1), Some(Extension::Extended));
-/// assert_eq!(extension_so_far(3, 1, 0, 2), None);
-/// assert_eq!(extension_so_far(3, 0, 2, 1), Some(Extension::Refused));
-/// // Two failed: the third cannot make a quorum either way.
-/// assert_eq!(extension_so_far(3, 0, 0, 1), Some(Extension::Unknown));
-/// ```
-pub fn extension_so_far(
+pub(crate) fn extension_so_far(
     n: usize,
     extended: usize,
     refused: usize,
@@ -135,16 +113,7 @@ pub enum Reading {
 /// is the largest number of nodes holding one same value, `answered` the
 /// nodes that replied, `unanswered` those still to reply. `None` while the
 /// rest could still change it.
-///
-/// ```
-/// use baton_core::quorum::{reading_so_far, Reading};
-/// assert_eq!(reading_so_far(3, 2, 2, 1), Some(Reading::Held));
-/// assert_eq!(reading_so_far(3, 0, 2, 1), Some(Reading::Free));
-/// // One holder seen on two answers: the third may hold it too.
-/// assert_eq!(reading_so_far(3, 1, 2, 1), None);
-/// assert_eq!(reading_so_far(3, 1, 1, 0), Some(Reading::NoQuorum));
-/// ```
-pub fn reading_so_far(
+pub(crate) fn reading_so_far(
     n: usize,
     agreeing: usize,
     answered: usize,
@@ -165,14 +134,7 @@ pub fn reading_so_far(
 /// Whether a won round's fence is settled: the nodes that reported it plus
 /// those raised to it form a quorum of the `n` configured nodes (see the
 /// module docs for why that keeps fences increasing).
-///
-/// ```
-/// use baton_core::quorum::fence_settled;
-/// assert!(fence_settled(5, 3, 0));
-/// assert!(!fence_settled(5, 1, 1));
-/// assert!(fence_settled(5, 1, 2));
-/// ```
-pub fn fence_settled(n: usize, at_fence: usize, raised: usize) -> bool {
+pub(crate) fn fence_settled(n: usize, at_fence: usize, raised: usize) -> bool {
     at_fence + raised >= quorum(n)
 }
 
@@ -244,5 +206,50 @@ mod tests {
             None,
             "a ttl inside the drift is never valid"
         );
+    }
+
+    /// Worked cases of `validity`.
+    #[test]
+    fn validity_worked_cases() {
+        let ms = Duration::from_millis;
+        assert_eq!(validity(ms(1000), ms(100)), Some(ms(888)));
+        assert_eq!(validity(ms(1000), ms(988)), None);
+    }
+
+    /// Worked cases of `extension`.
+    #[test]
+    fn extension_worked_cases() {
+        assert_eq!(extension(5, 3, 0), Extension::Extended);
+        assert_eq!(extension(5, 2, 3), Extension::Refused);
+        assert_eq!(extension(5, 2, 2), Extension::Unknown);
+        assert_eq!(extension(1, 0, 0), Extension::Unknown);
+    }
+
+    /// Worked cases of `extension_so_far`.
+    #[test]
+    fn extension_so_far_worked_cases() {
+        assert_eq!(extension_so_far(3, 2, 0, 1), Some(Extension::Extended));
+        assert_eq!(extension_so_far(3, 1, 0, 2), None);
+        assert_eq!(extension_so_far(3, 0, 2, 1), Some(Extension::Refused));
+        // Two failed: the third cannot make a quorum either way.
+        assert_eq!(extension_so_far(3, 0, 0, 1), Some(Extension::Unknown));
+    }
+
+    /// Worked cases of `reading_so_far`.
+    #[test]
+    fn reading_so_far_worked_cases() {
+        assert_eq!(reading_so_far(3, 2, 2, 1), Some(Reading::Held));
+        assert_eq!(reading_so_far(3, 0, 2, 1), Some(Reading::Free));
+        // One holder seen on two answers: the third may hold it too.
+        assert_eq!(reading_so_far(3, 1, 2, 1), None);
+        assert_eq!(reading_so_far(3, 1, 1, 0), Some(Reading::NoQuorum));
+    }
+
+    /// Worked cases of `fence_settled`.
+    #[test]
+    fn fence_settled_worked_cases() {
+        assert!(fence_settled(5, 3, 0));
+        assert!(!fence_settled(5, 1, 1));
+        assert!(fence_settled(5, 1, 2));
     }
 }

@@ -77,6 +77,7 @@
 //! in-process backend with the same semantics.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod acl;
 mod admin;

@@ -66,7 +66,12 @@ impl MemoryStore {
     pub fn client(&self) -> Client {
         Client::from_nodes(vec![Arc::clone(&self.node) as Arc<dyn Node>])
     }
+}
 
+/// Inspection helpers, for tests of code built on Baton (feature
+/// `testing`): the store's keys as a test would look at a server's.
+#[cfg(feature = "testing")]
+impl MemoryStore {
     /// The live keys (lock keys and fence counters), sorted.
     pub fn keys(&self) -> Vec<String> {
         let now = Instant::now();
