@@ -190,11 +190,18 @@ enum Phase {
         valid_until: Instant,
         /// Yes-nodes that reported `fence` itself.
         at_fence: usize,
-        /// The lagging yes-nodes: `None` to be sent, `Some(None)` in
-        /// flight, `Some(Some(raised))` answered.
-        raises: Vec<(usize, Option<Option<bool>>)>,
+        /// The lagging yes-nodes, and where each one's raise is.
+        raises: Vec<(usize, Raise)>,
     },
     Done(Outcome),
+}
+
+/// Where one lagging node's raise is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Raise {
+    ToSend,
+    InFlight,
+    Answered { raised: bool },
 }
 
 impl Attempt {
@@ -233,8 +240,10 @@ impl Attempt {
             });
         }
         if let Phase::Settling { fence, raises, .. } = &mut self.phase {
-            let (node, state) = raises.iter_mut().find(|(_, state)| state.is_none())?;
-            *state = Some(None);
+            let (node, state) = raises
+                .iter_mut()
+                .find(|(_, state)| *state == Raise::ToSend)?;
+            *state = Raise::InFlight;
             return Some(Request::Raise {
                 node: *node,
                 fence: *fence,
@@ -259,8 +268,9 @@ impl Attempt {
     /// at least the fence while the lock is ours there.
     pub fn handle_raise(&mut self, node: usize, raised: bool, now: Instant) {
         if let Phase::Settling { raises, .. } = &mut self.phase {
-            if let Some((_, state @ Some(None))) = raises.iter_mut().find(|(i, _)| *i == node) {
-                *state = Some(Some(raised));
+            if let Some((_, state @ Raise::InFlight)) = raises.iter_mut().find(|(i, _)| *i == node)
+            {
+                *state = Raise::Answered { raised };
                 self.decide_settling(now);
             }
         }
@@ -311,7 +321,7 @@ impl Attempt {
         match &self.phase {
             Phase::Settling { raises, .. } => raises
                 .iter()
-                .any(|(i, state)| *i == node && *state == Some(None)),
+                .any(|(i, state)| *i == node && *state == Raise::InFlight),
             _ => false,
         }
     }
@@ -349,7 +359,7 @@ impl Attempt {
             }
             let raises = fences()
                 .filter(|&(_, f)| f < fence.0)
-                .map(|(i, _)| (i, None))
+                .map(|(i, _)| (i, Raise::ToSend))
                 .collect();
             self.phase = Phase::Settling {
                 fence,
@@ -388,9 +398,11 @@ impl Attempt {
         };
         let raised = raises
             .iter()
-            .filter(|(_, s)| *s == Some(Some(true)))
+            .filter(|(_, s)| *s == Raise::Answered { raised: true })
             .count();
-        let answered = raises.iter().all(|(_, s)| matches!(s, Some(Some(_))));
+        let answered = raises
+            .iter()
+            .all(|(_, s)| matches!(s, Raise::Answered { .. }));
         let settled = fence_settled(self.replies.len(), at_fence, raised);
         if now >= valid_until || (answered && !settled) {
             let spread = self.spread(now);

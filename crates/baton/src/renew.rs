@@ -59,9 +59,8 @@ struct Queue {
     ready: BTreeSet<(Instant, u64)>,
     leases: HashMap<u64, Slot>,
     task: Option<JoinHandle<()>>,
-    /// When the task will look at the queue next: `None` while it is busy
-    /// renewing (it looks again right after), `Some(None)` while parked.
-    looks_at: Option<Option<Instant>>,
+    /// When the task will look at the queue next.
+    looks_at: Look,
 }
 
 impl Queue {
@@ -104,11 +103,24 @@ impl Queue {
     /// Whether the task must be woken for a lease due at `at`.
     fn needs_wake(&self, at: Instant) -> bool {
         match self.looks_at {
-            None => false,
-            Some(None) => true,
-            Some(Some(look)) => at < look,
+            Look::AfterThisBatch => false,
+            Look::WhenWoken => true,
+            Look::At(look) => at < look,
         }
     }
+}
+
+/// When the renewal task looks at the queue next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Look {
+    /// It is renewing a batch, and looks again right after (also the state
+    /// of a task just spawned, which looks at once).
+    #[default]
+    AfterThisBatch,
+    /// Parked with nothing due: only a wake-up makes it look.
+    WhenWoken,
+    /// Asleep until then.
+    At(Instant),
 }
 
 struct Slot {
@@ -152,7 +164,7 @@ impl Renewer {
         // (Re)start the task if there is none, or if the runtime it was
         // spawned on has gone.
         if queue.task.as_ref().is_none_or(JoinHandle::is_finished) {
-            queue.looks_at = None;
+            queue.looks_at = Look::AfterThisBatch;
             queue.task = Some(tokio::spawn(run(Arc::clone(&self.shared))));
         }
         drop(queue);
@@ -223,13 +235,13 @@ impl Shared {
                 Some(&(first, _)) if first <= now => {}
                 next => {
                     let look = next.map(|&(at, _)| at);
-                    queue.looks_at = Some(look);
+                    queue.looks_at = look.map_or(Look::WhenWoken, Look::At);
                     return Step::Sleep(look);
                 }
             }
         }
         queue.ready_up_to(now + BATCH_WINDOW);
-        queue.looks_at = None;
+        queue.looks_at = Look::AfterThisBatch;
         let mut batch = Vec::new();
         let mut busy = Vec::new();
         while batch.len() < MAX_BATCH {
@@ -530,7 +542,7 @@ mod tests {
         tokio::time::sleep(TTL).await;
         assert_eq!(
             renewer.shared.lock().looks_at,
-            Some(None),
+            super::Look::WhenWoken,
             "parked: no timer set"
         );
     }
