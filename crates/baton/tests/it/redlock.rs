@@ -546,7 +546,11 @@ async fn a_release_wakes_a_redlock_waiter_at_once() {
                 .all(|s| s.cmd::<(String, i64)>(&["PUBSUB", "NUMSUB", &channel]).1 == 1)
         })
         .await;
-        crate::support::release_wakes(held, task).await;
+        let woke = crate::support::wake_after_release(held, task).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
     })
     .await
 }

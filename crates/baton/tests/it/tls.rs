@@ -8,7 +8,7 @@ use baton::{Client, Error, Released};
 use baton_test_support::{ClientAuth, RedisServer, ServerCert, ServerOptions, TlsMode};
 use tokio::time::Instant;
 
-use crate::support::{hold, release_wakes, spawn_waiter, within, LogCapture};
+use crate::support::{hold, spawn_waiter, within, LogCapture};
 
 fn tls_server(mode: TlsMode) -> RedisServer {
     RedisServer::start_with(ServerOptions::default().tls(mode))
@@ -42,7 +42,11 @@ async fn locks_work_over_tls_with_the_users_ca() {
         tokio::time::sleep(Duration::from_millis(700)).await; // renewed meanwhile
         assert!(first.is_held());
         let waiter = spawn_waiter(b.lock("job").retry_interval(Duration::from_secs(30)));
-        release_wakes(first, waiter).await;
+        let woke = crate::support::wake_after_release(first, waiter).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
         let next = hold(&a, "job", Duration::from_secs(5)).await;
         assert!(
             next.fence().0 >= 3,

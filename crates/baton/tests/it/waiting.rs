@@ -21,7 +21,8 @@ both! {
         let lock = waiter_client.lock("job").ttl(Duration::from_secs(60)).retry_interval(SLOW_RETRY);
         let waiter = crate::support::spawn_waiter(lock);
         wait_for_a_subscriber(&b, "job").await;
-        crate::support::release_wakes(held, waiter).await;
+        let woke = crate::support::wake_after_release(held, waiter).await;
+        assert!(woke < crate::support::NOTIFIED, "woke after {woke:?}: not by the notification");
     }
 
     /// A holder that vanishes without releasing (a crash: no notification)
@@ -138,7 +139,11 @@ async fn a_waiter_is_resubscribed_after_its_connection_drops() {
         })
         .await;
         wait_for_a_subscriber(&b, "job").await;
-        crate::support::release_wakes(held, waiter).await;
+        let woke = crate::support::wake_after_release(held, waiter).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
     })
     .await
 }

@@ -321,7 +321,11 @@ async fn a_waiter_is_woken_by_another_clients_release() {
             )
         };
         let (sharded_before, plain_before) = announcements();
-        crate::support::release_wakes(held, waiting).await;
+        let woke = crate::support::wake_after_release(held, waiting).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
         let (sharded, plain) = announcements();
         if cluster.has_sharded_pubsub() {
             assert!(sharded > sharded_before, "announced with SPUBLISH");
@@ -425,7 +429,11 @@ async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
             cluster.channel_subscribers(&keys.channel) == 1
         })
         .await;
-        crate::support::release_wakes(held, waiting).await;
+        let woke = crate::support::wake_after_release(held, waiting).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
         let left: Vec<String> = cluster
             .keys()
             .into_iter()
@@ -492,7 +500,11 @@ async fn over_tls_every_node_is_verified_and_locks_work_on_every_master() {
         })
         .await;
         let mut guards = guards.into_iter();
-        crate::support::release_wakes(guards.next().unwrap(), waiting).await;
+        let woke = crate::support::wake_after_release(guards.next().unwrap(), waiting).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
         for guard in guards {
             assert_eq!(guard.release().await.unwrap(), Released::Released);
         }

@@ -9,7 +9,7 @@ use baton::{Client, Error, Released};
 use baton_test_support::{unique_name, SentinelSet};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::support::{eventually, release_wakes, spawn_waiter, within};
+use crate::support::{eventually, spawn_waiter, within};
 
 type Shared = OwnedMutexGuard<SentinelSet>;
 
@@ -358,7 +358,11 @@ async fn a_waiter_is_woken_by_a_release_after_a_failover() {
                 .retry_interval(Duration::from_secs(30)),
         );
         let (_set, _) = blocking(set, |set| set.failover()).await;
-        release_wakes(held, waiter).await;
+        let woke = crate::support::wake_after_release(held, waiter).await;
+        assert!(
+            woke < crate::support::NOTIFIED,
+            "woke after {woke:?}: not by the notification"
+        );
     })
     .await
 }
