@@ -1,0 +1,834 @@
+//! The checks' own tests: each check against histories built to pass
+//! and to fail it.
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+const TTL: u64 = 1000;
+const SETTLE: u64 = 500;
+
+/// Builds histories with times in milliseconds; `Meta` at 0.
+#[derive(Clone)]
+struct H {
+    events: Vec<Event>,
+}
+
+impl H {
+    fn new(volatile: usize) -> H {
+        let mut h = H { events: Vec::new() };
+        h.at(
+            0,
+            "checker",
+            Op::Meta {
+                nodes: 2,
+                clients: 3,
+                ttl_ms: TTL,
+                settle_ms: SETTLE,
+                volatile,
+            },
+        );
+        h
+    }
+
+    fn at(&mut self, ms: u64, process: &str, op: Op) -> &mut H {
+        self.events.push(Event {
+            t: ms * MS,
+            process: process.to_owned(),
+            op,
+        });
+        self
+    }
+
+    /// `AcquireInvoke` at `invoke`, `AcquireOk` at `ok`, valid for a TTL.
+    fn acquire(&mut self, p: &str, fence: u64, invoke: u64, ok: u64) -> &mut H {
+        self.at(invoke, p, Op::AcquireInvoke);
+        self.at(
+            ok,
+            p,
+            Op::AcquireOk {
+                fence,
+                valid_until: (ok + TTL) * MS,
+            },
+        )
+    }
+
+    fn store_read(&mut self, ms: u64, client: &str, fence: u64, value: u64, ok: bool) -> &mut H {
+        self.at(
+            ms,
+            "store",
+            Op::StoreRead {
+                client: client.to_owned(),
+                fence,
+                value,
+                accepted: ok,
+            },
+        )
+    }
+
+    fn store_write(&mut self, ms: u64, client: &str, fence: u64, value: u64, ok: bool) -> &mut H {
+        self.at(
+            ms,
+            "store",
+            Op::StoreWrite {
+                client: client.to_owned(),
+                fence,
+                value,
+                accepted: ok,
+            },
+        )
+    }
+
+    fn release(&mut self, ms: u64, p: &str, fence: u64) -> &mut H {
+        self.at(ms, p, Op::ReleaseInvoke { fence });
+        self.at(
+            ms + 1,
+            p,
+            Op::ReleaseOk {
+                fence,
+                released: true,
+                renewing: 0,
+            },
+        )
+    }
+
+    /// A clean round from `start`: acquire, read `value - 1`, write
+    /// `value`, release. Window: `[start + 1, start + 7]`.
+    fn round(&mut self, p: &str, fence: u64, start: u64, value: u64) -> &mut H {
+        self.acquire(p, fence, start, start + 1);
+        self.store_read(start + 2, p, fence, value - 1, true);
+        self.at(
+            start + 3,
+            p,
+            Op::Read {
+                fence,
+                value: Some(value - 1),
+            },
+        );
+        self.at(start + 4, p, Op::WriteInvoke { fence, value });
+        self.store_write(start + 5, p, fence, value, true);
+        self.at(
+            start + 6,
+            p,
+            Op::WriteOk {
+                fence,
+                accepted: true,
+            },
+        );
+        self.release(start + 7, p, fence)
+    }
+
+    fn fault(&mut self, start: u64, end: Option<u64>, fault: &str, target: &str) -> &mut H {
+        let (fault, target) = (fault.to_owned(), target.to_owned());
+        self.at(
+            start,
+            "nemesis",
+            Op::FaultStart {
+                fault: fault.clone(),
+                target: target.clone(),
+            },
+        );
+        if let Some(end) = end {
+            self.at(end, "nemesis", Op::FaultEnd { fault, target });
+        }
+        self
+    }
+
+    /// `Stop`, `Final` and a clean scan of both nodes.
+    fn finish(&mut self, stop: u64, value: u64) -> &mut H {
+        self.at(stop, "checker", Op::Stop);
+        self.at(stop + 1, "checker", Op::Final { value });
+        for node in 0..2 {
+            self.at(stop + 2, "checker", Op::Leftover { node, keys: vec![] });
+        }
+        self
+    }
+
+    fn report(&self) -> Report {
+        check(&self.events)
+    }
+}
+
+/// Finishes `h` (stop at `stop`, final `value`), asserts every check
+/// passes, and returns the note of check `name`.
+fn passing_note(h: &mut H, stop: u64, value: u64, name: &str) -> String {
+    let report = h.finish(stop, value).report();
+    assert!(report.ok(), "{}", report.table());
+    result(&report, name).note.clone()
+}
+
+fn result<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
+    report.get(name).expect("the check exists")
+}
+
+/// Asserts that only `name` failed, with `violations`.
+fn only(report: &Report, name: &str, violations: usize) {
+    for c in &report.checks {
+        let expected = if c.name == name { violations } else { 0 };
+        assert_eq!(c.violations, expected, "{}: {:?}", c.name, c);
+    }
+}
+
+/// Twenty-five rounds of three clients, 100 ms apart, with a renewal,
+/// a loss, faults and a script flush.
+fn clean() -> H {
+    let mut h = H::new(0);
+    let mut value = 0;
+    for k in 0..25u64 {
+        let p = format!("c{}.0", k % 3);
+        let fence = 10 * (k + 1);
+        let start = 100 * k + 50;
+        if k == 7 {
+            // Lost before it could write.
+            h.acquire(&p, fence, start, start + 1);
+            h.at(start + 2, &p, Op::Renewing { fence });
+            h.at(
+                start + 3,
+                &p,
+                Op::Renewed {
+                    fence,
+                    valid_until: (start + 3 + TTL) * MS,
+                },
+            );
+            h.at(start + 4, &p, Op::Lost { fence });
+            h.at(start + 5, &p, Op::ReleaseInvoke { fence });
+            h.at(
+                start + 6,
+                &p,
+                Op::ReleaseOk {
+                    fence,
+                    released: false,
+                    renewing: 0,
+                },
+            );
+            continue;
+        }
+        value += 1;
+        h.round(&p, fence, start, value);
+    }
+    h.at(120, "c1.0", Op::AcquireInvoke);
+    h.at(
+        130,
+        "c1.0",
+        Op::AcquireFail {
+            reason: "busy".into(),
+        },
+    );
+    h.fault(600, Some(800), "pause", "node1");
+    h.fault(1000, Some(1000), "script-flush", "node0");
+    h.finish(2500, value);
+    h
+}
+
+#[test]
+fn a_clean_history_passes_every_check() {
+    let report = clean().report();
+    assert!(report.ok(), "{}\n{report:#?}", report.table());
+    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "fences",
+            "exclusion",
+            "stale writes",
+            "no lost update",
+            "lease hygiene",
+            "nothing left",
+            "liveness",
+            "clients"
+        ]
+    );
+    assert_eq!(report.ops["acquire_ok"], 25);
+    assert_eq!(report.ops["acquire_fail"], 1);
+    assert_eq!(report.ops["lost"], 1);
+    assert_eq!(report.ops["write_accepted"], 24);
+    assert_eq!(report.ops["release_gone"], 1);
+    assert_eq!(report.faults["pause"], 1);
+    assert_eq!(report.faults["script-flush"], 1);
+    // [0, 600] and [800, 1000] are too short; [1000, 2500] is checked.
+    assert_eq!(
+        result(&report, "liveness").note,
+        "quiet periods: 3, checked 1, skipped 2 (shorter than settle + ttl)"
+    );
+    assert_eq!(
+        result(&report, "nothing left").note,
+        "nodes scanned: 2 of 2; keys left: 0"
+    );
+    let table = report.table();
+    assert!(table.contains(" 1  fences"), "{table}");
+    assert!(table.contains(" 7  liveness"), "{table}");
+    assert!(table.contains("ops: acquire_fail=1, "), "{table}");
+    assert!(
+        table.contains("faults: pause=1, script-flush=1\n"),
+        "{table}"
+    );
+}
+
+#[test]
+fn the_order_of_the_input_does_not_matter() {
+    let mut h = clean();
+    let expected = h.report();
+    // Scrambled, but events at equal times keep their order (the
+    // script flush's start and end).
+    h.events.sort_by_key(|e| (e.t % 7, std::cmp::Reverse(e.t)));
+    assert_ne!(h.events, clean().events);
+    assert_eq!(h.report(), expected);
+}
+
+#[test]
+fn accepted_write_fences_must_increase() {
+    let mut h = H::new(0);
+    h.acquire("c0.0", 1, 0, 1);
+    h.acquire("c1.0", 2, 0, 10);
+    // A broken store: 2, then 1, then 1 again are all accepted.
+    h.store_write(5, "c0.0", 1, 1, true);
+    h.store_write(11, "c1.0", 2, 2, true);
+    h.store_write(12, "c0.0", 1, 3, true);
+    h.store_write(13, "c0.0", 1, 4, true);
+    let report = h.report();
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 2, "{r:?}");
+    assert!(r.examples[0].contains("c0.0 fence 1 at 0.012s"), "{r:?}");
+}
+
+/// A fence 5 then, invoked after it, fence 3 (and later fence 4, also
+/// after fence 5 was acquired).
+fn regression(h: &mut H) -> &mut H {
+    h.acquire("c0.0", 5, 100, 110);
+    h.release(200, "c0.0", 5);
+    // Invoked before fence 5 was acquired: no constraint.
+    h.acquire("c2.0", 1, 105, 250);
+    h.release(260, "c2.0", 1);
+    h.acquire("c1.0", 3, 300, 310);
+    h.release(320, "c1.0", 3);
+    h.acquire("c1.0", 4, 400, 410);
+    h.release(420, "c1.0", 4)
+}
+
+#[test]
+fn issued_fences_must_increase_in_real_time() {
+    let report = regression(&mut H::new(0)).finish(3000, 0).report();
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 2, "{r:?}");
+    assert!(
+        r.examples[0]
+            .starts_with("c1.0 fence 3 (invoked at 0.300s, acquired at 0.310s) after c0.0 fence 5"),
+        "{r:?}"
+    );
+    assert!(
+        r.note.contains(" 0 fence regressions after volatile"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn volatile_nodes_that_were_never_killed_exempt_nothing() {
+    let report = regression(&mut H::new(1)).finish(3000, 0).report();
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 2, "{r:?}");
+    assert!(
+        r.note.contains(
+            "0 fence regressions after volatile restarts (outside the stated assumptions)"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn fence_regressions_after_a_kill_volatile_are_only_noted() {
+    let mut h = H::new(0);
+    regression(&mut h).fault(305, Some(306), "kill-volatile", "node1");
+    let report = h.finish(3000, 0).report();
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 0, "{r:?}");
+    assert!(
+        r.note.contains("2 fence regressions after volatile"),
+        "{r:?}"
+    );
+
+    // A kill-volatile after the regressed lease was acquired exempts
+    // only the later one.
+    let mut h = H::new(0);
+    regression(&mut h).fault(315, Some(316), "kill-volatile", "node1");
+    let report = h.finish(3000, 0).report();
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 1, "{r:?}");
+    assert!(
+        r.note.contains(" 1 fence regressions after volatile"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn overlapping_windows_are_caught_once_each() {
+    let mut h = H::new(0);
+    // [10, 1010] (the TTL), [500, 600], [700, 800]: two overlaps.
+    h.acquire("c0.0", 1, 0, 10);
+    h.acquire("c1.0", 2, 400, 500);
+    h.release(600, "c1.0", 2);
+    h.acquire("c2.0", 3, 650, 700);
+    h.release(800, "c2.0", 3);
+    let report = h.finish(900, 0).report();
+    only(&report, "exclusion", 2);
+    let r = result(&report, "exclusion");
+    assert_eq!(
+        r.examples[0],
+        "c0.0 fence 1 [0.010s, 1.010s] overlaps c1.0 fence 2 [0.500s, 0.600s]"
+    );
+    assert_eq!(
+        r.examples[1],
+        "c0.0 fence 1 [0.010s, 1.010s] overlaps c2.0 fence 3 [0.700s, 0.800s]"
+    );
+}
+
+#[test]
+fn windows_end_at_loss_release_or_the_last_validity() {
+    let mut h = H::new(0);
+    // Valid until 1010 but lost at 300: [10, 300].
+    h.acquire("c0.0", 1, 0, 10);
+    h.at(300, "c0.0", Op::Lost { fence: 1 });
+    // Touches it: fine. Valid until 1300, renewed until 2500, released
+    // at 2000: [300, 2000].
+    h.acquire("c1.0", 2, 200, 300);
+    h.at(
+        900,
+        "c1.0",
+        Op::Renewed {
+            fence: 2,
+            valid_until: 2500 * MS,
+        },
+    );
+    h.release(2000, "c1.0", 2);
+    // Overlaps it thanks to its renewal. Valid until 2200, then 2500,
+    // then 2300: [1900, 2500].
+    h.at(1800, "c2.0", Op::AcquireInvoke);
+    h.at(
+        1900,
+        "c2.0",
+        Op::AcquireOk {
+            fence: 3,
+            valid_until: 2200 * MS,
+        },
+    );
+    for (t, until) in [(2100, 2500), (2200, 2300)] {
+        h.at(
+            t,
+            "c2.0",
+            Op::Renewed {
+                fence: 3,
+                valid_until: until * MS,
+            },
+        );
+    }
+    // Overlaps the latest validity of the previous one: [2400, 2600].
+    h.acquire("c0.1", 4, 2000, 2400);
+    h.release(2600, "c0.1", 4);
+    // Touches it: fine.
+    h.acquire("c1.1", 5, 2500, 2600);
+    h.release(2700, "c1.1", 5);
+    let report = h.finish(5000, 0).report();
+    let r = result(&report, "exclusion");
+    assert_eq!(r.violations, 2, "{r:?}");
+    assert_eq!(
+        r.examples,
+        [
+            "c1.0 fence 2 [0.300s, 2.000s] overlaps c2.0 fence 3 [1.900s, 2.500s]",
+            "c2.0 fence 3 [1.900s, 2.500s] overlaps c0.1 fence 4 [2.400s, 2.600s]"
+        ]
+    );
+}
+
+#[test]
+fn a_lease_expired_on_arrival_overlaps_nothing() {
+    let mut h = H::new(0);
+    h.acquire("c0.0", 1, 0, 10);
+    h.release(500, "c0.0", 1);
+    h.at(100, "c1.0", Op::AcquireInvoke);
+    h.at(
+        200,
+        "c1.0",
+        Op::AcquireOk {
+            fence: 2,
+            valid_until: 150 * MS,
+        },
+    );
+    let report = h.finish(600, 0).report();
+    let r = result(&report, "exclusion");
+    assert_eq!(r.violations, 0, "{r:?}");
+    assert!(
+        r.note
+            .ends_with("expired before acquisition was recorded: 1"),
+        "{r:?}"
+    );
+}
+
+/// c0.0 fence 1: [10, 1010]; c1.0 fence 2 acquires at 1100.
+fn two_holders() -> H {
+    let mut h = H::new(0);
+    h.acquire("c0.0", 1, 0, 10);
+    h.store_read(20, "c0.0", 1, 0, true);
+    h.acquire("c1.0", 2, 500, 1100);
+    h
+}
+
+#[test]
+fn a_lapsed_write_after_a_later_holder_must_be_rejected() {
+    let mut h = two_holders();
+    h.store_read(1150, "c1.0", 2, 0, true);
+    // A broken store accepts the paused holder's write.
+    h.store_write(1200, "c0.0", 1, 1, true);
+    h.store_write(1250, "c1.0", 2, 2, true);
+    let report = h.finish(3000, 2).report();
+    only(&report, "stale writes", 1);
+    let r = result(&report, "stale writes");
+    assert_eq!(
+        r.examples[0],
+        "the store accepted at 1.200s a write of c0.0 fence 1 [0.010s, 1.010s] after its window ended; c1.0 fence 2 had reached the store at 1.150s"
+    );
+    assert!(
+        r.note
+            .starts_with("lapsed writes: 1, rejected 0, accepted 0 "),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_lapsed_write_may_be_accepted_or_rejected_when_no_later_holder_reached_the_store() {
+    // Accepted: the later holder reads afterwards and sees it.
+    let mut h = two_holders();
+    h.store_write(1050, "c0.0", 1, 1, true);
+    h.store_read(1150, "c1.0", 2, 1, true);
+    h.store_write(1250, "c1.0", 2, 2, true);
+    assert_eq!(
+        passing_note(&mut h, 3000, 2, "stale writes"),
+        "lapsed writes: 1, rejected 0, accepted 1 (no later holder had reached the store); stale reads: 0, rejected 0"
+    );
+
+    // Rejected (after the later holder), and a stale read refused.
+    let mut h = two_holders();
+    h.store_read(1150, "c1.0", 2, 0, true);
+    h.store_read(1160, "c0.0", 1, 0, false);
+    h.store_write(1200, "c0.0", 1, 1, false);
+    h.store_write(1250, "c1.0", 2, 1, true);
+    assert_eq!(
+        passing_note(&mut h, 3000, 1, "stale writes"),
+        "lapsed writes: 1, rejected 1, accepted 0 (no later holder had reached the store); stale reads: 1, rejected 1"
+    );
+}
+
+#[test]
+fn every_accepted_write_must_add_one() {
+    let mut h = H::new(0);
+    for (k, value) in [1, 2, 2, 3, 5, 6].into_iter().enumerate() {
+        let k = k as u64;
+        h.acquire("c0.0", k + 1, 100 * k, 100 * k + 1);
+        h.store_write(100 * k + 5, "c0.0", k + 1, value, true);
+        h.release(100 * k + 10, "c0.0", k + 1);
+    }
+    let report = h.finish(3000, 6).report();
+    only(&report, "no lost update", 2);
+    let r = result(&report, "no lost update");
+    assert_eq!(
+        r.examples,
+        [
+            "the store accepted 2 from c0.0 fence 3 at 0.205s after 2",
+            "the store accepted 5 from c0.0 fence 5 at 0.405s after 3"
+        ]
+    );
+    assert_eq!(r.note, "accepted writes: 6; final value: 6");
+}
+
+#[test]
+fn the_final_value_must_count_the_accepted_writes() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 0, 1);
+    h.round("c1.0", 2, 600, 2);
+    let report = h.clone().finish(3000, 1).report();
+    only(&report, "no lost update", 1);
+    assert_eq!(
+        result(&report, "no lost update").examples,
+        ["the final value is 1, but the store accepted 2 writes"]
+    );
+
+    // No Final at all.
+    h.at(3000, "checker", Op::Stop);
+    for node in 0..2 {
+        h.at(3002, "checker", Op::Leftover { node, keys: vec![] });
+    }
+    let report = h.report();
+    only(&report, "no lost update", 1);
+    let r = result(&report, "no lost update");
+    assert_eq!(r.examples, ["no Final event: the final value is unknown"]);
+    assert_eq!(r.note, "accepted writes: 2; final value: missing");
+}
+
+#[test]
+fn releases_must_leave_nothing_renewing() {
+    let mut h = H::new(0);
+    h.acquire("c0.0", 1, 0, 1);
+    h.at(5, "c0.0", Op::ReleaseInvoke { fence: 1 });
+    h.at(
+        6,
+        "c0.0",
+        Op::ReleaseOk {
+            fence: 1,
+            released: true,
+            renewing: 2,
+        },
+    );
+    h.acquire("c1.0", 2, 10, 11);
+    h.at(15, "c1.0", Op::ReleaseInvoke { fence: 2 });
+    h.at(
+        16,
+        "c1.0",
+        Op::ReleaseInfo {
+            fence: 2,
+            error: "timeout".into(),
+            renewing: 1,
+        },
+    );
+    h.round("c2.0", 3, 600, 1);
+    let report = h.finish(3000, 1).report();
+    only(&report, "lease hygiene", 2);
+    assert_eq!(
+        result(&report, "lease hygiene").examples,
+        [
+            "c0.0 fence 1: 2 leases still renewing after the release returned at 0.006s",
+            "c1.0 fence 2: 1 leases still renewing after the release returned at 0.016s"
+        ]
+    );
+}
+
+#[test]
+fn no_renewal_after_loss_or_release() {
+    let mut h = H::new(0);
+    // Renewing before the loss: fine; twice after it: two violations.
+    h.acquire("c0.0", 1, 0, 1);
+    h.at(100, "c0.0", Op::Renewing { fence: 1 });
+    h.at(200, "c0.0", Op::Lost { fence: 1 });
+    h.at(300, "c0.0", Op::Renewing { fence: 1 });
+    h.at(400, "c0.0", Op::Renewing { fence: 1 });
+    h.release(500, "c0.0", 1);
+    // Renewing after the release began: one each.
+    h.acquire("c1.0", 2, 1000, 1001);
+    h.at(1100, "c1.0", Op::ReleaseInvoke { fence: 2 });
+    h.at(1101, "c1.0", Op::Renewing { fence: 2 });
+    h.at(
+        1102,
+        "c1.0",
+        Op::ReleaseOk {
+            fence: 2,
+            released: true,
+            renewing: 0,
+        },
+    );
+    h.at(1200, "c1.0", Op::Renewing { fence: 2 });
+    // Another lease of the same process renewing: fine.
+    h.acquire("c1.0", 3, 1300, 1301);
+    h.at(1400, "c1.0", Op::Renewing { fence: 3 });
+    h.release(1500, "c1.0", 3);
+    // Renewing after the deadline (beyond the drift allowance): one.
+    h.acquire("c2.0", 4, 1600, 1601);
+    h.at(1601 + TTL + 50, "c2.0", Op::Renewing { fence: 4 });
+    h.release(1601 + TTL + 60, "c2.0", 4);
+    let report = h.finish(3000, 0).report();
+    only(&report, "lease hygiene", 5);
+    let r = result(&report, "lease hygiene");
+    assert_eq!(
+        r.examples,
+        [
+            "c0.0 fence 1 renewing at 0.300s, after it was lost at 0.200s",
+            "c0.0 fence 1 renewing at 0.400s, after it was lost at 0.200s",
+            "c1.0 fence 2 renewing at 1.101s, after it was being released at 1.100s",
+            "c1.0 fence 2 renewing at 1.200s, after it was being released at 1.100s",
+            "c2.0 fence 4 renewing at 2.651s, after it was past its deadline at 2.601s"
+        ]
+    );
+    assert_eq!(
+        r.note,
+        "releases: 4; renewals sent: 7, after loss, release or deadline: 5"
+    );
+}
+
+#[test]
+fn a_client_that_did_not_exit_cleanly_is_a_violation() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 600, 1);
+    let exit = |client: &str, status: &str, clean| Op::Exited {
+        client: client.into(),
+        status: status.into(),
+        clean,
+    };
+    h.at(3100, "checker", exit("c0.0", "exited with status 0", true));
+    h.at(
+        3100,
+        "checker",
+        exit("c1.0", "died early: exit status: 101", false),
+    );
+    let report = h.finish(3000, 1).report();
+    only(&report, "clients", 1);
+    assert_eq!(
+        result(&report, "clients").examples,
+        ["client c1.0 died early: exit status: 101"]
+    );
+}
+
+#[test]
+fn leftover_keys_are_violations() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 600, 1);
+    h.at(3000, "checker", Op::Stop);
+    h.at(3001, "checker", Op::Final { value: 1 });
+    h.at(
+        3002,
+        "checker",
+        Op::Leftover {
+            node: 0,
+            keys: vec!["baton:lock".into(), "baton:lock:fence".into()],
+        },
+    );
+    h.at(
+        3002,
+        "checker",
+        Op::Leftover {
+            node: 1,
+            keys: vec![],
+        },
+    );
+    let report = h.report();
+    only(&report, "nothing left", 2);
+    let r = result(&report, "nothing left");
+    assert_eq!(
+        r.examples,
+        [
+            "node 0 still holds `baton:lock`",
+            "node 0 still holds `baton:lock:fence`"
+        ]
+    );
+    assert_eq!(r.note, "nodes scanned: 2 of 2; keys left: 2");
+
+    // A node not scanned.
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 600, 1);
+    h.at(3000, "checker", Op::Stop);
+    h.at(3001, "checker", Op::Final { value: 1 });
+    h.at(
+        3002,
+        "checker",
+        Op::Leftover {
+            node: 1,
+            keys: vec![],
+        },
+    );
+    let report = h.report();
+    only(&report, "nothing left", 1);
+    assert_eq!(
+        result(&report, "nothing left").examples,
+        ["only 1 of 2 nodes were scanned"]
+    );
+}
+
+#[test]
+fn a_long_quiet_period_needs_an_acquisition() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 600, 1);
+    h.fault(100, Some(200), "kill", "node1");
+    // Acquisitions fail from 200 to the stop.
+    let report = h.finish(3000, 1).report();
+    only(&report, "liveness", 1);
+    let r = result(&report, "liveness");
+    assert_eq!(
+        r.examples,
+        ["no acquisition in the quiet period 0.200s to 3.000s (checked from 0.700s)"]
+    );
+    assert_eq!(
+        r.note,
+        "quiet periods: 2, checked 1, skipped 1 (shorter than settle + ttl)"
+    );
+
+    // An acquisition at the very start of the checked part counts.
+    let mut h = H::new(0);
+    h.fault(100, Some(200), "kill", "node1");
+    h.round("c0.0", 1, 699, 1);
+    let report = h.finish(3000, 1).report();
+    assert!(report.ok(), "{}", report.table());
+}
+
+#[test]
+fn short_quiet_periods_are_skipped() {
+    let mut h = H::new(0);
+    // [0, 1400] and [1600, 3000]: checked for 900 ms each, too short.
+    h.fault(1400, Some(1600), "pause", "node0");
+    assert_eq!(
+        passing_note(&mut h, 3000, 0, "liveness"),
+        "quiet periods: 2, checked 0, skipped 2 (shorter than settle + ttl)"
+    );
+}
+
+#[test]
+fn an_unhealed_fault_lasts_until_the_stop() {
+    let mut h = H::new(0);
+    h.fault(1000, None, "blackhole", "node0");
+    assert_eq!(
+        passing_note(&mut h, 9000, 0, "liveness"),
+        "quiet periods: 1, checked 0, skipped 1 (shorter than settle + ttl)"
+    );
+}
+
+#[test]
+fn overlapping_and_instant_faults_split_quiet_periods_correctly() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 600, 1);
+    // Overlapping faults: one fault interval [1000, 1300]; then an
+    // instant one at 3000.
+    h.fault(1000, Some(1200), "delay", "node0");
+    h.fault(1100, Some(1300), "pause-client", "c0.0");
+    h.round("c0.0", 2, 1900, 2);
+    h.fault(3000, Some(3000), "script-flush", "node1");
+    // [0, 1000] short, [1300, 3000] with an acquisition, [3000, 4600]
+    // without.
+    let report = h.clone().finish(4600, 2).report();
+    only(&report, "liveness", 1);
+    let r = result(&report, "liveness");
+    assert_eq!(
+        r.examples,
+        ["no acquisition in the quiet period 3.000s to 4.600s (checked from 3.500s)"]
+    );
+    assert_eq!(
+        r.note,
+        "quiet periods: 3, checked 2, skipped 1 (shorter than settle + ttl)"
+    );
+    assert_eq!(report.faults["pause-client"], 1);
+
+    // Without the instant fault, [1300, 4600] has an acquisition.
+    h.events.retain(|e| {
+        !matches!(&e.op, Op::FaultStart { fault, .. } | Op::FaultEnd { fault, .. } if fault == "script-flush")
+    });
+    let report = h.finish(4600, 2).report();
+    assert!(report.ok(), "{}", report.table());
+}
+
+#[test]
+fn liveness_needs_meta_and_stop() {
+    let mut h = H::new(0);
+    h.round("c0.0", 1, 0, 1);
+    h.at(3001, "checker", Op::Final { value: 1 });
+    let report = h.report();
+    let r = result(&report, "liveness");
+    assert_eq!(r.violations, 1);
+    assert_eq!(r.examples, ["no Stop event: liveness cannot be checked"]);
+}
+
+#[test]
+fn a_long_history_is_checked_quickly() {
+    let mut h = H::new(0);
+    let n = 20_000u64;
+    for k in 0..n {
+        h.round(&format!("c{}.0", k % 5), k + 1, 10 * k, k + 1);
+    }
+    h.finish(10 * n + 100, n);
+    assert!(h.events.len() > 180_000);
+    let started = std::time::Instant::now();
+    let report = h.report();
+    assert!(report.ok(), "{}", report.table());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
