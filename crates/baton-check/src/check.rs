@@ -26,7 +26,7 @@
 //!    `AcquireOk`), then B's fence is greater than A's. Part (b) holds only
 //!    if no node lost its data: it is not enforced for a pair when a
 //!    `kill-volatile` fault started after A's acquire was invoked and before
-//!    B's `AcquireOk` (such regressions are reported in the note, outside
+//!    B's `AcquireOk` (such regressions are counted, outside
 //!    the stated assumptions).
 //!    One violation per offending write (a) or per offending lease B (b).
 //! 2. **exclusion** — no two validity windows overlap (touching endpoints
@@ -38,7 +38,7 @@
 //!    store before it: a later holder had fenced it out. A lapsed write that
 //!    no later holder had fenced out may be accepted (nothing was lost:
 //!    check 4 confirms it). Reads that reached the store after their
-//!    window are counted in the note (stale reads), not as violations.
+//!    window are counted (stale reads), not as violations.
 //! 4. **no lost update** — the accepted writes' values, in arrival order,
 //!    are 1, 2, 3, … (each the previous plus one), and `Final.value` is the
 //!    number of accepted writes. One violation per write that is not its
@@ -99,8 +99,19 @@ pub struct CheckResult {
     pub violations: usize,
     /// Human-readable descriptions of the first [`MAX_EXAMPLES`] offences.
     pub examples: Vec<String>,
-    /// One line of relevant counts.
-    pub note: String,
+    /// What the check counted on the way, in the order [`CheckResult::note`]
+    /// shows them.
+    pub counts: Vec<Count>,
+}
+
+/// One thing a check counted: what, and how many (`None` when the history
+/// does not say, e.g. no final value was recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// What was counted, e.g. `"accepted writes"`.
+    pub what: &'static str,
+    /// How many.
+    pub value: Option<u64>,
 }
 
 impl CheckResult {
@@ -109,8 +120,43 @@ impl CheckResult {
             name,
             violations: 0,
             examples: Vec::new(),
-            note: String::new(),
+            counts: Vec::new(),
         }
+    }
+
+    /// Records a count.
+    fn count(&mut self, what: &'static str, value: impl TryInto<u64>) {
+        let value = value.try_into().ok();
+        self.counts.push(Count { what, value });
+    }
+
+    /// Records a count only when it is not zero (an anomaly worth a word).
+    fn count_if_any(&mut self, what: &'static str, value: usize) {
+        if value > 0 {
+            self.count(what, value);
+        }
+    }
+
+    /// The count of `what`, if the check recorded it (and it is known).
+    pub fn counted(&self, what: &str) -> Option<u64> {
+        self.counts
+            .iter()
+            .find(|c| c.what == what)
+            .and_then(|c| c.value)
+    }
+
+    /// The counts as one line: `what: n; what: n` (`missing` for an unknown
+    /// value).
+    pub fn note(&self) -> String {
+        let shown: Vec<String> = self
+            .counts
+            .iter()
+            .map(|c| match c.value {
+                Some(n) => format!("{}: {n}", c.what),
+                None => format!("{}: missing", c.what),
+            })
+            .collect();
+        shown.join("; ")
     }
 
     /// Counts one offence; `message` is built only if it is kept.
@@ -162,7 +208,7 @@ impl Report {
                 i + 1,
                 c.name,
                 c.violations,
-                c.note
+                c.note()
             );
         }
         let _ = writeln!(out, "ops: {}", counts(&self.ops));
@@ -575,13 +621,13 @@ fn fences(h: &History) -> CheckResult {
         });
     }
 
-    r.note = format!(
-        "accepted writes: {writes}; leases: {}; {exempt} fence regressions after volatile restarts (outside the stated assumptions)",
-        h.leases.len()
+    r.count("accepted writes", writes);
+    r.count("leases", h.leases.len());
+    r.count(
+        "fence regressions after volatile restarts (outside the stated assumptions)",
+        exempt,
     );
-    if unknown_invoke > 0 {
-        let _ = write!(r.note, "; {unknown_invoke} leases without their invocation");
-    }
+    r.count_if_any("leases without their invocation", unknown_invoke);
     r
 }
 
@@ -603,10 +649,8 @@ fn exclusion(h: &History) -> CheckResult {
             open = Some(b);
         }
     }
-    r.note = format!(
-        "leases: {}; expired before acquisition was recorded: {empty}",
-        h.leases.len()
-    );
+    r.count("leases", h.leases.len());
+    r.count("expired before acquisition was recorded", empty);
     r
 }
 
@@ -651,12 +695,15 @@ fn stale_writes(h: &History) -> CheckResult {
             highest = Some(op);
         }
     }
-    r.note = format!(
-        "lapsed writes: {lapsed}, rejected {rejected}, accepted {unfenced} (no later holder had reached the store); stale reads: {stale_reads}, rejected {stale_reads_rejected}"
+    r.count("lapsed writes", lapsed);
+    r.count("lapsed writes rejected", rejected);
+    r.count(
+        "lapsed writes accepted (no later holder had reached the store)",
+        unfenced,
     );
-    if unknown > 0 {
-        let _ = write!(r.note, "; {unknown} store events of unknown leases");
-    }
+    r.count("stale reads", stale_reads);
+    r.count("stale reads rejected", stale_reads_rejected);
+    r.count_if_any("store events of unknown leases", unknown);
     r
 }
 
@@ -688,11 +735,11 @@ fn no_lost_update(h: &History) -> CheckResult {
         }),
         Some(_) => {}
     }
-    r.note = format!(
-        "accepted writes: {writes}; final value: {}",
-        h.final_value
-            .map_or_else(|| "missing".to_owned(), |v| v.to_string())
-    );
+    r.count("accepted writes", writes);
+    r.counts.push(Count {
+        what: "final value",
+        value: h.final_value,
+    });
     r
 }
 
@@ -734,14 +781,10 @@ fn lease_hygiene(h: &History) -> CheckResult {
             });
         }
     }
-    r.note = format!(
-        "releases: {}; renewals sent: {}, after loss, release or deadline: {late}",
-        h.releases.len(),
-        h.renewings.len()
-    );
-    if h.orphans > 0 {
-        let _ = write!(r.note, "; {} client events of unknown leases", h.orphans);
-    }
+    r.count("releases", h.releases.len());
+    r.count("renewals sent", h.renewings.len());
+    r.count("renewals after loss, release or deadline", late);
+    r.count_if_any("client events of unknown leases", h.orphans);
     r
 }
 
@@ -755,7 +798,7 @@ fn clients(h: &History) -> CheckResult {
             r.violation(|| format!("client {client} {status}"));
         }
     }
-    r.note = format!("processes: {}", h.exits.len());
+    r.count("processes", h.exits.len());
     r
 }
 
@@ -775,10 +818,9 @@ fn nothing_left(h: &History) -> CheckResult {
     if scanned.len() < nodes {
         r.violation(|| format!("only {} of {nodes} nodes were scanned", scanned.len()));
     }
-    r.note = format!(
-        "nodes scanned: {} of {nodes}; keys left: {keys}",
-        scanned.len()
-    );
+    r.count("nodes scanned", scanned.len());
+    r.count("nodes", nodes);
+    r.count("keys left", keys);
     r
 }
 
@@ -788,7 +830,6 @@ fn liveness(h: &History) -> CheckResult {
     let (Some(meta), Some(stop)) = (h.meta, h.stop) else {
         let missing = if h.meta.is_none() { "Meta" } else { "Stop" };
         r.violation(|| format!("no {missing} event: liveness cannot be checked"));
-        r.note = format!("no {missing} event");
         return r;
     };
 
@@ -839,10 +880,9 @@ fn liveness(h: &History) -> CheckResult {
             });
         }
     }
-    r.note = format!(
-        "quiet periods: {}, checked {checked}, skipped {skipped} (shorter than settle + ttl)",
-        periods.len()
-    );
+    r.count("quiet periods", periods.len());
+    r.count("quiet periods checked", checked);
+    r.count("quiet periods skipped (shorter than settle + ttl)", skipped);
     r
 }
 

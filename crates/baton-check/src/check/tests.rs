@@ -149,11 +149,45 @@ impl H {
 }
 
 /// Finishes `h` (stop at `stop`, final `value`), asserts every check
-/// passes, and returns the note of check `name`.
-fn passing_note(h: &mut H, stop: u64, value: u64, name: &str) -> String {
+/// passes, and returns the counts of check `name`.
+fn passing_counts(h: &mut H, stop: u64, value: u64, name: &str) -> Vec<(&'static str, u64)> {
     let report = h.finish(stop, value).report();
     assert!(report.ok(), "{}", report.table());
-    result(&report, name).note.clone()
+    counts(result(&report, name))
+}
+
+/// A check's counts, as (what, how many); an unknown value is `u64::MAX`.
+fn counts(r: &CheckResult) -> Vec<(&'static str, u64)> {
+    r.counts
+        .iter()
+        .map(|c| (c.what, c.value.unwrap_or(u64::MAX)))
+        .collect()
+}
+
+/// The quiet periods liveness counted: all, checked, skipped.
+fn quiet(all: u64, checked: u64, skipped: u64) -> Vec<(&'static str, u64)> {
+    vec![
+        ("quiet periods", all),
+        ("quiet periods checked", checked),
+        ("quiet periods skipped (shorter than settle + ttl)", skipped),
+    ]
+}
+
+/// The lapsed writes and stale reads the stale-writes check counted.
+fn stale(
+    (lapsed, rejected, accepted): (u64, u64, u64),
+    (reads, reads_rejected): (u64, u64),
+) -> Vec<(&'static str, u64)> {
+    vec![
+        ("lapsed writes", lapsed),
+        ("lapsed writes rejected", rejected),
+        (
+            "lapsed writes accepted (no later holder had reached the store)",
+            accepted,
+        ),
+        ("stale reads", reads),
+        ("stale reads rejected", reads_rejected),
+    ]
 }
 
 fn result<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
@@ -245,13 +279,10 @@ fn a_clean_history_passes_every_check() {
     assert_eq!(report.faults["pause"], 1);
     assert_eq!(report.faults["script-flush"], 1);
     // [0, 600] and [800, 1000] are too short; [1000, 2500] is checked.
+    assert_eq!(counts(result(&report, "liveness")), quiet(3, 1, 2));
     assert_eq!(
-        result(&report, "liveness").note,
-        "quiet periods: 3, checked 1, skipped 2 (shorter than settle + ttl)"
-    );
-    assert_eq!(
-        result(&report, "nothing left").note,
-        "nodes scanned: 2 of 2; keys left: 0"
+        counts(result(&report, "nothing left")),
+        [("nodes scanned", 2), ("nodes", 2), ("keys left", 0)]
     );
     let table = report.table();
     assert!(table.contains(" 1  fences"), "{table}");
@@ -314,8 +345,9 @@ fn issued_fences_must_increase_in_real_time() {
             .starts_with("c1.0 fence 3 (invoked at 0.300s, acquired at 0.310s) after c0.0 fence 5"),
         "{r:?}"
     );
-    assert!(
-        r.note.contains(" 0 fence regressions after volatile"),
+    assert_eq!(
+        r.counted("fence regressions after volatile restarts (outside the stated assumptions)"),
+        Some(0),
         "{r:?}"
     );
 }
@@ -325,10 +357,9 @@ fn volatile_nodes_that_were_never_killed_exempt_nothing() {
     let report = regression(&mut H::new(1)).finish(3000, 0).report();
     let r = result(&report, "fences");
     assert_eq!(r.violations, 2, "{r:?}");
-    assert!(
-        r.note.contains(
-            "0 fence regressions after volatile restarts (outside the stated assumptions)"
-        ),
+    assert_eq!(
+        r.counted("fence regressions after volatile restarts (outside the stated assumptions)"),
+        Some(0),
         "{r:?}"
     );
 }
@@ -340,8 +371,9 @@ fn fence_regressions_after_a_kill_volatile_are_only_noted() {
     let report = h.finish(3000, 0).report();
     let r = result(&report, "fences");
     assert_eq!(r.violations, 0, "{r:?}");
-    assert!(
-        r.note.contains("2 fence regressions after volatile"),
+    assert_eq!(
+        r.counted("fence regressions after volatile restarts (outside the stated assumptions)"),
+        Some(2),
         "{r:?}"
     );
 
@@ -352,8 +384,9 @@ fn fence_regressions_after_a_kill_volatile_are_only_noted() {
     let report = h.finish(3000, 0).report();
     let r = result(&report, "fences");
     assert_eq!(r.violations, 1, "{r:?}");
-    assert!(
-        r.note.contains(" 1 fence regressions after volatile"),
+    assert_eq!(
+        r.counted("fence regressions after volatile restarts (outside the stated assumptions)"),
+        Some(1),
         "{r:?}"
     );
 }
@@ -454,9 +487,9 @@ fn a_lease_expired_on_arrival_overlaps_nothing() {
     let report = h.finish(600, 0).report();
     let r = result(&report, "exclusion");
     assert_eq!(r.violations, 0, "{r:?}");
-    assert!(
-        r.note
-            .ends_with("expired before acquisition was recorded: 1"),
+    assert_eq!(
+        r.counted("expired before acquisition was recorded"),
+        Some(1),
         "{r:?}"
     );
 }
@@ -484,11 +517,7 @@ fn a_lapsed_write_after_a_later_holder_must_be_rejected() {
         r.examples[0],
         "the store accepted at 1.200s a write of c0.0 fence 1 [0.010s, 1.010s] after its window ended; c1.0 fence 2 had reached the store at 1.150s"
     );
-    assert!(
-        r.note
-            .starts_with("lapsed writes: 1, rejected 0, accepted 0 "),
-        "{r:?}"
-    );
+    assert_eq!(&counts(r)[..3], &stale((1, 0, 0), (0, 0))[..3], "{r:?}");
 }
 
 #[test]
@@ -499,8 +528,8 @@ fn a_lapsed_write_may_be_accepted_or_rejected_when_no_later_holder_reached_the_s
     h.store_read(1150, "c1.0", 2, 1, true);
     h.store_write(1250, "c1.0", 2, 2, true);
     assert_eq!(
-        passing_note(&mut h, 3000, 2, "stale writes"),
-        "lapsed writes: 1, rejected 0, accepted 1 (no later holder had reached the store); stale reads: 0, rejected 0"
+        passing_counts(&mut h, 3000, 2, "stale writes"),
+        stale((1, 0, 1), (0, 0))
     );
 
     // Rejected (after the later holder), and a stale read refused.
@@ -510,8 +539,8 @@ fn a_lapsed_write_may_be_accepted_or_rejected_when_no_later_holder_reached_the_s
     h.store_write(1200, "c0.0", 1, 1, false);
     h.store_write(1250, "c1.0", 2, 1, true);
     assert_eq!(
-        passing_note(&mut h, 3000, 1, "stale writes"),
-        "lapsed writes: 1, rejected 1, accepted 0 (no later holder had reached the store); stale reads: 1, rejected 1"
+        passing_counts(&mut h, 3000, 1, "stale writes"),
+        stale((1, 1, 0), (1, 1))
     );
 }
 
@@ -534,7 +563,8 @@ fn every_accepted_write_must_add_one() {
             "the store accepted 5 from c0.0 fence 5 at 0.405s after 3"
         ]
     );
-    assert_eq!(r.note, "accepted writes: 6; final value: 6");
+    assert_eq!(counts(r), [("accepted writes", 6), ("final value", 6)]);
+    assert_eq!(r.note(), "accepted writes: 6; final value: 6");
 }
 
 #[test]
@@ -558,7 +588,8 @@ fn the_final_value_must_count_the_accepted_writes() {
     only(&report, "no lost update", 1);
     let r = result(&report, "no lost update");
     assert_eq!(r.examples, ["no Final event: the final value is unknown"]);
-    assert_eq!(r.note, "accepted writes: 2; final value: missing");
+    assert_eq!(r.counted("final value"), None);
+    assert_eq!(r.note(), "accepted writes: 2; final value: missing");
 }
 
 #[test]
@@ -644,8 +675,12 @@ fn no_renewal_after_loss_or_release() {
         ]
     );
     assert_eq!(
-        r.note,
-        "releases: 4; renewals sent: 7, after loss, release or deadline: 5"
+        counts(r),
+        [
+            ("releases", 4),
+            ("renewals sent", 7),
+            ("renewals after loss, release or deadline", 5)
+        ]
     );
 }
 
@@ -704,7 +739,10 @@ fn leftover_keys_are_violations() {
             "node 0 still holds `baton:lock:fence`"
         ]
     );
-    assert_eq!(r.note, "nodes scanned: 2 of 2; keys left: 2");
+    assert_eq!(
+        counts(r),
+        [("nodes scanned", 2), ("nodes", 2), ("keys left", 2)]
+    );
 
     // A node not scanned.
     let mut h = H::new(0);
@@ -740,10 +778,7 @@ fn a_long_quiet_period_needs_an_acquisition() {
         r.examples,
         ["no acquisition in the quiet period 0.200s to 3.000s (checked from 0.700s)"]
     );
-    assert_eq!(
-        r.note,
-        "quiet periods: 2, checked 1, skipped 1 (shorter than settle + ttl)"
-    );
+    assert_eq!(counts(r), quiet(2, 1, 1));
 
     // An acquisition at the very start of the checked part counts.
     let mut h = H::new(0);
@@ -758,20 +793,14 @@ fn short_quiet_periods_are_skipped() {
     let mut h = H::new(0);
     // [0, 1400] and [1600, 3000]: checked for 900 ms each, too short.
     h.fault(1400, Some(1600), "pause", "node0");
-    assert_eq!(
-        passing_note(&mut h, 3000, 0, "liveness"),
-        "quiet periods: 2, checked 0, skipped 2 (shorter than settle + ttl)"
-    );
+    assert_eq!(passing_counts(&mut h, 3000, 0, "liveness"), quiet(2, 0, 2));
 }
 
 #[test]
 fn an_unhealed_fault_lasts_until_the_stop() {
     let mut h = H::new(0);
     h.fault(1000, None, "blackhole", "node0");
-    assert_eq!(
-        passing_note(&mut h, 9000, 0, "liveness"),
-        "quiet periods: 1, checked 0, skipped 1 (shorter than settle + ttl)"
-    );
+    assert_eq!(passing_counts(&mut h, 9000, 0, "liveness"), quiet(1, 0, 1));
 }
 
 #[test]
@@ -793,10 +822,7 @@ fn overlapping_and_instant_faults_split_quiet_periods_correctly() {
         r.examples,
         ["no acquisition in the quiet period 3.000s to 4.600s (checked from 3.500s)"]
     );
-    assert_eq!(
-        r.note,
-        "quiet periods: 3, checked 2, skipped 1 (shorter than settle + ttl)"
-    );
+    assert_eq!(counts(r), quiet(3, 2, 1));
     assert_eq!(report.faults["pause-client"], 1);
 
     // Without the instant fault, [1300, 4600] has an acquisition.
