@@ -6,7 +6,8 @@
 //! and their pinned SHA1s ([`scripts`]), how long to wait before trying again
 //! ([`backoff`]), the quorum arithmetic ([`quorum`]), and the protocol's
 //! state machines: one acquire attempt over N nodes ([`acquire`]), the vote
-//! on an extend or a release ([`vote`]), and a held lease's deadline,
+//! on an extend or a release ([`vote`]), a release with its one retry
+//! ([`release`]), and a held lease's deadline,
 //! renewals and loss ([`lease`]). The machines are in the style of
 //! quinn-proto's: `handle_*` inputs, `poll*` outputs, time as an argument;
 //! the `baton` crate drives them over the network, and the model check in
@@ -29,6 +30,7 @@ pub mod lease;
 mod model;
 pub mod name;
 pub mod quorum;
+pub mod release;
 pub mod scripts;
 mod seeded;
 pub mod token;

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use baton_core::acquire::{Attempt, Outcome, Reply, Request};
 use baton_core::quorum::{self, Extension};
+use baton_core::release::{Answer, Release};
 use baton_core::vote::{Ballot, Found, Vote};
 use baton_core::{Keys, Token};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::{Error, NodeError, NodeFailure, Result};
-use crate::node::{Node, Renewal};
+use crate::node::{BoxFuture, Node, Renewal};
 use crate::wait::Subscription;
 
 /// The configured nodes of a client and their per-node timeout.
@@ -48,7 +49,7 @@ pub(crate) struct AttemptOutcome {
 }
 
 /// A reply to one of an attempt's requests.
-enum Answer {
+enum AttemptAnswer {
     Acquire(Result<Reply>),
     Raise(Result<bool>),
 }
@@ -115,7 +116,7 @@ impl Nodes {
             };
             let at = now();
             match answer {
-                Some((i, Answer::Acquire(reply))) => {
+                Some((i, AttemptAnswer::Acquire(reply))) => {
                     let reply = reply.unwrap_or_else(|e| {
                         errors.push((i, e));
                         Reply::Failed
@@ -125,7 +126,7 @@ impl Nodes {
                     }
                     attempt.handle_reply(i, reply, at);
                 }
-                Some((i, Answer::Raise(raised))) => {
+                Some((i, AttemptAnswer::Raise(raised))) => {
                     attempt.handle_raise(i, matches!(raised, Ok(true)), at)
                 }
                 None => attempt.handle_timeout(at),
@@ -143,7 +144,8 @@ impl Nodes {
             );
             tokio::spawn(async move {
                 while let Some((i, answer)) = pending.next().await {
-                    let landed = matches!(answer, Answer::Acquire(Ok(Reply::Acquired { .. })));
+                    let landed =
+                        matches!(answer, AttemptAnswer::Acquire(Ok(Reply::Acquired { .. })));
                     if landed && ended.load(Ordering::SeqCst) {
                         nodes.take_back(&keys, &token, &[i]).await;
                     }
@@ -166,17 +168,17 @@ impl Nodes {
         token: &Token,
         ttl_ms: u64,
         request: Request,
-    ) -> impl Future<Output = (usize, Answer)> + Send + 'static {
+    ) -> impl Future<Output = (usize, AttemptAnswer)> + Send + 'static {
         let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
         async move {
             match request {
                 Request::Acquire { node } => {
                     let reply = nodes.ask(node, |n| n.acquire(&keys, &token, ttl_ms)).await;
-                    (node, Answer::Acquire(reply))
+                    (node, AttemptAnswer::Acquire(reply))
                 }
                 Request::Raise { node, fence } => {
                     let raised = nodes.ask(node, |n| n.raise(&keys, &token, fence.0)).await;
-                    (node, Answer::Raise(raised))
+                    (node, AttemptAnswer::Raise(raised))
                 }
             }
         }
@@ -197,27 +199,22 @@ impl Nodes {
         token: &Token,
         held: bool,
     ) -> Result<bool> {
-        let mut replies = self.releases(keys, token, &self.all(), true);
-        let (mut vote, mut errors) = (Vote::new(self.len()), Vec::new());
-        while let Some(reply) = replies.next().await {
-            match reply {
-                Ok(found) => vote.handle(found.ballot(held)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "release failed on a node");
-                    vote.handle(Ballot::Failed);
-                    errors.push(e);
-                }
+        let mut releasing = Releasing::new(self, keys, token, &self.all(), held, true);
+        let verdict = loop {
+            if let Some(verdict) = releasing.release.poll_verdict() {
+                break verdict;
             }
-            if let Some(verdict) = vote.poll_verdict() {
-                finish_in_background(replies);
-                return match verdict {
-                    Extension::Extended => Ok(true),
-                    Extension::Refused => Ok(false),
-                    Extension::Unknown => Err(errors.swap_remove(0)),
-                };
+            if !releasing.step().await {
+                unreachable!("with every reply in, a release's verdict is certain")
             }
+        };
+        let error = (verdict == Extension::Unknown).then(|| releasing.errors.swap_remove(0));
+        releasing.finish_in_background();
+        match verdict {
+            Extension::Extended => Ok(true),
+            Extension::Refused => Ok(false),
+            Extension::Unknown => Err(error.expect("an unknown verdict has a failure")),
         }
-        unreachable!("with every reply in, a release's verdict is certain")
     }
 
     /// Takes back what a lost attempt may have left on `which` nodes,
@@ -229,57 +226,9 @@ impl Nodes {
         token: &Token,
         which: &[usize],
     ) -> bool {
-        let mut replies = self.releases(keys, token, which, false);
-        let mut all_answered = true;
-        while let Some(reply) = replies.next().await {
-            all_answered &= reply.is_ok();
-        }
-        all_answered
-    }
-
-    /// One release per node of `which`, in parallel, as `'static` futures
-    /// (so that stragglers can be left to finish in the background).
-    fn releases(
-        self: &Arc<Self>,
-        keys: &Arc<Keys>,
-        token: &Token,
-        which: &[usize],
-        announce: bool,
-    ) -> FuturesUnordered<impl Future<Output = Result<Found>> + Send + 'static> {
-        which
-            .iter()
-            .map(|&i| {
-                let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
-                async move { nodes.release_on(i, &keys, &token, announce).await }
-            })
-            .collect()
-    }
-
-    /// Releases on node `i`. A release that timed out is sent once more: a
-    /// lock left behind costs every other worker its whole TTL, which is
-    /// worth a second node timeout (a server stalled a little longer than
-    /// the timeout answers it). It goes on the same connection, behind the
-    /// first, so when it answers the first has been applied or dropped —
-    /// never later (a take-back that answered leaves no release of its
-    /// token in flight). The first may have deleted the key, so "not held"
-    /// from the second is [`Found::Unclear`].
-    async fn release_on(
-        &self,
-        i: usize,
-        keys: &Keys,
-        token: &Token,
-        announce: bool,
-    ) -> Result<Found> {
-        match self.ask(i, |n| n.release(keys, token, announce)).await {
-            Err(Error::NodeTimeout { .. }) => {
-                let again = self.ask(i, |n| n.release(keys, token, announce)).await;
-                again.map(|r| match r {
-                    Found::NotHeld => Found::Unclear,
-                    r => r,
-                })
-            }
-            other => other,
-        }
+        let mut releasing = Releasing::new(self, keys, token, which, false, false);
+        while releasing.step().await {}
+        releasing.release.all_answered()
     }
 
     /// Every node, for a release after a won round or a guard.
@@ -458,6 +407,85 @@ impl Nodes {
     /// The server answering for `keys` on node `i` now (see [`Node::server_for`]).
     pub(crate) async fn server_for(&self, i: usize, keys: &Keys) -> String {
         self.list[i].server_for(keys).await
+    }
+}
+
+/// A release or take-back in progress: the core's [`Release`] machine and
+/// the requests it asked for, as `'static` futures so that what is left
+/// after the verdict can finish in the background, through the machine
+/// (a timed-out node is still asked again).
+struct Releasing {
+    nodes: Arc<Nodes>,
+    keys: Arc<Keys>,
+    token: Token,
+    announce: bool,
+    release: Release,
+    pending: FuturesUnordered<BoxFuture<'static, (usize, bool, Result<Found>)>>,
+    /// The nodes' final failures, in the order they came.
+    errors: Vec<Error>,
+}
+
+impl Releasing {
+    fn new(
+        nodes: &Arc<Nodes>,
+        keys: &Arc<Keys>,
+        token: &Token,
+        which: &[usize],
+        held: bool,
+        announce: bool,
+    ) -> Releasing {
+        Releasing {
+            nodes: Arc::clone(nodes),
+            keys: Arc::clone(keys),
+            token: token.clone(),
+            announce,
+            release: Release::new(nodes.len(), which, held),
+            pending: FuturesUnordered::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Sends what the machine asks for, then feeds it the next answer.
+    /// False once nothing is left in flight.
+    async fn step(&mut self) -> bool {
+        while let Some(request) = self.release.poll_transmit() {
+            let (nodes, keys, token) = (
+                Arc::clone(&self.nodes),
+                Arc::clone(&self.keys),
+                self.token.clone(),
+            );
+            let announce = self.announce;
+            // A second try goes on the same connection, behind the first, so
+            // when it answers the first has been applied or dropped: a
+            // take-back that answered leaves no release of its token in flight.
+            self.pending.push(Box::pin(async move {
+                let found = nodes
+                    .ask(request.node, |n| n.release(&keys, &token, announce))
+                    .await;
+                (request.node, request.again, found)
+            }));
+        }
+        let Some((node, again, found)) = self.pending.next().await else {
+            return false;
+        };
+        let answer = match found {
+            Ok(found) => Answer::Found(found),
+            Err(Error::NodeTimeout { .. }) if !again => Answer::TimedOut,
+            Err(e) => {
+                tracing::debug!(error = %e, "release failed on a node");
+                self.errors.push(e);
+                Answer::Failed
+            }
+        };
+        self.release.handle_answer(node, answer);
+        true
+    }
+
+    /// Lets the nodes still to answer finish on their own.
+    fn finish_in_background(mut self) {
+        if !self.release.is_finished() {
+            tokio::spawn(async move { while self.step().await {} });
+        }
     }
 }
 
