@@ -116,7 +116,15 @@ async fn an_unconfirmed_extend_is_an_error() {
     within(async {
         let (master, replica) = master_and_replica();
         master.wait_for_replica();
-        let client = acknowledged(&master, 1).await;
+        // (A whole second for the replica to confirm the setup acquire, so
+        // that a loaded machine does not fail the test before its point.)
+        let client = Client::builder()
+            .node(&master.url())
+            .node_timeout(Duration::from_secs(5))
+            .min_replicas(1, Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap();
         let mut guard = client
             .lock("job")
             .ttl(Duration::from_secs(5))
