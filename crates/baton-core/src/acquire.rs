@@ -87,6 +87,19 @@ pub enum Outcome {
     },
 }
 
+/// What becomes of the requests still out once an attempt is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stragglers {
+    /// After a win: let them finish, so that a node needing the script sent
+    /// again after `NOSCRIPT` still gets it and the lease stands on every
+    /// node that can take it, not on a bare quorum. Ask
+    /// [`Attempt::take_back_straggler`] about each as it lands.
+    Finish,
+    /// After a loss: drop them. The take-back already covers their nodes,
+    /// and a fallback request sent later could land after it.
+    Drop,
+}
+
 /// Why an attempt was lost, which says what the caller does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Loss {
@@ -149,9 +162,8 @@ impl Loss {
 /// 5. while settling, [`Attempt::poll_timeout`] is the lease's deadline:
 ///    call [`Attempt::handle_timeout`] when it passes.
 ///
-/// Once [`Attempt::poll_outcome`] gives an outcome, inputs change nothing.
-/// Requests still out are the caller's: after a win, an acquire that lands
-/// late holds a key of ours that the lease's release covers.
+/// Once [`Attempt::poll_outcome`] gives an outcome, inputs change nothing;
+/// [`Attempt::poll_stragglers`] says what becomes of the requests still out.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -309,6 +321,27 @@ impl Attempt {
             }
             _ => None,
         }
+    }
+
+    /// What becomes of the requests still out, once the outcome is certain.
+    pub fn poll_stragglers(&self) -> Option<Stragglers> {
+        match self.phase {
+            Phase::Done(Outcome::Won { .. }) => Some(Stragglers::Finish),
+            Phase::Done(Outcome::Lost { .. }) => Some(Stragglers::Drop),
+            _ => None,
+        }
+    }
+
+    /// After a win, an acquire still out when the attempt was decided
+    /// answered `reply`: true if its node must be taken back. That is when it
+    /// landed (our key is there now) after the lease's release began
+    /// (`release_begun`, noted before the release is sent), since the
+    /// release may have passed that node already. One that landed earlier
+    /// is covered by the release.
+    pub fn take_back_straggler(&self, reply: Reply, release_begun: bool) -> bool {
+        matches!(self.phase, Phase::Done(Outcome::Won { .. }))
+            && matches!(reply, Reply::Acquired { .. })
+            && release_begun
     }
 
     /// Whether node `node`'s acquire reply can still change the attempt.
@@ -477,6 +510,30 @@ mod tests {
             Some(Outcome::Lost { release, loss }) => (release, *loss),
             other => panic!("not lost: {other:?}"),
         }
+    }
+
+    #[test]
+    fn stragglers_finish_after_a_win_and_take_back_only_what_lands_after_the_release() {
+        let t0 = Instant::now();
+        let mut won = sent(3, MS(1000), t0);
+        assert_eq!(won.poll_stragglers(), None, "undecided");
+        won.handle_reply(0, Reply::Acquired { fence: 1 }, t0);
+        won.handle_reply(1, Reply::Acquired { fence: 1 }, t0);
+        assert_eq!(won.poll_stragglers(), Some(Stragglers::Finish));
+        let landed = Reply::Acquired { fence: 1 };
+        assert!(won.take_back_straggler(landed, true));
+        assert!(!won.take_back_straggler(landed, false), "the release covers it");
+        let busy = Reply::Busy {
+            holder: HolderTtl::Persistent,
+        };
+        assert!(!won.take_back_straggler(busy, true), "nothing of ours there");
+        assert!(!won.take_back_straggler(Reply::Failed, true));
+
+        let mut lost = sent(3, MS(1000), t0);
+        lost.handle_reply(0, busy, t0);
+        lost.handle_reply(1, busy, t0);
+        assert_eq!(lost.poll_stragglers(), Some(Stragglers::Drop));
+        assert!(!lost.take_back_straggler(landed, true), "dropped, not asked");
     }
 
     #[test]

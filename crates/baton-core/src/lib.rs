@@ -8,7 +8,8 @@
 //! state machines: one acquire attempt over N nodes ([`acquire`]), the vote
 //! on an extend or a release ([`vote`]), a release with its one retry
 //! ([`release`]), and a held lease's deadline,
-//! renewals and loss ([`lease`]). The machines are in the style of
+//! renewals and loss ([`lease`]), and the wait between attempts
+//! ([`waiting`]). The machines are in the style of
 //! quinn-proto's: `handle_*` inputs, `poll*` outputs, time as an argument;
 //! the `baton` crate drives them over the network, and the model check in
 //! this crate's tests drives the very same code.
@@ -35,6 +36,7 @@ pub mod scripts;
 mod seeded;
 pub mod token;
 pub mod vote;
+pub mod waiting;
 
 pub use name::{Keys, NameError};
 pub use token::{Fence, Token};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::acquire::{Attempt, Outcome, Reply, Request};
+use baton_core::acquire::{Attempt, Reply, Request, Stragglers};
 use baton_core::quorum::{self, Extension};
 use baton_core::release::{Answer, Release};
 use baton_core::vote::{Ballot, Found, Vote};
@@ -85,12 +85,11 @@ impl Nodes {
     /// the raises that settle a fence) and feeds back what comes in, until
     /// the machine decides.
     ///
-    /// Requests still out when an attempt is won are left to finish in the
-    /// background (not dropped), so a node that needs the script sent again
-    /// after `NOSCRIPT` still gets it: a won lease then stands on every node
-    /// that can take it, not on a bare quorum. One that lands after the
-    /// lease's release began (`ended`, set before the release is sent) takes
-    /// its node back, so no key of ours outlives the release.
+    /// Requests still out when the attempt is decided go the way the
+    /// machine's [`Stragglers`] says: after a win they finish in the
+    /// background, and one that lands after the lease's release began
+    /// (`ended`, set before the release is sent) takes its node back, so no
+    /// key of ours outlives the release.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         keys: &Arc<Keys>,
@@ -132,21 +131,21 @@ impl Nodes {
                 None => attempt.handle_timeout(at),
             }
         }
-        // After a loss the stragglers are dropped instead: a fallback EVAL
-        // sent later could land after the take-back of this attempt.
         let ended = Arc::new(AtomicBool::new(false));
-        if matches!(attempt.poll_outcome(), Some(Outcome::Won { .. })) && !pending.is_empty() {
-            let (nodes, keys, token, ended) = (
+        if attempt.poll_stragglers() == Some(Stragglers::Finish) && !pending.is_empty() {
+            let (nodes, keys, token, ended, attempt) = (
                 Arc::clone(self),
                 Arc::clone(keys),
                 token.clone(),
                 Arc::clone(&ended),
+                attempt.clone(),
             );
             tokio::spawn(async move {
                 while let Some((i, answer)) = pending.next().await {
-                    let landed =
-                        matches!(answer, AttemptAnswer::Acquire(Ok(Reply::Acquired { .. })));
-                    if landed && ended.load(Ordering::SeqCst) {
+                    let AttemptAnswer::Acquire(Ok(reply)) = answer else {
+                        continue;
+                    };
+                    if attempt.take_back_straggler(reply, ended.load(Ordering::SeqCst)) {
                         nodes.take_back(&keys, &token, &[i]).await;
                     }
                 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::acquire::{Loss, Outcome};
-use baton_core::backoff::{after_error, after_split, next_try_in, HolderTtl};
 use baton_core::quorum::quorum;
+use baton_core::waiting::{Next, Waiting};
 use baton_core::{Keys, Token};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::fanout::now;
 use crate::guard::{Guard, Lease, Released};
 use crate::random;
 use crate::wait::Waiter;
@@ -139,7 +140,7 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         match self.attempt(&keys, ttl, &random::token()).await? {
             Attempt::Won(guard) => Ok(Some(guard)),
-            Attempt::Busy { .. } => Ok(None),
+            Attempt::Lost { .. } => Ok(None),
         }
     }
 
@@ -157,83 +158,61 @@ impl Lock {
     /// Any other error ends the wait at once.
     pub async fn acquire(&self) -> Result<Guard> {
         let (keys, ttl) = self.plan()?;
-        // One token for every attempt of this call: an attempt whose reply
-        // was lost but whose SET landed is recognised as ours by the next.
-        let mut token = random::token();
         let start = tokio::time::Instant::now();
-        let deadline = self.wait.and_then(|wait| start.checked_add(wait));
-        // What is left of the wait budget (`None`: no limit).
-        let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        let mut waiting = Waiting::new(start.into_std(), self.wait, self.retry_interval);
+        let mut token = random::token();
         let mut waiter: Option<Waiter> = None;
         let mut taking_back: Option<JoinHandle<bool>> = None;
-        let mut failures = 0_u32;
         loop {
             if let Some(take_back) = taking_back.take() {
-                // The last attempt's take-back must be over, every node
-                // answering, before its token is used again: a late release
-                // must not meet the next attempt's key. If it is not (a slow
-                // node), the next attempt draws a fresh token instead of
-                // waiting for it.
-                let done =
-                    take_back.is_finished() && matches!(take_back.now_or_never(), Some(Ok(true)));
-                if !done {
-                    token = random::token();
+                // Finished by now? (A slow node's is not waited for: the
+                // next attempt draws a fresh token instead.)
+                if let Some(Ok(all_answered)) = take_back.now_or_never() {
+                    waiting.handle_take_back(all_answered);
                 }
             }
-            let (holder, split) = match self.attempt(&keys, ttl, &token).await {
+            if waiting.poll_fresh_token() {
+                token = random::token();
+            }
+            let (next, error) = match self.attempt(&keys, ttl, &token).await {
                 Ok(Attempt::Won(guard)) => return Ok(guard),
-                Ok(Attempt::Busy {
-                    holder,
-                    split,
-                    take_back,
-                }) => {
-                    failures = 0;
+                Ok(Attempt::Lost { loss, take_back }) => {
+                    let next =
+                        waiting.handle_loss(&loss, take_back.is_some(), now(), random::jitter());
                     taking_back = take_back;
-                    (holder, split)
+                    (next, None)
                 }
-                Err(e) if e.is_transient() => {
-                    // A blip (a restart, a failover): ride it out within the
-                    // budget, then give the last error. What the failed
-                    // attempt may have left is being taken back: a fresh
-                    // token keeps that release off the next attempt's key.
-                    let pause = after_error(failures, random::jitter());
-                    if left().is_some_and(|left| left <= pause) {
-                        return Err(e);
-                    }
-                    tracing::debug!(lock = %self.name, error = %e, ?pause, "transient error while waiting; trying again");
-                    failures = failures.saturating_add(1);
-                    token = random::token();
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Err(e) => (
+                    waiting.handle_error(e.is_transient(), now(), random::jitter()),
+                    Some(e),
+                ),
             };
-            let left = left();
-            if left == Some(Duration::ZERO) {
-                return Err(Error::Timeout {
-                    name: self.name.to_string(),
-                    waited: start.elapsed(),
-                });
-            }
-            if let Some(spread) = split {
-                let pause = after_split(spread, random::jitter());
-                tokio::time::sleep(left.map_or(pause, |left| pause.min(left))).await;
-                continue;
-            }
-            match &mut waiter {
-                None => {
-                    // Subscribe before the retry that precedes the wait, so a
-                    // release between the two is not missed.
+            match next {
+                Next::Subscribe => {
+                    // Before the retry that follows, so a release between
+                    // the two is not missed.
                     let (subscriptions, late) = self.client.inner.nodes.subscribe(&keys).await;
                     let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
                 }
-                Some(waiter) => {
-                    let holder = holder.unwrap_or(HolderTtl::Expires(Duration::ZERO));
-                    let pause = next_try_in(holder, self.retry_interval, left, random::jitter());
-                    waiter.wait(pause).await;
+                Next::AwaitRelease { at_most } => match &mut waiter {
+                    Some(waiter) => waiter.wait(at_most).await,
+                    None => unreachable!("the machine subscribes before it awaits a release"),
+                },
+                Next::Pause(pause) => {
+                    if let Some(e) = &error {
+                        tracing::debug!(lock = %self.name, error = %e, ?pause, "transient error while waiting; trying again");
+                    }
+                    tokio::time::sleep(pause).await;
                 }
+                Next::TimedOut => {
+                    return Err(Error::Timeout {
+                        name: self.name.to_string(),
+                        waited: start.elapsed(),
+                    })
+                }
+                Next::Fail => return Err(error.expect("only an error fails the wait")),
             }
         }
     }
@@ -325,16 +304,7 @@ impl Lock {
             Loss::NoQuorum { acquired } => {
                 Err(nodes.no_quorum(&self.name, outcome.errors, outcome.busy, acquired))
             }
-            Loss::Busy { holder } => Ok(Attempt::Busy {
-                holder,
-                split: None,
-                take_back,
-            }),
-            loss => Ok(Attempt::Busy {
-                holder: None,
-                split: loss.back_off(),
-                take_back,
-            }),
+            loss => Ok(Attempt::Lost { loss, take_back }),
         }
     }
 
@@ -365,12 +335,10 @@ impl std::fmt::Debug for Lock {
 
 enum Attempt {
     Won(Guard),
-    /// Not won. `split`: a split vote (or a win that came too late) where
-    /// no one holds a quorum, with the spread to back off over.
+    /// Not won, for `loss` (never [`Loss::NoQuorum`], which is an error).
     /// `take_back`: the release of what the attempt may have left, running.
-    Busy {
-        holder: Option<HolderTtl>,
-        split: Option<Duration>,
+    Lost {
+        loss: Loss,
         take_back: Option<JoinHandle<bool>>,
     },
 }
