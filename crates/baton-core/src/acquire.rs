@@ -522,18 +522,27 @@ mod tests {
         assert_eq!(won.poll_stragglers(), Some(Stragglers::Finish));
         let landed = Reply::Acquired { fence: 1 };
         assert!(won.take_back_straggler(landed, true));
-        assert!(!won.take_back_straggler(landed, false), "the release covers it");
+        assert!(
+            !won.take_back_straggler(landed, false),
+            "the release covers it"
+        );
         let busy = Reply::Busy {
             holder: HolderTtl::Persistent,
         };
-        assert!(!won.take_back_straggler(busy, true), "nothing of ours there");
+        assert!(
+            !won.take_back_straggler(busy, true),
+            "nothing of ours there"
+        );
         assert!(!won.take_back_straggler(Reply::Failed, true));
 
         let mut lost = sent(3, MS(1000), t0);
         lost.handle_reply(0, busy, t0);
         lost.handle_reply(1, busy, t0);
         assert_eq!(lost.poll_stragglers(), Some(Stragglers::Drop));
-        assert!(!lost.take_back_straggler(landed, true), "dropped, not asked");
+        assert!(
+            !lost.take_back_straggler(landed, true),
+            "dropped, not asked"
+        );
     }
 
     #[test]

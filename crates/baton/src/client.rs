@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use baton_core::name::{validate_prefix, DEFAULT_PREFIX};
 
+use crate::acknowledge::Acknowledge;
+use crate::connect::{self, Tls};
 use crate::error::{Error, Result};
 use crate::fanout::Nodes;
 use crate::lock::Lock;
 use crate::memory::MemoryStore;
-use crate::node::{self, Connection, Node};
+use crate::node::{Connection, Node};
 use crate::renew::Renewer;
 use crate::topology;
 
@@ -160,7 +162,7 @@ pub struct ClientBuilder {
     connections: Vec<Connection>,
     prefix: Option<String>,
     node_timeout: Option<Duration>,
-    tls: node::Tls,
+    tls: Tls,
     min_replicas: Option<(usize, Duration)>,
     wait_aof: bool,
 }
@@ -364,7 +366,7 @@ impl ClientBuilder {
         }
         self.tls.check()?;
         let acknowledge = match self.min_replicas {
-            None | Some((0, _)) if self.wait_aof => Some(node::Acknowledge {
+            None | Some((0, _)) if self.wait_aof => Some(Acknowledge {
                 replicas: 0,
                 timeout_ms: (DEFAULT_AOF_TIMEOUT.min(timeout / 2).as_millis() as u64).max(1),
                 aof: true,
@@ -377,7 +379,7 @@ impl ClientBuilder {
                     reason: "it must be positive and shorter than the node timeout",
                 })
             }
-            Some((replicas, wait)) => Some(node::Acknowledge {
+            Some((replicas, wait)) => Some(Acknowledge {
                 replicas,
                 timeout_ms: (wait.as_millis() as u64).max(1),
                 aof: self.wait_aof,
@@ -411,7 +413,7 @@ fn join_hosts<S: AsRef<str>>(hosts: impl IntoIterator<Item = S>) -> String {
 fn refuse_duplicates(urls: &[String]) -> Result<()> {
     let mut seen: Vec<(String, &str)> = Vec::with_capacity(urls.len());
     for url in urls {
-        let server = node::server_of(url)?;
+        let server = connect::server_of(url)?;
         if let Some((_, first)) = seen.iter().find(|(s, _)| *s == server) {
             return Err(Error::InvalidUrl {
                 url: crate::redact::redact_url(url),

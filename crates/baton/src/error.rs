@@ -204,7 +204,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::NodeTimeout { .. } | Error::NotReplicated { .. } => true,
-            Error::Redis { source, .. } => crate::node::is_transient(source.as_ref()),
+            Error::Redis { source, .. } => crate::script::is_transient(source.as_ref()),
             Error::NoQuorum { nodes, .. } => nodes.iter().all(|n| match &n.failure {
                 NodeFailure::TakenByAnother => true,
                 NodeFailure::Error(e) => e.is_transient(),

@@ -79,11 +79,13 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod acknowledge;
 mod acl;
 mod admin;
 pub mod blocking;
 mod client;
 mod cluster;
+mod connect;
 mod error;
 mod fanout;
 mod guard;
@@ -96,6 +98,7 @@ mod pubsub;
 mod random;
 mod redact;
 mod renew;
+mod script;
 mod sentinel;
 mod topology;
 mod wait;

@@ -11,7 +11,8 @@ use redis::aio::PubSubSink;
 use tokio::task::AbortHandle;
 
 use crate::error::{Error, Result};
-use crate::node::{redis_error, BoxFuture, Notifications};
+use crate::node::{BoxFuture, Notifications};
+use crate::script::redis_error;
 use crate::wait::{Hub, OnLastLeave, Subscription};
 
 /// The pub/sub connection of one Redis node, opened on first use, shared by

@@ -8,7 +8,7 @@
 //! `?sentinel_username=…&sentinel_password=…`.
 //!
 //! A [`SentinelNode`] is one [`Node`] to the lock logic: it forwards every
-//! call to the master it knows, a plain [`node::connect`] node. It asks the
+//! call to the master it knows, a plain [`connect::connect`] node. It asks the
 //! Sentinels again (`SENTINEL get-master-addr-by-name`) when a call fails
 //! in a way a failover explains (a transient error, or a call abandoned by
 //! its timeout) and when a Sentinel announces `+switch-master`; a new
@@ -29,9 +29,12 @@ use futures_util::StreamExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::acknowledge::Acknowledge;
+use crate::connect::{self, Tls};
 use crate::error::{Error, Result};
-use crate::node::{self, Acknowledge, BoxFuture, Inspection, Node, Renewal, Tls};
+use crate::node::{BoxFuture, Inspection, Node, Renewal};
 use crate::pubsub::PubSubLink;
+use crate::script;
 use crate::topology::HostList;
 use crate::wait::Subscription;
 
@@ -81,7 +84,7 @@ pub(crate) async fn connect(
     let client = sentinels.client_of_master(&address)?;
     let notifications = PubSubLink::new(client.clone(), timeout);
     let current =
-        node::connect_client(client, timeout, acknowledge, Arc::clone(&notifications)).await?;
+        connect::connect_client(client, timeout, acknowledge, Arc::clone(&notifications)).await?;
     let name = format!("{} (via Sentinel)", sentinels.master);
     let node = Arc::new_cyclic(|me: &Weak<SentinelNode>| SentinelNode {
         me: me.clone(),
@@ -121,7 +124,7 @@ impl Sentinels {
             .server_url((&host.0, host.1), self.userinfo.as_deref(), None, |key| {
                 key == "protocol"
             });
-        node::open_client(&url, &self.tls)
+        connect::open_client(&url, &self.tls)
     }
 
     /// The master's address as the first Sentinel that knows it says.
@@ -134,13 +137,13 @@ impl Sentinels {
                     .client(host)?
                     .get_multiplexed_async_connection()
                     .await
-                    .map_err(|e| node::redis_error(&sentinel, e))?;
+                    .map_err(|e| script::redis_error(&sentinel, e))?;
                 redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
                     .arg(&self.master)
                     .query_async::<Option<(String, u16)>>(&mut conn)
                     .await
-                    .map_err(|e| node::redis_error(&sentinel, e))
+                    .map_err(|e| script::redis_error(&sentinel, e))
             })
             .await
             .unwrap_or_else(|_| {
@@ -184,7 +187,7 @@ impl Sentinels {
             self.db.as_deref(),
             |key| !key.starts_with("sentinel_"),
         );
-        node::open_client(&url, &self.tls)
+        connect::open_client(&url, &self.tls)
     }
 
     fn hosts(&self) -> String {
@@ -275,7 +278,7 @@ impl SentinelNode {
         }
         let opened = async {
             let client = self.sentinels.client_of_master(&address)?;
-            let node = node::connect_client(
+            let node = connect::connect_client(
                 client.clone(),
                 self.sentinels.timeout,
                 self.acknowledge,
@@ -438,11 +441,11 @@ async fn watch_switches(node: Weak<SentinelNode>) {
                 .client(&host)?
                 .get_async_pubsub()
                 .await
-                .map_err(|e| node::redis_error(&sentinel, e))?;
+                .map_err(|e| script::redis_error(&sentinel, e))?;
             pubsub
                 .subscribe(SWITCH_MASTER)
                 .await
-                .map_err(|e| node::redis_error(&sentinel, e))?;
+                .map_err(|e| script::redis_error(&sentinel, e))?;
             Ok::<_, Error>(pubsub)
         };
         let pubsub = tokio::time::timeout(strong.sentinels.timeout, subscribed).await;

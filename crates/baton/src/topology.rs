@@ -4,15 +4,17 @@
 //! A Sentinel or Cluster URL lists several hosts in its authority
 //! (`redis+sentinel://a:26379,b:26379/MASTER`), which redis-rs does not
 //! parse: [`HostList`] splits it into the per-host `redis://` URLs that
-//! [`node::connect`] and redis-rs take, so credentials, TLS, the database
+//! [`connect::connect`] and redis-rs take, so credentials, TLS, the database
 //! and `?protocol=resp3` mean the same in every form.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acknowledge::Acknowledge;
+use crate::connect::Tls;
 use crate::error::{Error, Result};
-use crate::node::{self, Acknowledge, Node, Tls};
-use crate::{cluster, sentinel};
+use crate::node::Node;
+use crate::{cluster, connect, sentinel};
 
 /// The kinds of URL the builder accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +58,7 @@ pub(crate) async fn connect(
     acknowledge: Option<Acknowledge>,
 ) -> Result<Arc<dyn Node>> {
     match Topology::of(url) {
-        Topology::Server => node::connect(url, timeout, tls, acknowledge).await,
+        Topology::Server => connect::connect(url, timeout, tls, acknowledge).await,
         Topology::Sentinel => sentinel::connect(url, timeout, tls, acknowledge).await,
         Topology::Cluster => cluster::connect(url, timeout, tls, acknowledge).await,
     }

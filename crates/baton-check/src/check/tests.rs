@@ -2,6 +2,7 @@
 //! and to fail it.
 
 use super::*;
+use crate::history::Op;
 
 const MS: u64 = 1_000_000;
 const TTL: u64 = 1000;

@@ -1,0 +1,69 @@
+//! Check 7, liveness: every long enough quiet period (no fault active) sees
+//! an acquisition.
+
+use std::collections::HashMap;
+
+use super::digest::History;
+use super::CheckResult;
+
+/// Check 7: every long enough quiet period sees an acquisition.
+pub(super) fn liveness(h: &History) -> CheckResult {
+    let mut r = CheckResult::new("liveness");
+    let (Some(meta), Some(stop)) = (h.meta, h.stop) else {
+        let missing = if h.meta.is_none() { "Meta" } else { "Stop" };
+        r.violation(|| format!("no {missing} event: liveness cannot be checked"));
+        return r;
+    };
+
+    // The quiet periods: sweep the fault events, counting the open ones.
+    let mut open: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut active = 0usize;
+    let mut quiet_since = Some(meta.t);
+    let mut periods = Vec::new();
+    for &(t, start, fault, target) in h.fault_events.iter().filter(|f| f.0 <= stop) {
+        let count = open.entry((fault, target)).or_default();
+        if start {
+            *count += 1;
+            active += 1;
+            if let Some(since) = quiet_since.take() {
+                periods.push((since.max(meta.t), t));
+            }
+        } else if *count > 0 {
+            *count -= 1;
+            active -= 1;
+            if active == 0 {
+                quiet_since = Some(t);
+            }
+        }
+    }
+    if let Some(since) = quiet_since {
+        periods.push((since.max(meta.t), stop));
+    }
+    periods.retain(|&(from, to)| to > from);
+
+    let acquisitions: Vec<u64> = h.leases.iter().map(|l| l.acquired).collect();
+    let (mut checked, mut skipped) = (0, 0);
+    for &(from, to) in &periods {
+        let check_from = from.saturating_add(meta.settle_ns);
+        if check_from > to || to - check_from < meta.ttl_ns {
+            skipped += 1;
+            continue;
+        }
+        checked += 1;
+        let first = acquisitions.partition_point(|&t| t < check_from);
+        if acquisitions.get(first).is_none_or(|&t| t > to) {
+            r.violation(|| {
+                format!(
+                    "no acquisition in the quiet period {} to {} (checked from {})",
+                    h.at(from),
+                    h.at(to),
+                    h.at(check_from)
+                )
+            });
+        }
+    }
+    r.count("quiet periods", periods.len());
+    r.count("quiet periods checked", checked);
+    r.count("quiet periods skipped (shorter than settle + ttl)", skipped);
+    r
+}
