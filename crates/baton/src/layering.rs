@@ -2,18 +2,27 @@
 //!
 //! Nothing in this crate computes a quorum's verdict, a validity or a
 //! deadline, or decides whether a verdict counts: it drives the core's
-//! machines (`acquire::Attempt`, `vote::Vote`, `vote::Read`,
-//! `lease::LeaseState`), because the model check proves those machines and
-//! only those. A rule written again here would be a copy the model never
-//! sees. This test fails when one of the core's rule functions, or the
+//! machines (`acquire::Attempt`, `waiting::Waiting`, `release::Release`,
+//! `vote::Vote`, `vote::Read`, `lease::LeaseState`), because the model check
+//! and the core's exhaustive and property tests prove those machines and
+//! only those. A rule written again here would be a copy nothing checks. This test fails when one of the core's rule functions, or the
 //! arithmetic behind them, shows up in this crate's sources.
 
 /// Text that means a protocol rule is being applied here rather than in
 /// the core. `quorum::quorum(n)` itself is allowed: it is the core's count,
 /// used here only to report it and to size the release subscriptions.
-const FORBIDDEN: [(&str, &str); 11] = [
+const FORBIDDEN: [(&str, &str); 14] = [
     ("validity(", "a lease's validity is the acquire machine's"),
     ("drift(", "the drift allowance is the core's"),
+    (
+        "next_try_in(",
+        "how long a waiter waits is waiting::Waiting's",
+    ),
+    ("after_split(", "a split vote's pause is waiting::Waiting's"),
+    (
+        "after_error(",
+        "a transient error's pause is waiting::Waiting's",
+    ),
     ("extension(", "a vote's verdict is vote::Vote's"),
     ("extension_so_far(", "a vote's verdict is vote::Vote's"),
     ("reading_so_far(", "a read's verdict is vote::Read's"),
