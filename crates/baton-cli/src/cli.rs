@@ -147,7 +147,7 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 75)]
     pub conflict_exit_code: u8,
 
-    /// After the lease is lost, how long the command gets between SIGTERM and SIGKILL (e.g. 5s).
+    /// After the lease is lost, how long the command's process group gets between SIGTERM and SIGKILL (e.g. 5s).
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub kill_after: Duration,
 

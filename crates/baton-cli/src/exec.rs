@@ -1,9 +1,13 @@
 //! `baton exec`: run a command while holding a lock.
 //!
-//! The lease is renewed by the library while the command runs. If it is
-//! lost, the command gets SIGTERM, then SIGKILL after `--kill-after`.
-//! SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to `baton` are passed on to the
-//! command; when the command ends, the lock is released at once.
+//! The command runs as a job of its own ([`crate::job`]): a process group
+//! that holds the terminal's foreground while it runs. The lease is renewed
+//! by the library meanwhile. If it is lost, the whole group gets SIGTERM,
+//! then SIGKILL after `--kill-after`. SIGINT, SIGTERM, SIGHUP and SIGQUIT
+//! sent to `baton` are passed on to the whole group (a Ctrl-C in the
+//! terminal reaches the group directly, once). When the command ends,
+//! processes it left running in its group are stopped the same way (they
+//! would otherwise run without the lock), and then the lock is released.
 //!
 //! If `baton` itself is killed (SIGKILL, the OOM killer, a crash), nothing
 //! releases the lock: the lease simply expires within its TTL, since no one
@@ -19,13 +23,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ExecArgs;
 use crate::exit::{self, Exit};
+use crate::job::{self, Job, Stream};
 
 /// Runs `baton exec`.
 pub async fn run(args: ExecArgs) -> Exit {
@@ -76,12 +81,16 @@ pub async fn run(args: ExecArgs) -> Exit {
         .env("BATON_NAME", &args.name)
         .env("BATON_FENCE", guard.fence().to_string())
         .env("BATON_TTL_MS", args.ttl.as_millis().to_string());
-    #[cfg(target_os = "linux")]
-    die_with_baton(&mut command);
+    let terminal = job::foreground_terminal();
+    job::adopt_orphans();
+    prepare_child(&mut command, terminal);
     let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
+            if let Some(terminal) = terminal {
+                job::take_terminal_back(terminal);
+            }
             let _ = guard.release().await;
             // As shells do: 127 when there is no such command, 126 when it cannot run.
             let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -92,7 +101,13 @@ pub async fn run(args: ExecArgs) -> Exit {
             return Exit::with(code, format!("cannot run {:?}: {e}", args.command[0]));
         }
     };
-    match supervise(&mut child, &guard, &mut signals, args.kill_after).await {
+    let job = Job::new(
+        Pid::from_raw(child.id().expect("a child not yet waited for has a pid") as i32),
+        terminal,
+    );
+    let outcome = supervise(&mut child, &job, &guard, &mut signals, args.kill_after).await;
+    drop(job); // the terminal back to baton before it says anything
+    match outcome {
         Outcome::Exited(status) => {
             let held_to_the_end = guard.is_held();
             let lapsed = || {
@@ -129,7 +144,9 @@ pub async fn run(args: ExecArgs) -> Exit {
     }
 }
 
-/// Has the kernel SIGKILL the command when `baton` dies (Linux).
+/// Prepares the child, between fork and exec: a process group of its own,
+/// the terminal's foreground if `baton` holds it (so the command never
+/// reads it from the background), and on Linux a SIGKILL when `baton` dies.
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends,
 /// not the process. That is `baton`'s main thread: `main` runs a
@@ -138,30 +155,44 @@ pub async fn run(args: ExecArgs) -> Exit {
 /// spawning from another thread (a multi-threaded runtime's worker, a
 /// `spawn_blocking` thread that ends when idle) would kill the command when
 /// that thread ends, with `baton` still running.
-#[cfg(target_os = "linux")]
-fn die_with_baton(command: &mut Command) {
-    use nix::sys::prctl::set_pdeathsig;
-    use nix::sys::signal::raise;
-    use nix::unistd::getppid;
+fn prepare_child(command: &mut Command, terminal: Option<Stream>) {
+    use nix::unistd::{getpid, setpgid};
+    use std::os::fd::BorrowedFd;
 
     // Taken before the fork: in the child, a different parent means `baton`
     // died before the prctl took effect, and no signal will come.
+    #[cfg(target_os = "linux")]
     let baton = Pid::this();
+    let terminal = terminal.map(Stream::raw);
     // The crate's one unsafe block (main.rs denies unsafe_code).
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are sound (another thread of `baton` may
     // have held a lock, such as the allocator's, when it forked). It makes
-    // three system calls through nix's thin wrappers, prctl(2), getppid(2)
-    // and raise(3), all async-signal-safe; it allocates nothing (it
-    // captures a `Pid`, which is `Copy`, and an `Errno` becomes an
-    // `io::Error` without allocating), takes no lock and touches no memory
-    // shared with the parent.
+    // only system calls through nix's thin wrappers, all async-signal-safe:
+    // setpgid(2), getpid(2), sigprocmask and tcsetpgrp(3) (in
+    // `job::hand_terminal`), prctl(2), getppid(2) and raise(3). It allocates
+    // nothing (it captures a `Pid` and an `Option<RawFd>`, both `Copy`, and
+    // an `Errno` becomes an `io::Error` without allocating), takes no lock
+    // and touches no memory shared with the parent. `borrow_raw` is sound
+    // because the descriptor is 0, 1 or 2, found to be a terminal just
+    // before the fork and open in the child, which inherited it.
     unsafe {
         command.pre_exec(move || {
-            set_pdeathsig(Signal::SIGKILL)?;
-            if getppid() != baton {
-                raise(Signal::SIGKILL)?;
+            setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            if let Some(fd) = terminal {
+                // Best effort: the parent asks again after the spawn.
+                let _ = job::hand_terminal(BorrowedFd::borrow_raw(fd), getpid());
+            }
+            #[cfg(target_os = "linux")]
+            {
+                use nix::sys::prctl::set_pdeathsig;
+                use nix::sys::signal::raise;
+                use nix::unistd::getppid;
+                set_pdeathsig(Signal::SIGKILL)?;
+                if getppid() != baton {
+                    raise(Signal::SIGKILL)?;
+                }
             }
             Ok(())
         });
@@ -173,54 +204,59 @@ enum Outcome {
     Lost,
 }
 
-/// Waits for the child, passing on signals, and stops it if the lease is lost.
+/// Waits for the command, passing signals on to its group, and stops the
+/// whole job if the lease is lost. Returns once no process of the job is
+/// left (or, after SIGKILL, the job has been given up on).
 async fn supervise(
     child: &mut Child,
+    job: &Job,
     guard: &baton::Guard,
     signals: &mut Signals,
     kill_after: Duration,
 ) -> Outcome {
-    let pid = child.id().map(|id| Pid::from_raw(id as i32));
+    let exited = tokio::select! {
+        status = wait_for(child, job, signals) => status,
+        () = guard.lost() => {
+            stop(child, job, signals, kill_after).await;
+            return Outcome::Lost;
+        }
+    };
+    if job.has_processes() {
+        baton_cli::err!("baton: the command left processes running in its group; stopping them before the lock is released");
+        tokio::select! {
+            () = job.empty(true, kill_after, || signals.try_next()) => {}
+            () = guard.lost() => {
+                stop(child, job, signals, kill_after).await;
+                return Outcome::Lost;
+            }
+        }
+    }
+    Outcome::Exited(exited)
+}
+
+/// The command's exit status, passing signals on to its group meanwhile.
+async fn wait_for(child: &mut Child, job: &Job, signals: &mut Signals) -> ExitStatus {
     loop {
         tokio::select! {
             status = child.wait() => {
-                return match status {
-                    Ok(status) => Outcome::Exited(status),
-                    // Waiting on our own child cannot fail in practice; treat it as a crash.
-                    Err(_) => Outcome::Exited(ExitStatus::from_raw(1 << 8)),
-                };
+                // Waiting on our own child cannot fail in practice; treat it as a crash.
+                return status.unwrap_or(ExitStatus::from_raw(1 << 8));
             }
-            () = guard.lost() => {
-                stop(child, pid, signals, kill_after).await;
-                return Outcome::Lost;
-            }
-            sig = signals.next() => forward(pid, sig),
+            sig = signals.next() => job.signal(sig),
         }
     }
 }
 
-/// SIGTERM, then SIGKILL once `kill_after` has passed; signals sent to
-/// `baton` meanwhile are still passed on.
-async fn stop(child: &mut Child, pid: Option<Pid>, signals: &mut Signals, kill_after: Duration) {
-    forward(pid, Signal::SIGTERM);
-    let deadline = tokio::time::sleep(kill_after);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = child.wait() => return,
-            () = &mut deadline => {
-                let _ = child.kill().await;
-                return;
-            }
-            sig = signals.next() => forward(pid, sig),
-        }
-    }
-}
-
-fn forward(pid: Option<Pid>, sig: Signal) {
-    if let Some(pid) = pid {
-        let _ = kill(pid, sig);
-    }
+/// SIGTERM to the whole job, then SIGKILL once `kill_after` has passed;
+/// signals sent to `baton` meanwhile are still passed on.
+async fn stop(child: &mut Child, job: &Job, signals: &mut Signals, kill_after: Duration) {
+    job.signal(Signal::SIGTERM);
+    let start = tokio::time::Instant::now();
+    let _ = tokio::time::timeout(kill_after, wait_for(child, job, signals)).await;
+    let left = kill_after.saturating_sub(start.elapsed());
+    job.empty(false, left, || signals.try_next()).await;
+    // The leader, if SIGKILL was what ended it, is reaped here.
+    let _ = child.wait().await;
 }
 
 /// The signals `baton` passes on to its command.
@@ -241,6 +277,18 @@ impl Signals {
             .filter_map(|(kind, sig)| signal(kind).ok().map(|stream| (stream, sig)))
             .collect();
         Signals { streams }
+    }
+
+    /// A signal received and not yet taken, if any.
+    fn try_next(&mut self) -> Option<Signal> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        self.streams
+            .iter_mut()
+            .find_map(|(stream, sig)| match stream.poll_recv(&mut cx) {
+                std::task::Poll::Ready(Some(())) => Some(*sig),
+                _ => None,
+            })
     }
 
     /// The next signal received (never resolves if none can be).

@@ -17,6 +17,7 @@ mod cli;
 mod demo;
 mod exec;
 mod exit;
+mod job;
 mod status;
 
 use std::process::ExitCode;

@@ -978,3 +978,134 @@ fn wait_aof_on_a_server_that_cannot_is_69() {
         assert_eq!((code, stdout.trim()), (0, "1"), "{stderr}");
     }
 }
+
+/// A lost lease stops the whole job, not only the command: the background
+/// process of `sh -c 'sleep 100 & …; wait'` is gone by the time `baton`
+/// exits, as is `sh`.
+#[test]
+fn a_lost_lease_stops_the_whole_job() {
+    let server = RedisServer::start();
+    let script = "sleep 100 & echo started $$ $!; wait";
+    let args = [
+        "exec",
+        "job",
+        "--ttl",
+        "300ms",
+        "--kill-after",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let (mut child, _out, line) = started(&server, &args);
+    let mut pids = line.split_whitespace().skip(1);
+    let (shell, background) = (
+        Orphan::new(pids.next().unwrap()),
+        Orphan::new(pids.next().unwrap()),
+    );
+    assert!(shell.running() && background.running(), "{line}");
+    server.cmd::<()>(&["DEL", "baton:job"]);
+    assert_eq!(wait(&mut child).code(), Some(76));
+    assert!(!shell.running(), "the command is stopped");
+    assert!(
+        !background.running(),
+        "and so is the process it started, before baton exits"
+    );
+}
+
+/// Processes the command leaves running in its group when it exits would
+/// run without the lock: they are stopped before the lock is released, with
+/// a warning, and the command's own status passes through.
+#[test]
+fn what_the_command_leaves_running_is_stopped_before_the_release() {
+    let server = RedisServer::start();
+    let script = "sleep 100 & echo started $!; exit 3";
+    let (mut child, _out, line) = started(&server, &["exec", "job", "--", "sh", "-c", script]);
+    let background = Orphan::new(line.split_whitespace().nth(1).unwrap());
+    assert_eq!(wait(&mut child).code(), Some(3));
+    assert!(!background.running(), "stopped before baton exits");
+    assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+    let stderr = stderr_of(&mut child);
+    one_line(&stderr);
+    assert!(stderr.contains("left processes running"), "{stderr:?}");
+}
+
+/// In a terminal, the command's group holds the foreground: it can read
+/// what is typed (a background group would be stopped by SIGTTIN), and a
+/// Ctrl-C typed there reaches it once (from the terminal), while `baton`,
+/// out of the foreground, does not pass a second one on. The command reads
+/// a line, then traps SIGINT and counts; a SIGQUIT sent to `baton`
+/// afterwards (passed on, and handled after any pending SIGINT) ends it.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_command_once() {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(baton_test_support::unique_name("baton-tty"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, ready) = (dir.join("log"), dir.join("ready"));
+    let script = format!(
+        "trap 'echo INT >> {log}' INT; trap 'echo QUIT >> {log}; kill $!; exit 7' QUIT; \
+         read line; echo \"read $line\" >> {log}; \
+         sleep 100 & echo up > {ready}; while :; do wait; done",
+        log = log.display(),
+        ready = ready.display()
+    );
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = || Stdio::from(pty.slave.try_clone().unwrap());
+    // `setsid -c`: baton leads a session of its own whose controlling
+    // terminal is the pty, in its foreground, as in an interactive shell.
+    let child = Command::new("setsid")
+        .arg("-c")
+        .arg(env!("CARGO_BIN_EXE_baton"))
+        .args(["exec", "job", "--", "sh", "-c", &script])
+        .env("BATON_URL", server.url())
+        .env_remove("RUST_LOG")
+        .stdin(slave())
+        .stdout(slave())
+        .stderr(slave())
+        .spawn()
+        .expect("setsid (util-linux) runs baton");
+    // Killed if the test fails, so a stuck job does not outlive it (its
+    // command dies with baton).
+    let mut child = KilledOnDrop(child);
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < DEADLINE, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"hello\n").unwrap();
+    until("the command read the terminal", &|| ready.exists());
+    master.write_all(b"\x03").unwrap();
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    until("the Ctrl-C reached the command", &|| {
+        lines().contains("INT")
+    });
+    Command::new("kill")
+        .args(["-QUIT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(wait(&mut child.0).code(), Some(7));
+    assert_eq!(
+        lines(),
+        "read hello\nINT\nQUIT\n",
+        "what was typed, one SIGINT, then the SIGQUIT"
+    );
+    assert_eq!(server.cmd::<Option<String>>(&["GET", "baton:job"]), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child killed when dropped, if it still runs.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
