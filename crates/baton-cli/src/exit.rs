@@ -61,7 +61,10 @@ pub fn from_error(error: &baton::Error) -> Exit {
         | E::InvalidConfig { .. }
         | E::InvalidUrl { .. }
         | E::InvalidTls { .. }
+        | E::InvalidPermits { .. }
+        | E::WrongKind { .. }
         | E::NotACluster { .. } => USAGE,
+        E::NotOffered { .. } => UNAVAILABLE,
         E::Timeout { .. } => BUSY,
         E::Lost { .. } => LOST,
         E::AofUnavailable { .. } => UNAVAILABLE,

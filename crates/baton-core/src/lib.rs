@@ -38,5 +38,5 @@ pub mod token;
 pub mod vote;
 pub mod waiting;
 
-pub use name::{Keys, NameError};
+pub use name::{Keys, Kind, NameError};
 pub use token::{Fence, Token};

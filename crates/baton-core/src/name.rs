@@ -102,16 +102,35 @@ fn check_text(text: &str, max: usize) -> Result<(), NameError> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Keys {
-    /// The lock key: `prefix + name`, holding the owner's token.
+    /// The lock key: `prefix + name`, holding the owner's token (a lock), or
+    /// the holders' tokens scored by their expiry (a semaphore).
     pub lock: String,
     /// The fence counter: incremented by every successful acquire, never deleted.
     pub fence: String,
     /// The pub/sub channel a release is announced on.
     pub channel: String,
+    /// What the lock key holds, which says which scripts speak to it.
+    pub kind: Kind,
+}
+
+/// What a name's lock key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A mutex: a string key holding the one holder's token, expiring with
+    /// its lease.
+    Lock,
+    /// A counting semaphore: a sorted set of the holders' tokens, each
+    /// scored by its own lease's expiry (server milliseconds), so a dead
+    /// holder's permit returns when its lease lapses. An acquire succeeds
+    /// while fewer than `permits` unexpired members remain.
+    Semaphore {
+        /// The acquirer's limit (at least 1).
+        permits: u32,
+    },
 }
 
 impl Keys {
-    /// Validates `prefix` and `name` and derives the keys.
+    /// Validates `prefix` and `name` and derives the keys of a lock.
     pub fn new(prefix: &str, name: &str) -> Result<Keys, NameError> {
         validate_prefix(prefix)?;
         validate_name(name)?;
@@ -120,7 +139,13 @@ impl Keys {
             fence: companion(&lock, "fence"),
             channel: companion(&lock, "released"),
             lock,
+            kind: Kind::Lock,
         })
+    }
+
+    /// The same keys, holding `kind`.
+    pub fn with_kind(self, kind: Kind) -> Keys {
+        Keys { kind, ..self }
     }
 }
 

@@ -35,7 +35,9 @@ pub const ACQUIRE: Script = Script {
 /// `KEYS = [lock]`, `ARGV = [token, channel or "", "sharded"?]`; replies 1
 /// if released, 2 if released but the announcement was refused (an ACL user
 /// without rights to the channel or to `PUBLISH`: the release still stands),
-/// 0 if the key was absent or another's. A third argument `sharded`
+/// 0 if the key was absent or another's. A fourth argument `permit` says
+/// the key is a semaphore's sorted set: the token's member is removed, and
+/// counts as released only if its lease had not expired. A third argument `sharded`
 /// announces with `SPUBLISH` (Redis Cluster's sharded pub/sub, in the lock's
 /// slot), or with `PUBLISH` where the server does not know `SPUBLISH` (Redis
 /// 6, whose cluster waiters `SUBSCRIBE`); without it, `PUBLISH`, as other
@@ -43,7 +45,7 @@ pub const ACQUIRE: Script = Script {
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "6f9e11647ac4efc7b020e818b1592d8d37168398",
+    sha1: "100d1bfe62dd5dbd2a23c17586c55a8593f51cea",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
@@ -90,8 +92,42 @@ pub const FORCE_RELEASE: Script = Script {
     sha1: "f65453f642078d121c6c53825415b3add8f49690",
 };
 
+/// Takes one of a semaphore's permits and draws a fence in one round trip
+/// ([`crate::Kind::Semaphore`]).
+///
+/// `KEYS = [permits, fence]`, `ARGV = [token, ttl_ms, permits]`; replies
+/// `[1, fence]` when a permit is ours, `[0, ms]` when `permits` unexpired
+/// permits are held already (`ms` until the soonest of them expires).
+/// Expired permits are dropped first, on the server's clock; the set's own
+/// expiry follows its latest permit, so nothing outlives the holders.
+pub const PERMIT_ACQUIRE: Script = Script {
+    name: "permit_acquire",
+    source: include_str!("scripts/permit_acquire.lua"),
+    sha1: "e0b5c993f934d9e9b4268f42d95bf5e6e26eed65",
+};
+
+/// Resets one permit's expiry only if it is ours and has not expired;
+/// never creates one.
+///
+/// `KEYS = [permits]`, `ARGV = [token, ttl_ms]`; replies 1 if extended, 0
+/// if the permit was absent or expired.
+pub const PERMIT_EXTEND: Script = Script {
+    name: "permit_extend",
+    source: include_str!("scripts/permit_extend.lua"),
+    sha1: "72cf4b3adfbc7bae289b65bea75d1c3a8980d51b",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 6] = [ACQUIRE, RELEASE, EXTEND, RAISE, INSPECT, FORCE_RELEASE];
+pub const ALL: [Script; 8] = [
+    ACQUIRE,
+    RELEASE,
+    EXTEND,
+    RAISE,
+    INSPECT,
+    FORCE_RELEASE,
+    PERMIT_ACQUIRE,
+    PERMIT_EXTEND,
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! The least privilege a Redis ACL user needs for Baton's locks.
 
-/// Every command Baton sends: the scripts, the commands they call, the
+/// Every command Baton sends: the scripts, the commands they call (the
+/// sorted-set commands and `TIME` are a semaphore's), the
 /// release subscriptions, a liveness check, `WAIT` (replica
 /// acknowledgement), and on a Redis Cluster the slot table
 /// (`CLUSTER SLOTS`), sharded pub/sub and `ASKING` (redirects during a
@@ -17,7 +18,7 @@
 /// these rules would break there. Users of `wait_aof` add `+waitaof` (and,
 /// for the check at connect, `+command|info`; both checks are skipped when
 /// refused, and the first write says what is missing).
-const COMMANDS: [&str; 19] = [
+const COMMANDS: [&str; 27] = [
     "evalsha",
     "eval",
     "get",
@@ -26,6 +27,14 @@ const COMMANDS: [&str; 19] = [
     "pttl",
     "incr",
     "del",
+    "time",
+    "zadd",
+    "zrem",
+    "zscore",
+    "zcard",
+    "zrange",
+    "zremrangebyscore",
+    "pexpireat",
     "publish",
     "subscribe",
     "unsubscribe",
@@ -57,6 +66,7 @@ const COMMANDS: [&str; 19] = [
 /// assert_eq!(
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
+///      +time +zadd +zrem +zscore +zcard +zrange +zremrangebyscore +pexpireat \
 ///      +publish +subscribe +unsubscribe +ping +hello +wait +cluster|slots +spublish +ssubscribe \
 ///      +sunsubscribe +asking ~baton:* ~{baton:* &{baton:*"
 /// );

@@ -90,6 +90,25 @@ impl Client {
             runtime: self.runtime.clone(),
         }
     }
+
+    /// A counting semaphore named `name` with `permits` permits (see
+    /// [`crate::Client::semaphore`]): a blocking [`Lock`] whose guards are
+    /// permits.
+    ///
+    /// ```
+    /// let client = baton::blocking::Client::in_memory();
+    /// let exports = client.semaphore("exports", 1);
+    /// let permit = exports.try_acquire()?.expect("free");
+    /// assert!(exports.try_acquire()?.is_none(), "one at most");
+    /// permit.release()?;
+    /// # Ok::<(), baton::Error>(())
+    /// ```
+    pub fn semaphore(&self, name: &str, permits: u32) -> Lock {
+        Lock {
+            lock: self.client.semaphore(name, permits).into_lock(),
+            runtime: self.runtime.clone(),
+        }
+    }
 }
 
 fn runtime() -> Result<Runtime> {

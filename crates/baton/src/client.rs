@@ -13,6 +13,7 @@ use crate::lock::Lock;
 use crate::memory::MemoryStore;
 use crate::node::{Connection, Node};
 use crate::renew::Renewer;
+use crate::semaphore::Semaphore;
 use crate::topology;
 
 /// The default per-node timeout: how long one Redis command may take before
@@ -93,6 +94,14 @@ impl Client {
     /// sent until it is acquired, and an invalid name is reported then.
     pub fn lock(&self, name: &str) -> Lock {
         Lock::new(self.clone(), name)
+    }
+
+    /// A counting semaphore named `name`: at most `permits` leased
+    /// [`Permit`](crate::Permit)s at once (stored at key `prefix + name`, a
+    /// sorted set; a name is a lock or a semaphore, not both). Cheap, as
+    /// [`lock`](Client::lock).
+    pub fn semaphore(&self, name: &str, permits: u32) -> Semaphore {
+        Semaphore::new(self.clone(), name, permits)
     }
 
     /// The key prefix of this client's locks.

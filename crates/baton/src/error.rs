@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use baton_core::NameError;
+use baton_core::{Kind, NameError};
 
 /// A boxed error from a backend (kept as the `source` of [`Error::Redis`]).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -177,6 +177,40 @@ pub enum Error {
         /// The lock name.
         name: String,
     },
+    /// A semaphore's permit count is out of range.
+    #[error("invalid permits {permits}: {reason}")]
+    InvalidPermits {
+        /// The refused count.
+        permits: u64,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The name's key holds another kind of lock than the one asked for: a
+    /// lock and a semaphore share a name. Nothing was changed.
+    #[error("key {key:?} holds another kind of lock than {}: a lock and a semaphore cannot share a name", kind_name(*.used_as))]
+    WrongKind {
+        /// The key.
+        key: String,
+        /// The kind it was asked as.
+        used_as: Kind,
+    },
+    /// A primitive is not offered on this client's deployment.
+    #[error("{what} is not offered over {deployment}: {reason}")]
+    NotOffered {
+        /// The primitive.
+        what: &'static str,
+        /// The deployment, e.g. "a Redlock of 3 servers".
+        deployment: String,
+        /// Why not.
+        reason: &'static str,
+    },
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Lock => "a lock",
+        Kind::Semaphore { .. } => "a semaphore",
+    }
 }
 
 impl Error {

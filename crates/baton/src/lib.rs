@@ -99,19 +99,21 @@ mod random;
 mod redact;
 mod renew;
 mod script;
+mod semaphore;
 mod sentinel;
 mod topology;
 mod wait;
 
 pub use acl::acl_rules;
 pub use admin::{Holder, LockStatus};
-pub use baton_core::{Fence, NameError};
+pub use baton_core::{Fence, Kind, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};
 pub use error::{BoxError, Error, NodeError, NodeFailure, Result};
 pub use guard::{Guard, Lease, Released};
 pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;
 pub use node::Connection;
+pub use semaphore::{Permit, Semaphore};
 
 /// The README's examples, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_core::acquire::{Loss, Outcome};
 use baton_core::quorum::quorum;
 use baton_core::waiting::{Next, Waiting};
-use baton_core::{Keys, Token};
+use baton_core::{Keys, Kind, Token};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -74,7 +74,13 @@ pub struct Lock {
 
 impl Lock {
     pub(crate) fn new(client: Client, name: &str) -> Lock {
-        let keys = Keys::new(&client.inner.prefix, name).map(Arc::new);
+        Lock::of_kind(client, name, Kind::Lock)
+    }
+
+    /// A handle on `name`'s key holding `kind` (a semaphore's `Lock` is its
+    /// permits' handle: every rule of a lease is the same).
+    pub(crate) fn of_kind(client: Client, name: &str, kind: Kind) -> Lock {
+        let keys = Keys::new(&client.inner.prefix, name).map(|keys| Arc::new(keys.with_kind(kind)));
         Lock {
             client,
             name: name.into(),
@@ -268,6 +274,9 @@ impl Lock {
             Ok(keys) => Arc::clone(keys),
             Err(reason) => return Err(Error::invalid_name(&self.name, reason.clone())),
         };
+        if let Kind::Semaphore { permits } = keys.kind {
+            crate::semaphore::check(permits, self.client.inner.nodes.len())?;
+        }
         Ok((keys, validate_ttl(self.ttl)?))
     }
 

@@ -14,7 +14,7 @@ use baton_core::backoff::HolderTtl;
 
 use baton_core::acquire::Reply;
 use baton_core::vote::Found;
-use baton_core::{Keys, Token};
+use baton_core::{Keys, Kind, Token};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -52,8 +52,25 @@ struct MemoryNode {
 }
 
 struct Entry {
-    value: String,
+    value: Stored,
     expires: Option<Instant>,
+}
+
+/// What a key holds, as Redis's types: a string (a lock's token, a fence
+/// counter) or a sorted set (a semaphore's permits).
+enum Stored {
+    Text(String),
+    /// Token → its permit's expiry; the entry expires with the latest.
+    Permits(HashMap<String, Instant>),
+}
+
+impl Stored {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Stored::Text(text) => Some(text),
+            Stored::Permits(_) => None,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -86,7 +103,7 @@ impl MemoryStore {
     /// The value of a live key.
     pub fn get(&self, key: &str) -> Option<String> {
         self.node
-            .with(|map| live(map, key).map(|e| e.value.clone()))
+            .with(|map| live(map, key).and_then(|e| e.value.text().map(str::to_owned)))
     }
 
     /// The remaining time to live of a live key; `None` if absent or without expiry.
@@ -104,7 +121,7 @@ impl MemoryStore {
             map.insert(
                 key.to_owned(),
                 Entry {
-                    value: value.to_owned(),
+                    value: Stored::Text(value.to_owned()),
                     expires,
                 },
             )
@@ -127,7 +144,7 @@ impl MemoryNode {
     }
 
     fn holds(map: &mut HashMap<String, Entry>, key: &str, token: &Token) -> bool {
-        live(map, key).is_some_and(|e| e.value == token.as_str())
+        live(map, key).is_some_and(|e| e.value.text() == Some(token.as_str()))
     }
 }
 
@@ -153,48 +170,61 @@ impl Node for MemoryNode {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
-            let expires = Some(Instant::now() + Duration::from_millis(ttl_ms));
+            let now = Instant::now();
+            let expires = now + Duration::from_millis(ttl_ms);
             self.with(|map| {
-                if let Some(holder) = live(map, &keys.lock) {
-                    if holder.value != token.as_str() {
-                        let pttl = holder
-                            .expires
-                            .map_or(-1, |at| (at - Instant::now()).as_millis() as i64);
-                        return Ok(Reply::Busy {
-                            holder: HolderTtl::from_pttl(pttl),
+                match (live(map, &keys.lock), keys.kind) {
+                    (
+                        Some(Entry {
+                            value: Stored::Text(holder),
+                            expires: at,
+                        }),
+                        Kind::Lock,
+                    ) => {
+                        if holder != token.as_str() {
+                            let pttl = at.map_or(-1, |at| (at - now).as_millis() as i64);
+                            return Ok(Reply::Busy {
+                                holder: HolderTtl::from_pttl(pttl),
+                            });
+                        }
+                    }
+                    (
+                        Some(Entry {
+                            value: Stored::Permits(held),
+                            ..
+                        }),
+                        Kind::Semaphore { permits },
+                    ) => {
+                        held.retain(|_, at| *at > now);
+                        if !held.contains_key(token.as_str()) && held.len() >= permits as usize {
+                            let soonest = held.values().min().copied().unwrap_or(now);
+                            return Ok(Reply::Busy {
+                                holder: HolderTtl::Expires(soonest - now),
+                            });
+                        }
+                    }
+                    (None, _) => {}
+                    (Some(_), kind) => return Err(wrong_kind(keys, kind)),
+                }
+                let fence = next_fence(map, &keys.fence)?;
+                match keys.kind {
+                    Kind::Lock => {
+                        let value = Stored::Text(token.as_str().to_owned());
+                        let expires = Some(expires);
+                        map.insert(keys.lock.clone(), Entry { value, expires });
+                    }
+                    Kind::Semaphore { .. } => {
+                        let entry = map.entry(keys.lock.clone()).or_insert_with(|| Entry {
+                            value: Stored::Permits(HashMap::new()),
+                            expires: None,
                         });
+                        if let Stored::Permits(held) = &mut entry.value {
+                            held.insert(token.as_str().to_owned(), expires);
+                            entry.expires = held.values().max().copied();
+                        }
                     }
                 }
-                let fence = match live(map, &keys.fence) {
-                    None => 1,
-                    Some(e) => match e.value.parse::<i64>() {
-                        Ok(n) => n + 1,
-                        Err(_) => {
-                            return Err(Error::Redis {
-                                node: "memory".to_owned(),
-                                source: "baton: fence key is not a counter".into(),
-                            })
-                        }
-                    },
-                };
-                map.insert(
-                    keys.lock.clone(),
-                    Entry {
-                        value: token.as_str().to_owned(),
-                        expires,
-                    },
-                );
-                let persist = live(map, &keys.fence).and_then(|e| e.expires);
-                map.insert(
-                    keys.fence.clone(),
-                    Entry {
-                        value: fence.to_string(),
-                        expires: persist,
-                    },
-                );
-                Ok(Reply::Acquired {
-                    fence: fence as u64,
-                })
+                Ok(Reply::Acquired { fence })
             })
         })
     }
@@ -206,9 +236,31 @@ impl Node for MemoryNode {
         announce: bool,
     ) -> BoxFuture<'a, Result<Found>> {
         Box::pin(async move {
-            let released = self.with(|map| {
-                MemoryNode::holds(map, &keys.lock, token) && map.remove(&keys.lock).is_some()
-            });
+            let now = Instant::now();
+            let released = self.with(|map| match (live(map, &keys.lock), keys.kind) {
+                (None, _) => Ok(false),
+                (
+                    Some(Entry {
+                        value: Stored::Text(holder),
+                        ..
+                    }),
+                    Kind::Lock,
+                ) => Ok(holder == token.as_str() && map.remove(&keys.lock).is_some()),
+                (
+                    Some(Entry {
+                        value: Stored::Permits(held),
+                        ..
+                    }),
+                    Kind::Semaphore { .. },
+                ) => {
+                    let was_valid = held.remove(token.as_str()).is_some_and(|at| at > now);
+                    if held.is_empty() {
+                        map.remove(&keys.lock);
+                    }
+                    Ok(was_valid)
+                }
+                (Some(_), kind) => Err(wrong_kind(keys, kind)),
+            })?;
             if released && announce {
                 self.hub.publish(&keys.channel);
             }
@@ -231,12 +283,13 @@ impl Node for MemoryNode {
                 if !MemoryNode::holds(map, &keys.lock, token) {
                     return Ok(false);
                 }
-                let current = live(map, &keys.fence).map_or(Ok(0), |e| e.value.parse::<u64>());
+                let current = live(map, &keys.fence)
+                    .map_or(Ok(0), |e| e.value.text().unwrap_or_default().parse::<u64>());
                 match current {
                     Ok(current) if current >= fence => {}
                     Ok(_) => {
                         let expires = live(map, &keys.fence).and_then(|e| e.expires);
-                        let value = fence.to_string();
+                        let value = Stored::Text(fence.to_string());
                         map.insert(keys.fence.clone(), Entry { value, expires });
                     }
                     Err(_) => {
@@ -254,36 +307,47 @@ impl Node for MemoryNode {
     fn inspect<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Inspection>> {
         Box::pin(async move {
             let now = Instant::now();
-            Ok(self.with(|map| {
+            self.with(|map| {
                 let (holder, pttl) = match live(map, &keys.lock) {
                     None => (None, -2),
-                    Some(e) => (
-                        Some(e.value.clone().into_bytes()),
-                        e.expires.map_or(-1, |at| (at - now).as_millis() as i64),
+                    Some(Entry {
+                        value: Stored::Text(holder),
+                        expires,
+                    }) => (
+                        Some(holder.clone().into_bytes()),
+                        expires.map_or(-1, |at| (at - now).as_millis() as i64),
                     ),
+                    Some(_) => return Err(wrong_kind(keys, keys.kind)),
                 };
-                let fence = live(map, &keys.fence).and_then(|e| e.value.parse().ok());
-                Inspection {
+                let fence = live(map, &keys.fence)
+                    .and_then(|e| e.value.text())
+                    .and_then(|f| f.parse().ok());
+                Ok(Inspection {
                     holder,
                     pttl,
                     fence,
-                }
-            }))
+                })
+            })
         })
     }
 
     fn force_release<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let removed = self.with(|map| {
-                live(map, &keys.lock)
-                    .is_some()
-                    .then(|| map.remove(&keys.lock))
-                    .flatten()
-            });
+            let removed = self.with(|map| match live(map, &keys.lock) {
+                None => Ok(None),
+                Some(Entry {
+                    value: Stored::Text(_),
+                    ..
+                }) => Ok(map.remove(&keys.lock)),
+                Some(_) => Err(wrong_kind(keys, keys.kind)),
+            })?;
             if removed.is_some() {
                 self.hub.publish(&keys.channel);
             }
-            Ok(removed.map(|e| e.value.into_bytes()))
+            Ok(removed.and_then(|e| match e.value {
+                Stored::Text(holder) => Some(holder.into_bytes()),
+                Stored::Permits(_) => None,
+            }))
         })
     }
 
@@ -294,13 +358,28 @@ impl Node for MemoryNode {
                 renewals
                     .iter()
                     .map(|(keys, token, ttl_ms)| {
-                        if !MemoryNode::holds(map, &keys.lock, token) {
-                            return Ok(false);
+                        let until = now + Duration::from_millis(*ttl_ms);
+                        match (live(map, &keys.lock), keys.kind) {
+                            (None, _) => Ok(false),
+                            (Some(e), Kind::Lock) => {
+                                let ours = e.value.text() == Some(token.as_str());
+                                if ours {
+                                    e.expires = Some(until);
+                                }
+                                Ok(ours)
+                            }
+                            (Some(e), Kind::Semaphore { .. }) => {
+                                let Stored::Permits(held) = &mut e.value else {
+                                    return Err(wrong_kind(keys, keys.kind));
+                                };
+                                match held.get_mut(token.as_str()) {
+                                    Some(at) if *at > now => *at = until,
+                                    _ => return Ok(false),
+                                }
+                                e.expires = held.values().max().copied();
+                                Ok(true)
+                            }
                         }
-                        if let Some(e) = live(map, &keys.lock) {
-                            e.expires = Some(now + Duration::from_millis(*ttl_ms));
-                        }
-                        Ok(true)
                     })
                     .collect()
             })
@@ -309,5 +388,35 @@ impl Node for MemoryNode {
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Option<Subscription>>> {
         Box::pin(async move { Ok(Some(self.hub.join(channel, None))) })
+    }
+}
+
+/// Draws the next fence from the counter at `key` (kept with whatever
+/// expiry it has, as `INCR` keeps it).
+fn next_fence(map: &mut HashMap<String, Entry>, key: &str) -> Result<u64> {
+    let (current, expires) = match live(map, key) {
+        None => (0, None),
+        Some(e) => match e.value.text().map(str::parse::<u64>) {
+            Some(Ok(n)) => (n, e.expires),
+            _ => {
+                return Err(Error::Redis {
+                    node: "memory".to_owned(),
+                    source: "baton: fence key is not a counter".into(),
+                })
+            }
+        },
+    };
+    let fence = current + 1;
+    let value = Stored::Text(fence.to_string());
+    map.insert(key.to_owned(), Entry { value, expires });
+    Ok(fence)
+}
+
+/// The error a Redis node gives (`WRONGTYPE`, named) when a name's key
+/// holds the other kind of lock.
+fn wrong_kind(keys: &Keys, used_as: Kind) -> Error {
+    Error::WrongKind {
+        key: keys.lock.clone(),
+        used_as,
     }
 }

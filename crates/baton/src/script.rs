@@ -18,7 +18,7 @@ use baton_core::acquire::Reply;
 use baton_core::backoff::HolderTtl;
 use baton_core::scripts::{self, Script};
 use baton_core::vote::Found;
-use baton_core::{Keys, Token};
+use baton_core::{Keys, Kind, Token};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 use crate::acknowledge::{
@@ -277,20 +277,28 @@ impl<C: Link> Node for RedisNode<C> {
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
             let ttl = ttl_ms.to_string();
+            let permits;
+            let (script, args): (_, &[&str]) = match keys.kind {
+                Kind::Lock => (&scripts::ACQUIRE, &[token.as_str(), &ttl]),
+                Kind::Semaphore { permits: n } => {
+                    permits = n.to_string();
+                    (&scripts::PERMIT_ACQUIRE, &[token.as_str(), &ttl, &permits])
+                }
+            };
             let called = self
-                .call_with::<(i64, i64)>(
-                    &scripts::ACQUIRE,
-                    &[&keys.lock, &keys.fence],
-                    &[token.as_str(), &ttl],
-                    true,
-                )
-                .await?;
+                .call_with::<(i64, i64)>(script, &[&keys.lock, &keys.fence], args, true)
+                .await
+                .map_err(|e| wrong_kind(e, keys))?;
             let (ours, n) = called.value;
             if ours == 1 {
                 if let Some(fewer) = self.unconfirmed(called.confirmed.as_ref()) {
                     // Not confirmed, so it does not count: take it back.
                     let _ = self
-                        .call::<i64>(&scripts::RELEASE, &[&keys.lock], &[token.as_str(), ""])
+                        .call::<i64>(
+                            &scripts::RELEASE,
+                            &[&keys.lock],
+                            ReleaseArgs::new(keys, token, "", "").as_slice(),
+                        )
                         .await;
                     return Err(fewer);
                 }
@@ -317,10 +325,11 @@ impl<C: Link> Node for RedisNode<C> {
                 .call_with::<i64>(
                     &scripts::RELEASE,
                     &[&keys.lock],
-                    &[token.as_str(), channel, self.sharded()],
+                    ReleaseArgs::new(keys, token, channel, self.sharded()).as_slice(),
                     false,
                 )
-                .await?;
+                .await
+                .map_err(|e| wrong_kind(e, keys))?;
             let (n, retried) = (called.value, called.retried);
             Ok(match n {
                 RELEASED_UNANNOUNCED => {
@@ -361,7 +370,8 @@ impl<C: Link> Node for RedisNode<C> {
         Box::pin(async move {
             let (holder, pttl, fence): (Option<Vec<u8>>, i64, Option<String>) = self
                 .call(&scripts::INSPECT, &[&keys.lock, &keys.fence], &[])
-                .await?;
+                .await
+                .map_err(|e| wrong_kind(e, keys))?;
             Ok(Inspection {
                 holder,
                 pttl,
@@ -378,7 +388,8 @@ impl<C: Link> Node for RedisNode<C> {
                     &[&keys.lock],
                     &[&keys.channel, self.sharded()],
                 )
-                .await?;
+                .await
+                .map_err(|e| wrong_kind(e, keys))?;
             if holder.is_some() && announced == 0 {
                 self.unannounced(&keys.lock);
             }
@@ -397,6 +408,38 @@ impl<C: Link> Node for RedisNode<C> {
                 None => Ok(None),
             }
         })
+    }
+}
+
+/// The release script's arguments for `keys`' kind (see
+/// [`scripts::RELEASE`]), without allocating: a semaphore adds `permit`.
+struct ReleaseArgs<'a>([&'a str; 4], usize);
+
+impl<'a> ReleaseArgs<'a> {
+    fn new(keys: &Keys, token: &'a Token, channel: &'a str, sharded: &'a str) -> Self {
+        let len = match keys.kind {
+            Kind::Lock => 3,
+            Kind::Semaphore { .. } => 4,
+        };
+        ReleaseArgs([token.as_str(), channel, sharded, "permit"], len)
+    }
+
+    fn as_slice(&self) -> &[&'a str] {
+        &self.0[..self.1]
+    }
+}
+
+/// A `WRONGTYPE` reply means the name's key holds the other kind of lock:
+/// said so, by name, instead of as the server's bare error.
+pub(crate) fn wrong_kind(e: Error, keys: &Keys) -> Error {
+    match &e {
+        Error::Redis { source, .. } if source.to_string().contains("WRONGTYPE") => {
+            Error::WrongKind {
+                key: keys.lock.clone(),
+                used_as: keys.kind,
+            }
+        }
+        _ => e,
     }
 }
 

@@ -1,23 +1,35 @@
--- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else absent) -> 1 if the key held our token and is deleted (and, given a channel, the release announced), 2 if deleted but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing touched)
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+-- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed (and, given a channel, the release announced), 2 if removed but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held)
+local held
+if ARGV[4] == 'permit' then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  held = expires and tonumber(expires) > now
+  if expires then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+  end
+elseif redis.call('GET', KEYS[1]) == ARGV[1] then
+  held = true
   redis.call('DEL', KEYS[1])
-  if ARGV[2] ~= '' then
-    -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
-    local announced
-    if ARGV[3] == 'sharded' then
-      announced = redis.pcall('SPUBLISH', ARGV[2], 'released')
-      -- Redis 6 has no sharded pub/sub ("Unknown Redis command", 7's "unknown command"):
-      -- a plain message reaches every node, where that cluster's waiters SUBSCRIBE.
-      if type(announced) == 'table' and announced.err and string.find(announced.err, 'nknown', 1, true) then
-        announced = redis.pcall('PUBLISH', ARGV[2], 'released')
-      end
-    else
+end
+if not held then
+  return 0
+end
+if ARGV[2] ~= '' then
+  -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
+  local announced
+  if ARGV[3] == 'sharded' then
+    announced = redis.pcall('SPUBLISH', ARGV[2], 'released')
+    -- Redis 6 has no sharded pub/sub ("Unknown Redis command", 7's "unknown command"):
+    -- a plain message reaches every node, where that cluster's waiters SUBSCRIBE.
+    if type(announced) == 'table' and announced.err and string.find(announced.err, 'nknown', 1, true) then
       announced = redis.pcall('PUBLISH', ARGV[2], 'released')
     end
-    if type(announced) == 'table' and announced.err then
-      return 2
-    end
+  else
+    announced = redis.pcall('PUBLISH', ARGV[2], 'released')
   end
-  return 1
+  if type(announced) == 'table' and announced.err then
+    return 2
+  end
 end
-return 0
+return 1

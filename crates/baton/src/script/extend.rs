@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use baton_core::scripts;
+use baton_core::{scripts, Kind};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 use super::{invocation, redis_error, RedisNode};
@@ -68,14 +68,18 @@ impl<C: Link> RedisNode<C> {
             pipe.ignore_errors();
             for &i in which {
                 let (keys, token, _) = renewals[i];
-                pipe.add_command(match form {
-                    ExtendForm::Native => native_extend(&keys.lock, token.as_str(), &ttls[i]),
-                    ExtendForm::Script { use_sha } => invocation(
-                        &scripts::EXTEND,
-                        use_sha,
-                        &[&keys.lock],
-                        &[token.as_str(), &ttls[i]],
-                    ),
+                let args = [token.as_str(), ttls[i].as_str()];
+                pipe.add_command(match (form, keys.kind) {
+                    (ExtendForm::Native, Kind::Lock) => {
+                        native_extend(&keys.lock, token.as_str(), &ttls[i])
+                    }
+                    // A permit has no native form: its script, by SHA first.
+                    (ExtendForm::Native, Kind::Semaphore { .. }) => {
+                        invocation(&scripts::PERMIT_EXTEND, true, &[&keys.lock], &args)
+                    }
+                    (ExtendForm::Script { use_sha }, kind) => {
+                        invocation(extend_script(kind), use_sha, &[&keys.lock], &args)
+                    }
                 });
             }
             if let Some(wait) = self.acknowledge {
@@ -108,11 +112,12 @@ impl<C: Link> RedisNode<C> {
         // commands that came back NOSCRIPT as EVAL (which loads the script),
         // and those a server without the native extend refused (it changed
         // nothing: a syntax error is refused before it runs).
+        let is_native = |i: usize| native && renewals[i].0.kind == Kind::Lock;
         let missing: Vec<usize> = all
             .into_iter()
             .filter(|&i| match &replies[i] {
                 Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript) => true,
-                Value::ServerError(e) if native && refuses_native_extend(e) => {
+                Value::ServerError(e) if is_native(i) && refuses_native_extend(e) => {
                     if !self.native_extend_refused.swap(true, Ordering::Relaxed) {
                         tracing::debug!(node = %self.name, error = ?e, "no native extend (SET … IFEQ): renewing with the script");
                     }
@@ -121,14 +126,17 @@ impl<C: Link> RedisNode<C> {
                 _ => false,
             })
             .collect();
-        let parse = |value: Value| {
-            if native {
-                self.parse_native_extend(value)
-            } else {
-                self.parse_extend(value)
-            }
-        };
-        let mut out: Vec<Result<bool>> = replies.into_iter().map(parse).collect();
+        let mut out: Vec<Result<bool>> = replies
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                if is_native(i) {
+                    self.parse_native_extend(value)
+                } else {
+                    self.parse_extend(value)
+                }
+            })
+            .collect();
         if !missing.is_empty() {
             match self
                 .run_pipeline(
@@ -210,6 +218,14 @@ impl<C: Link> RedisNode<C> {
             .and_then(|v| Ok(redis::from_redis_value::<i64>(v)?))
             .map(|n| n == 1)
             .map_err(|e| redis_error(&self.name, e))
+    }
+}
+
+/// The extend script for a lease of `kind`.
+fn extend_script(kind: Kind) -> &'static scripts::Script {
+    match kind {
+        Kind::Lock => &scripts::EXTEND,
+        Kind::Semaphore { .. } => &scripts::PERMIT_EXTEND,
     }
 }
 

@@ -15,5 +15,6 @@ mod ownership;
 mod redlock;
 mod renewal;
 mod replicas;
+mod semaphore;
 mod tls;
 mod waiting;

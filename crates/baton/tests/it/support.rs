@@ -318,3 +318,20 @@ impl LogCapture {
         String::from_utf8_lossy(&self.buffer.0.lock().unwrap()).into_owned()
     }
 }
+
+/// Waits until a waiter has subscribed to the lock's release channel: on
+/// Redis by asking the server; in memory, by letting every task run (the
+/// paused clock only moves when all are idle).
+pub async fn wait_for_a_subscriber(b: &Backend, name: &str) {
+    match b {
+        Backend::Redis(server) | Backend::RedisVia(server, _) => {
+            let channel = baton_core::Keys::new("baton:", name).unwrap().channel;
+            eventually("the waiter subscribes", || {
+                let (_, count): (String, i64) = server.cmd(&["PUBSUB", "NUMSUB", &channel]);
+                count == 1
+            })
+            .await;
+        }
+        Backend::Memory(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+    }
+}

@@ -20,7 +20,7 @@ both! {
         let held = hold(&holder_client, "job", Duration::from_secs(60)).await;
         let lock = waiter_client.lock("job").ttl(Duration::from_secs(60)).retry_interval(SLOW_RETRY);
         let waiter = crate::support::spawn_waiter(lock);
-        wait_for_a_subscriber(&b, "job").await;
+        crate::support::wait_for_a_subscriber(&b, "job").await;
         let woke = crate::support::wake_after_release(held, waiter).await;
         assert!(woke < crate::support::NOTIFIED, "woke after {woke:?}: not by the notification");
     }
@@ -58,23 +58,6 @@ both! {
         let err = client.lock("job").wait(Duration::ZERO).acquire().await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }));
         assert!(start.elapsed() < Duration::from_secs(1));
-    }
-}
-
-/// Waits until a waiter has subscribed to the lock's release channel: on
-/// Redis by asking the server; in memory, by letting every task run (the
-/// paused clock only moves when all are idle).
-async fn wait_for_a_subscriber(b: &Backend, name: &str) {
-    match b {
-        Backend::Redis(server) | Backend::RedisVia(server, _) => {
-            let channel = baton_core::Keys::new("baton:", name).unwrap().channel;
-            eventually("the waiter subscribes", || {
-                let (_, count): (String, i64) = server.cmd(&["PUBSUB", "NUMSUB", &channel]);
-                count == 1
-            })
-            .await;
-        }
-        Backend::Memory(_) => tokio::time::sleep(Duration::from_secs(1)).await,
     }
 }
 
@@ -127,7 +110,7 @@ async fn a_waiter_is_resubscribed_after_its_connection_drops() {
             .ttl(Duration::from_secs(60))
             .retry_interval(SLOW_RETRY);
         let waiter = crate::support::spawn_waiter(lock);
-        wait_for_a_subscriber(&b, "job").await;
+        crate::support::wait_for_a_subscriber(&b, "job").await;
         let pubsub_clients = || -> String { b.server().cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]) };
         let before = pubsub_clients();
         let killed: i64 = b.server().cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
@@ -138,7 +121,7 @@ async fn a_waiter_is_resubscribed_after_its_connection_drops() {
             !now.is_empty() && now.split(' ').next() != before.split(' ').next()
         })
         .await;
-        wait_for_a_subscriber(&b, "job").await;
+        crate::support::wait_for_a_subscriber(&b, "job").await;
         let woke = crate::support::wake_after_release(held, waiter).await;
         assert!(
             woke < crate::support::NOTIFIED,
