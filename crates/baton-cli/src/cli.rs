@@ -147,6 +147,10 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 75)]
     pub conflict_exit_code: u8,
 
+    /// Take one of N permits of a semaphore of this name instead of the lock: at most N commands run at once (e.g. 3).
+    #[arg(long, value_name = "N")]
+    pub permits: Option<u32>,
+
     /// After the lease is lost, how long the command's process group gets between SIGTERM and SIGKILL (e.g. 5s).
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub kill_after: Duration,

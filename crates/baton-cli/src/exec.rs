@@ -39,7 +39,11 @@ pub async fn run(args: ExecArgs) -> Exit {
     let mut signals = Signals::new();
     let acquiring = async {
         let client = crate::connect(&args.backend).await?;
-        let lock = client.lock(&args.name).ttl(args.ttl);
+        let lock = match args.permits {
+            None => client.lock(&args.name),
+            Some(permits) => client.semaphore(&args.name, permits).into_lock(),
+        }
+        .ttl(args.ttl);
         match (args.no_wait, args.wait) {
             (true, _) => lock.try_acquire().await,
             (false, Some(wait)) => lock.wait(wait).acquire().await.map(Some),
@@ -57,18 +61,15 @@ pub async fn run(args: ExecArgs) -> Exit {
         Ok(None) => {
             return Exit::with(
                 args.conflict_exit_code,
-                format!(
-                    "lock {:?} is held by another; not running the command",
-                    args.name
-                ),
+                format!("{}; not running the command", busy(&args)),
             )
         }
         Err(baton::Error::Timeout { waited, .. }) => {
             return Exit::with(
                 args.conflict_exit_code,
                 format!(
-                    "lock {:?} still held by another after waiting {}; not running the command",
-                    args.name,
+                    "{} still, after waiting {}; not running the command",
+                    busy(&args),
                     humantime::format_duration(round_ms(waited))
                 ),
             )
@@ -302,6 +303,14 @@ impl Signals {
             std::task::Poll::Pending
         })
         .await
+    }
+}
+
+/// What a busy lock or semaphore is, for the line that says so.
+fn busy(args: &ExecArgs) -> String {
+    match args.permits {
+        None => format!("lock {:?} is held by another", args.name),
+        Some(n) => format!("all {n} permits of semaphore {:?} are held", args.name),
     }
 }
 

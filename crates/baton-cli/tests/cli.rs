@@ -1109,3 +1109,39 @@ impl Drop for KilledOnDrop {
         }
     }
 }
+
+/// `--permits N`: N commands run at once and the next is refused (75) or
+/// waits; the permits are taken and given back in the semaphore's sorted
+/// set; `--permits 0` is a usage error.
+#[test]
+fn permits_let_n_commands_run_at_once() {
+    let server = RedisServer::start();
+    let (mut first, _o1, _) = holder(&server, &["--permits", "2", "-n"]);
+    let (mut second, _o2, _) = holder(&server, &["--permits", "2", "-n"]);
+    assert_eq!(server.cmd::<i64>(&["ZCARD", "baton:job"]), 2);
+    let (code, stdout, stderr) = run(
+        &server,
+        &["exec", "job", "--permits", "2", "-n", "--", "echo", "ran"],
+    );
+    assert_eq!(code, 75, "{stderr}");
+    assert!(!stdout.contains("ran"));
+    one_line(&stderr);
+    assert!(stderr.contains("all 2 permits"), "{stderr}");
+    first.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait(&mut first).code(), Some(0));
+    let (code, stdout, _) = run(
+        &server,
+        &["exec", "job", "--permits", "2", "-n", "--", "echo", "ran"],
+    );
+    assert_eq!((code, stdout.trim()), (0, "ran"), "a permit came back");
+    second.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait(&mut second).code(), Some(0));
+    assert_eq!(
+        server.cmd::<i64>(&["EXISTS", "baton:job"]),
+        0,
+        "nothing left"
+    );
+    let (code, _, stderr) = run(&server, &["exec", "job", "--permits", "0", "--", "true"]);
+    assert_eq!(code, 64, "{stderr}");
+    one_line(&stderr);
+}

@@ -128,8 +128,9 @@ impl Semaphore {
         self.lock.run(work).await
     }
 
-    /// The permits' handle, for the blocking API's one `Lock` type.
-    pub(crate) fn into_lock(self) -> Lock {
+    /// The semaphore as a [`Lock`]: the same methods, taking permits. For
+    /// code that takes either, such as `baton exec --permits`.
+    pub fn into_lock(self) -> Lock {
         self.lock
     }
 

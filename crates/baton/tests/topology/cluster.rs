@@ -381,6 +381,58 @@ async fn connect_errors_are_typed_and_hide_the_password() {
 /// node: a cluster does not share its users) the whole lease works on a
 /// cluster: acquire, renewal past the TTL, status, a waiter woken through
 /// sharded pub/sub, release; and only fence counters are left.
+/// Semaphores on every master: two permits each and no third, renewed in
+/// the per-slot batches beside locks (each permit's score moves on), and
+/// released; only the fence counters are left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphores_on_every_master_hold_their_count_and_renew() {
+    within(async {
+        let cluster = cluster().await;
+        let _serial = SERIAL.lock().await;
+        let prefix = prefix();
+        let client = client(&cluster, &prefix).await;
+        let names: Vec<String> = (0..24).map(|i| format!("sem-{i}")).collect();
+        assert_eq!(
+            masters_of(&cluster, &prefix, &names).len(),
+            cluster.masters().len(),
+            "the names cover every master"
+        );
+        let ttl = Duration::from_millis(600);
+        let mut permits = Vec::new();
+        for name in &names {
+            let sem = client.semaphore(name, 2).ttl(ttl);
+            permits.push(sem.try_acquire().await.unwrap().expect("a first permit"));
+            permits.push(sem.try_acquire().await.unwrap().expect("a second permit"));
+            assert!(
+                sem.try_acquire().await.unwrap().is_none(),
+                "{name}: two at most"
+            );
+        }
+        let key = lock_key(&prefix, &names[0]);
+        let master = cluster.master_of_slot(LocalCluster::slot_of(&key));
+        let scores = || -> Vec<String> { master.cmd(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]) };
+        let first = scores();
+        eventually("a permit renewal moves its score", || scores() != first).await;
+        for permit in &permits {
+            assert_held(permit);
+        }
+        for permit in permits {
+            assert_eq!(permit.release().await.unwrap(), baton::Released::Released);
+        }
+        let fences: HashSet<String> = names
+            .iter()
+            .map(|n| Keys::new(&prefix, n).unwrap().fence)
+            .collect();
+        let left: HashSet<String> = cluster
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains(prefix.trim_end_matches(':')))
+            .collect();
+        assert_eq!(left, fences, "only the fence counters are left");
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
     within(async {
