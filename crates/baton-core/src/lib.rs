@@ -38,5 +38,5 @@ pub mod token;
 pub mod vote;
 pub mod waiting;
 
-pub use name::{Keys, Kind, NameError};
+pub use name::{FairKeys, Keys, Kind, NameError};
 pub use token::{Fence, Token};

@@ -127,6 +127,26 @@ pub enum Kind {
         /// The acquirer's limit (at least 1).
         permits: u32,
     },
+    /// A fair lock: a hash (field `holder`) holding the one holder's token,
+    /// with a queue of waiters in arrival order ([`FairKeys`]); a release
+    /// hands the lock to the first live waiter.
+    Fair {
+        /// How long a waiter's queue entry lives without a refresh (ms): a
+        /// waiter that dies is skipped once it lapses, and a lock handed to
+        /// a waiter lives this long until the waiter takes it.
+        entry_ttl_ms: u32,
+    },
+}
+
+/// The companions of a fair lock, in its cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FairKeys {
+    /// The waiters' tokens, in arrival order (a list).
+    pub queue: String,
+    /// Each waiter's entry expiry, server milliseconds (a hash).
+    pub entries: String,
+    /// Each waiter's grant channel (a hash).
+    pub channels: String,
 }
 
 impl Keys {
@@ -146,6 +166,25 @@ impl Keys {
     /// The same keys, holding `kind`.
     pub fn with_kind(self, kind: Kind) -> Keys {
         Keys { kind, ..self }
+    }
+
+    /// A fair lock's queue companions (made on demand: only fair locks use
+    /// them, and a lease keeps its `Keys` for its life).
+    pub fn fair(&self) -> FairKeys {
+        FairKeys {
+            queue: companion(&self.lock, "queue"),
+            entries: companion(&self.lock, "entries"),
+            channels: companion(&self.lock, "channels"),
+        }
+    }
+
+    /// The channel on which a fair lock's release tells one waiter that the
+    /// lock is now its own. `waiter` names the waiter: a random value of its
+    /// own, not its lease token, since a channel's name is visible to every
+    /// subscriber (`PUBSUB CHANNELS`) and the token is the holder's
+    /// capability.
+    pub fn grant_channel(&self, waiter: &str) -> String {
+        companion(&self.lock, &format!("granted-{waiter}"))
     }
 }
 

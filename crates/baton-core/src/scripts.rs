@@ -37,7 +37,10 @@ pub const ACQUIRE: Script = Script {
 /// without rights to the channel or to `PUBLISH`: the release still stands),
 /// 0 if the key was absent or another's. A fourth argument `permit` says
 /// the key is a semaphore's sorted set: the token's member is removed, and
-/// counts as released only if its lease had not expired. A third argument `sharded`
+/// counts as released only if its lease had not expired. `fair` (with
+/// `KEYS = [lock, fence, queue, entries, channels]` and a fifth argument, the
+/// hand-off TTL) hands a fair lock to its first live waiter, fence drawn
+/// then, and announces on that waiter's grant channel only. A third argument `sharded`
 /// announces with `SPUBLISH` (Redis Cluster's sharded pub/sub, in the lock's
 /// slot), or with `PUBLISH` where the server does not know `SPUBLISH` (Redis
 /// 6, whose cluster waiters `SUBSCRIBE`); without it, `PUBLISH`, as other
@@ -45,17 +48,18 @@ pub const ACQUIRE: Script = Script {
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "100d1bfe62dd5dbd2a23c17586c55a8593f51cea",
+    sha1: "26b1ab7ee2aa7035ac8d0d08a6038c2271816b3a",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
 ///
-/// `KEYS = [lock]`, `ARGV = [token, ttl_ms]`; replies 1 if extended, 0 if
-/// the key was absent or another's.
+/// `KEYS = [lock]`, `ARGV = [token, ttl_ms, "fair"?]`; replies 1 if
+/// extended, 0 if the key was absent or another's. `fair` reads a fair
+/// lock's hash.
 pub const EXTEND: Script = Script {
     name: "extend",
     source: include_str!("scripts/extend.lua"),
-    sha1: "dfeceaaf261d10c70b2eeeac24de374fa4c261b8",
+    sha1: "a9d18415ee0efd2bf28633ec5863cac84c14cfad",
 };
 
 /// Raises the fence counter to at least a value, only while the lock holds
@@ -117,8 +121,24 @@ pub const PERMIT_EXTEND: Script = Script {
     sha1: "72cf4b3adfbc7bae289b65bea75d1c3a8980d51b",
 };
 
+/// Takes a fair lock, or queues for it, in one round trip
+/// ([`crate::Kind::Fair`]).
+///
+/// `KEYS = [lock, fence, queue, entries, channels]`, `ARGV = [token,
+/// ttl_ms, entry_ttl_ms, grant channel or ""]`; replies `[1, fence]` when
+/// the lock is ours (free with no live waiter ahead, or handed to us by a
+/// release), `[0, ms]` when not, with the longest wait before looking again.
+/// A grant channel queues the caller (or refreshes its entry); without one
+/// (`try_acquire`) it never queues and never jumps the queue.
+pub const FAIR_ACQUIRE: Script = Script {
+    name: "fair_acquire",
+    source: include_str!("scripts/fair_acquire.lua"),
+    sha1: "8898dd068eeb00879c0367cf554875c12e4cbd42",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 8] = [
+pub const ALL: [Script; 9] = [
+    FAIR_ACQUIRE,
     ACQUIRE,
     RELEASE,
     EXTEND,

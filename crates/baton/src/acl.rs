@@ -1,7 +1,8 @@
 //! The least privilege a Redis ACL user needs for Baton's locks.
 
 /// Every command Baton sends: the scripts, the commands they call (the
-/// sorted-set commands and `TIME` are a semaphore's), the
+/// sorted-set commands and `TIME` are a semaphore's, the hash and list
+/// commands a fair lock's), the
 /// release subscriptions, a liveness check, `WAIT` (replica
 /// acknowledgement), and on a Redis Cluster the slot table
 /// (`CLUSTER SLOTS`), sharded pub/sub and `ASKING` (redirects during a
@@ -18,7 +19,7 @@
 /// these rules would break there. Users of `wait_aof` add `+waitaof` (and,
 /// for the check at connect, `+command|info`; both checks are skipped when
 /// refused, and the first write says what is missing).
-const COMMANDS: [&str; 27] = [
+const COMMANDS: [&str; 33] = [
     "evalsha",
     "eval",
     "get",
@@ -35,6 +36,12 @@ const COMMANDS: [&str; 27] = [
     "zrange",
     "zremrangebyscore",
     "pexpireat",
+    "hget",
+    "hset",
+    "hdel",
+    "lindex",
+    "lpop",
+    "rpush",
     "publish",
     "subscribe",
     "unsubscribe",
@@ -66,7 +73,8 @@ const COMMANDS: [&str; 27] = [
 /// assert_eq!(
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
-///      +time +zadd +zrem +zscore +zcard +zrange +zremrangebyscore +pexpireat \
+///      +time +zadd +zrem +zscore +zcard +zrange +zremrangebyscore +pexpireat +hget +hset +hdel \
+///      +lindex +lpop +rpush \
 ///      +publish +subscribe +unsubscribe +ping +hello +wait +cluster|slots +spublish +ssubscribe \
 ///      +sunsubscribe +asking ~baton:* ~{baton:* &{baton:*"
 /// );

@@ -186,8 +186,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// The name's key holds another kind of lock than the one asked for: a
-    /// lock and a semaphore share a name. Nothing was changed.
-    #[error("key {key:?} holds another kind of lock than {}: a lock and a semaphore cannot share a name", kind_name(*.used_as))]
+    /// lock, a fair lock or a semaphore share a name (fair and unfair use
+    /// of one name included). Nothing was changed.
+    #[error("key {key:?} holds another kind of lock than {}: locks, fair locks and semaphores cannot share a name", kind_name(*.used_as))]
     WrongKind {
         /// The key.
         key: String,
@@ -210,6 +211,7 @@ fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Lock => "a lock",
         Kind::Semaphore { .. } => "a semaphore",
+        Kind::Fair { .. } => "a fair lock",
     }
 }
 

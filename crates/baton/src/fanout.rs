@@ -95,6 +95,7 @@ impl Nodes {
         keys: &Arc<Keys>,
         token: &Token,
         ttl: Duration,
+        grant: Option<&Arc<str>>,
     ) -> AttemptOutcome {
         let ttl_ms = ttl.as_millis() as u64;
         let mut attempt = Attempt::new(self.len(), ttl, now());
@@ -103,7 +104,7 @@ impl Nodes {
         let mut pending = FuturesUnordered::new();
         loop {
             while let Some(request) = attempt.poll_transmit() {
-                pending.push(self.send(keys, token, ttl_ms, request));
+                pending.push(self.send(keys, token, ttl_ms, grant, request));
             }
             if attempt.poll_outcome().is_some() {
                 break;
@@ -166,13 +167,17 @@ impl Nodes {
         keys: &Arc<Keys>,
         token: &Token,
         ttl_ms: u64,
+        grant: Option<&Arc<str>>,
         request: Request,
     ) -> impl Future<Output = (usize, AttemptAnswer)> + Send + 'static {
         let (nodes, keys, token) = (Arc::clone(self), Arc::clone(keys), token.clone());
+        let grant = grant.cloned();
         async move {
             match request {
                 Request::Acquire { node } => {
-                    let reply = nodes.ask(node, |n| n.acquire(&keys, &token, ttl_ms)).await;
+                    let reply = nodes
+                        .ask(node, |n| n.acquire(&keys, &token, ttl_ms, grant.as_deref()))
+                        .await;
                     (node, AttemptAnswer::Acquire(reply))
                 }
                 Request::Raise { node, fence } => {
@@ -354,12 +359,12 @@ impl Nodes {
     /// as they come, so a slow node delays no waiter.
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
-        keys: &Arc<Keys>,
+        channel: &Arc<str>,
     ) -> (Vec<Subscription>, Option<LateSubscriptions>) {
         let mut pending: FuturesUnordered<_> = (0..self.len())
             .map(|i| {
-                let (nodes, keys) = (Arc::clone(self), Arc::clone(keys));
-                async move { nodes.ask(i, |n| n.subscribe(&keys.channel)).await }
+                let (nodes, channel) = (Arc::clone(self), Arc::clone(channel));
+                async move { nodes.ask(i, |n| n.subscribe(&channel)).await }
             })
             .collect();
         let mut subscriptions = Vec::new();

@@ -110,7 +110,7 @@ pub use baton_core::{Fence, Kind, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};
 pub use error::{BoxError, Error, NodeError, NodeFailure, Result};
 pub use guard::{Guard, Lease, Released};
-pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_TTL, MIN_TTL};
+pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, FAIR_RETRY_INTERVAL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;
 pub use node::Connection;
 pub use semaphore::{Permit, Semaphore};

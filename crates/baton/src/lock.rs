@@ -70,7 +70,19 @@ pub struct Lock {
     wait: Option<Duration>,
     auto_renew: bool,
     retry_interval: Duration,
+    /// Asked to be fair ([`Lock::fair`]); a semaphore cannot be.
+    fair: bool,
 }
+
+/// A fair waiter looks again (refreshing its queue entry) at least this
+/// rarely: it is woken by its own grant, so looking more often only costs
+/// the server work per waiter.
+pub const FAIR_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A fair waiter's queue entry outlives this many of its retry intervals
+/// without a refresh, so a live waiter keeps its place through a late
+/// look or two, and a dead one is skipped after it.
+const FAIR_ENTRY_INTERVALS: u32 = 3;
 
 impl Lock {
     pub(crate) fn new(client: Client, name: &str) -> Lock {
@@ -89,7 +101,62 @@ impl Lock {
             wait: None,
             auto_renew: true,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            fair: false,
         }
+    }
+
+    /// Serves waiters in arrival order (default `false`).
+    ///
+    /// Waiters queue in Redis, in the lock's cluster slot; a release hands
+    /// the lock straight to the first live waiter (the key is set to its
+    /// token, its fence drawn then) and tells only that waiter, which owns
+    /// the lock with its next look, one round trip. A releaser that asks
+    /// again queues behind the others. [`try_acquire`](Lock::try_acquire)
+    /// never jumps a non-empty queue. A waiter that dies or gives up keeps
+    /// its place only until its queue entry lapses (three retry intervals,
+    /// at least [`FAIR_RETRY_INTERVAL`] each), and a lock handed to it lives
+    /// no longer than that unless it takes it.
+    ///
+    /// A name is used fairly or not: the other use fails with
+    /// [`Error::WrongKind`]. Over a Redlock it is not offered
+    /// ([`Error::NotOffered`]), nor for a semaphore.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let guard = client.lock("payments").fair(true).try_acquire().await?.expect("free");
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn fair(mut self, on: bool) -> Lock {
+        self.fair = on;
+        self.rekind();
+        self
+    }
+
+    /// Keeps the keys' kind in step with `fair` and the retry interval (a
+    /// fair lock's queue entries are sized by it).
+    fn rekind(&mut self) {
+        let kind = match (self.fair, self.keys.as_ref().map(|k| k.kind)) {
+            (true, Ok(Kind::Lock | Kind::Fair { .. })) => Kind::Fair {
+                entry_ttl_ms: self
+                    .fair_interval()
+                    .saturating_mul(FAIR_ENTRY_INTERVALS)
+                    .as_millis()
+                    .min(u128::from(u32::MAX)) as u32,
+            },
+            (false, Ok(Kind::Fair { .. })) => Kind::Lock,
+            _ => return,
+        };
+        if let Ok(keys) = &mut self.keys {
+            *keys = Arc::new((**keys).clone().with_kind(kind));
+        }
+    }
+
+    /// How often a fair waiter looks again without its grant.
+    fn fair_interval(&self) -> Duration {
+        self.retry_interval.max(FAIR_RETRY_INTERVAL)
     }
 
     /// The lease length (default 10 s), rounded down to whole milliseconds;
@@ -119,6 +186,7 @@ impl Lock {
     /// of it). Attempts also follow the holder's expiry at once.
     pub fn retry_interval(mut self, interval: Duration) -> Lock {
         self.retry_interval = interval.max(Duration::from_millis(1));
+        self.rekind();
         self
     }
 
@@ -144,7 +212,7 @@ impl Lock {
     /// ```
     pub async fn try_acquire(&self) -> Result<Option<Guard>> {
         let (keys, ttl) = self.plan()?;
-        match self.attempt(&keys, ttl, &random::token()).await? {
+        match self.attempt(&keys, ttl, &random::token(), None).await? {
             Attempt::Won(guard) => Ok(Some(guard)),
             Attempt::Lost { .. } => Ok(None),
         }
@@ -165,9 +233,18 @@ impl Lock {
     pub async fn acquire(&self) -> Result<Guard> {
         let (keys, ttl) = self.plan()?;
         let start = tokio::time::Instant::now();
-        let mut waiting = Waiting::new(start.into_std(), self.wait, self.retry_interval);
+        let fair = matches!(keys.kind, Kind::Fair { .. });
+        let interval = if fair {
+            self.fair_interval()
+        } else {
+            self.retry_interval
+        };
+        let mut waiting = Waiting::new(start.into_std(), self.wait, interval);
         let mut token = random::token();
         let mut waiter: Option<Waiter> = None;
+        // A fair waiter's own channel, once it has subscribed: its attempts
+        // then queue it (named by a random value, not the token).
+        let mut grant: Option<Arc<str>> = None;
         let mut taking_back: Option<JoinHandle<bool>> = None;
         loop {
             if let Some(take_back) = taking_back.take() {
@@ -180,7 +257,7 @@ impl Lock {
             if waiting.poll_fresh_token() {
                 token = random::token();
             }
-            let (next, error) = match self.attempt(&keys, ttl, &token).await {
+            let (next, error) = match self.attempt(&keys, ttl, &token, grant.as_ref()).await {
                 Ok(Attempt::Won(guard)) => return Ok(guard),
                 Ok(Attempt::Lost { loss, take_back }) => {
                     let next =
@@ -197,7 +274,14 @@ impl Lock {
                 Next::Subscribe => {
                     // Before the retry that follows, so a release between
                     // the two is not missed.
-                    let (subscriptions, late) = self.client.inner.nodes.subscribe(&keys).await;
+                    let channel: Arc<str> = if fair {
+                        let channel: Arc<str> = keys.grant_channel(random::token().as_str()).into();
+                        grant = Some(Arc::clone(&channel));
+                        channel
+                    } else {
+                        keys.channel.as_str().into()
+                    };
+                    let (subscriptions, late) = self.client.inner.nodes.subscribe(&channel).await;
                     let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
@@ -213,10 +297,15 @@ impl Lock {
                     tokio::time::sleep(pause).await;
                 }
                 Next::TimedOut => {
+                    if grant.is_some() {
+                        // The lock may have been handed to us just now:
+                        // pass it on rather than let it block the queue.
+                        drop(self.take_back_in_background(&keys, &token, vec![0]));
+                    }
                     return Err(Error::Timeout {
                         name: self.name.to_string(),
                         waited: start.elapsed(),
-                    })
+                    });
                 }
                 Next::Fail => return Err(error.expect("only an error fails the wait")),
             }
@@ -274,8 +363,28 @@ impl Lock {
             Ok(keys) => Arc::clone(keys),
             Err(reason) => return Err(Error::invalid_name(&self.name, reason.clone())),
         };
-        if let Kind::Semaphore { permits } = keys.kind {
-            crate::semaphore::check(permits, self.client.inner.nodes.len())?;
+        let nodes = self.client.inner.nodes.len();
+        match keys.kind {
+            Kind::Semaphore { permits } => {
+                crate::semaphore::check(permits, nodes)?;
+                if self.fair {
+                    return Err(Error::NotOffered {
+                        what: "a fair semaphore",
+                        deployment: "any deployment".to_owned(),
+                        reason: "permits are not queued: a semaphore is not fair",
+                    });
+                }
+            }
+            Kind::Fair { .. } if nodes > 1 => {
+                return Err(Error::NotOffered {
+                    what: "a fair lock",
+                    deployment: format!("a Redlock of {nodes} servers"),
+                    reason: "its queue and hand-off live on one server; over several, a quorum \
+                             of queues could disagree on who is next; use one server, Sentinel \
+                             or Cluster",
+                });
+            }
+            _ => {}
         }
         Ok((keys, validate_ttl(self.ttl)?))
     }
@@ -283,9 +392,15 @@ impl Lock {
     /// One attempt, as the core's machine decided it: won (the guard),
     /// busy or backing off (with the take-back of what may have landed), or
     /// an error when failures alone made a quorum impossible.
-    async fn attempt(&self, keys: &Arc<Keys>, ttl: Duration, token: &Token) -> Result<Attempt> {
+    async fn attempt(
+        &self,
+        keys: &Arc<Keys>,
+        ttl: Duration,
+        token: &Token,
+        grant: Option<&Arc<str>>,
+    ) -> Result<Attempt> {
         let nodes = &self.client.inner.nodes;
-        let outcome = nodes.acquire(keys, token, ttl).await;
+        let outcome = nodes.acquire(keys, token, ttl, grant).await;
         let Some(Outcome::Lost { release, loss }) = outcome.attempt.poll_outcome() else {
             let won = outcome
                 .attempt
@@ -338,6 +453,7 @@ impl std::fmt::Debug for Lock {
             .field("ttl", &self.ttl)
             .field("wait", &self.wait)
             .field("auto_renew", &self.auto_renew)
+            .field("fair", &self.fair)
             .finish()
     }
 }

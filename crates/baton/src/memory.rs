@@ -62,13 +62,25 @@ enum Stored {
     Text(String),
     /// Token → its permit's expiry; the entry expires with the latest.
     Permits(HashMap<String, Instant>),
+    /// A fair lock's holder (Redis: a hash with field `holder`).
+    Holder(String),
+    /// A fair lock's waiters, in arrival order (Redis: a list and two
+    /// hashes, kept here as one).
+    Queue(std::collections::VecDeque<Queued>),
+}
+
+/// One waiter of a fair lock.
+struct Queued {
+    token: String,
+    expires: Instant,
+    channel: String,
 }
 
 impl Stored {
     fn text(&self) -> Option<&str> {
         match self {
             Stored::Text(text) => Some(text),
-            Stored::Permits(_) => None,
+            _ => None,
         }
     }
 }
@@ -128,6 +140,18 @@ impl MemoryStore {
         });
     }
 
+    /// How many waiters a fair lock's queue at `key` holds, live or lapsed
+    /// (Redis: `LLEN`).
+    pub fn queue_len(&self, key: &str) -> usize {
+        self.node.with(|map| match live(map, key) {
+            Some(Entry {
+                value: Stored::Queue(queue),
+                ..
+            }) => queue.len(),
+            _ => 0,
+        })
+    }
+
     /// Deletes a key; `true` if it existed.
     pub fn delete(&self, key: &str) -> bool {
         self.node
@@ -168,10 +192,15 @@ impl Node for MemoryNode {
         keys: &'a Keys,
         token: &'a Token,
         ttl_ms: u64,
+        grant: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
             let now = Instant::now();
             let expires = now + Duration::from_millis(ttl_ms);
+            if let Kind::Fair { entry_ttl_ms } = keys.kind {
+                let entry_ttl = Duration::from_millis(entry_ttl_ms.into());
+                return self.with(|map| fair_acquire(map, keys, token, expires, entry_ttl, grant));
+            }
             self.with(|map| {
                 match (live(map, &keys.lock), keys.kind) {
                     (
@@ -208,7 +237,7 @@ impl Node for MemoryNode {
                 }
                 let fence = next_fence(map, &keys.fence)?;
                 match keys.kind {
-                    Kind::Lock => {
+                    Kind::Lock | Kind::Fair { .. } => {
                         let value = Stored::Text(token.as_str().to_owned());
                         let expires = Some(expires);
                         map.insert(keys.lock.clone(), Entry { value, expires });
@@ -237,6 +266,21 @@ impl Node for MemoryNode {
     ) -> BoxFuture<'a, Result<Found>> {
         Box::pin(async move {
             let now = Instant::now();
+            if let Kind::Fair { entry_ttl_ms } = keys.kind {
+                let hand_off = Duration::from_millis(entry_ttl_ms.into());
+                let released = self.with(|map| fair_release(map, keys, token, hand_off))?;
+                return Ok(match released {
+                    None => Found::NotHeld,
+                    Some(granted) => {
+                        match granted {
+                            Some(channel) => self.hub.publish(&channel),
+                            None if announce => self.hub.publish(&keys.channel),
+                            None => {}
+                        }
+                        Found::Deleted
+                    }
+                });
+            }
             let released = self.with(|map| match (live(map, &keys.lock), keys.kind) {
                 (None, _) => Ok(false),
                 (
@@ -346,7 +390,7 @@ impl Node for MemoryNode {
             }
             Ok(removed.and_then(|e| match e.value {
                 Stored::Text(holder) => Some(holder.into_bytes()),
-                Stored::Permits(_) => None,
+                _ => None,
             }))
         })
     }
@@ -363,6 +407,16 @@ impl Node for MemoryNode {
                             (None, _) => Ok(false),
                             (Some(e), Kind::Lock) => {
                                 let ours = e.value.text() == Some(token.as_str());
+                                if ours {
+                                    e.expires = Some(until);
+                                }
+                                Ok(ours)
+                            }
+                            (Some(e), Kind::Fair { .. }) => {
+                                let Stored::Holder(holder) = &e.value else {
+                                    return Err(wrong_kind(keys, keys.kind));
+                                };
+                                let ours = holder == token.as_str();
                                 if ours {
                                     e.expires = Some(until);
                                 }
@@ -419,4 +473,157 @@ fn wrong_kind(keys: &Keys, used_as: Kind) -> Error {
         key: keys.lock.clone(),
         used_as,
     }
+}
+
+/// A fair lock's acquire, as `fair_acquire.lua`.
+fn fair_acquire(
+    map: &mut HashMap<String, Entry>,
+    keys: &Keys,
+    token: &Token,
+    expires: Instant,
+    entry_ttl: Duration,
+    grant: Option<&str>,
+) -> Result<Reply> {
+    let now = Instant::now();
+    let queue_key = keys.fair().queue;
+    let holder = match live(map, &keys.lock) {
+        None => None,
+        Some(Entry {
+            value: Stored::Holder(holder),
+            expires: at,
+        }) => {
+            if holder == token.as_str() {
+                *at = Some(expires);
+                let fence = live(map, &keys.fence)
+                    .and_then(|e| e.value.text())
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or_default();
+                return Ok(Reply::Acquired { fence });
+            }
+            Some(at.map_or(-1, |at| (at - now).as_millis() as i64))
+        }
+        Some(_) => return Err(wrong_kind(keys, keys.kind)),
+    };
+    let head = first_live_waiter(map, &queue_key, now)?;
+    if holder.is_none() && head.as_ref().is_none_or(|(t, _)| t == token.as_str()) {
+        let fence = next_fence(map, &keys.fence)?;
+        let value = Stored::Holder(token.as_str().to_owned());
+        map.insert(
+            keys.lock.clone(),
+            Entry {
+                value,
+                expires: Some(expires),
+            },
+        );
+        if head.is_some() {
+            pop_waiter(map, &queue_key);
+        }
+        return Ok(Reply::Acquired { fence });
+    }
+    if let Some(channel) = grant {
+        let entry = map.entry(queue_key.clone()).or_insert_with(|| Entry {
+            value: Stored::Queue(Default::default()),
+            expires: None,
+        });
+        if let Stored::Queue(queue) = &mut entry.value {
+            let until = now + entry_ttl;
+            match queue.iter_mut().find(|q| q.token == token.as_str()) {
+                Some(queued) => queued.expires = until,
+                None => queue.push_back(Queued {
+                    token: token.as_str().to_owned(),
+                    expires: until,
+                    channel: channel.to_owned(),
+                }),
+            }
+            entry.expires = Some(until);
+        }
+    }
+    let wait_ms = match (holder, head) {
+        (Some(pttl), _) => pttl,
+        (None, Some((_, head_expires))) => (head_expires - now).as_millis() as i64,
+        (None, None) => 0,
+    };
+    Ok(Reply::Busy {
+        holder: HolderTtl::from_pttl(wait_ms),
+    })
+}
+
+/// A fair lock's release, as `release.lua`'s fair branch: `None` if the
+/// lock was not ours; else `Some` with the grant channel of the waiter it
+/// was handed to, if any.
+fn fair_release(
+    map: &mut HashMap<String, Entry>,
+    keys: &Keys,
+    token: &Token,
+    hand_off: Duration,
+) -> Result<Option<Option<String>>> {
+    let now = Instant::now();
+    match live(map, &keys.lock) {
+        None => return Ok(None),
+        Some(Entry {
+            value: Stored::Holder(holder),
+            ..
+        }) if holder == token.as_str() => {}
+        Some(Entry {
+            value: Stored::Holder(_),
+            ..
+        }) => return Ok(None),
+        Some(_) => return Err(wrong_kind(keys, keys.kind)),
+    }
+    let queue_key = keys.fair().queue;
+    if first_live_waiter(map, &queue_key, now)?.is_none() {
+        map.remove(&keys.lock);
+        return Ok(Some(None));
+    }
+    next_fence(map, &keys.fence)?;
+    let next = pop_waiter(map, &queue_key).expect("a live first waiter");
+    let value = Stored::Holder(next.token);
+    map.insert(
+        keys.lock.clone(),
+        Entry {
+            value,
+            expires: Some(now + hand_off),
+        },
+    );
+    Ok(Some(Some(next.channel)))
+}
+
+/// Drops the waiters at the head of the queue whose entries lapsed; the
+/// first live one's token and entry expiry.
+fn first_live_waiter(
+    map: &mut HashMap<String, Entry>,
+    queue_key: &str,
+    now: Instant,
+) -> Result<Option<(String, Instant)>> {
+    let Some(entry) = live(map, queue_key) else {
+        return Ok(None);
+    };
+    let Stored::Queue(queue) = &mut entry.value else {
+        return Err(Error::Redis {
+            node: "memory".to_owned(),
+            source: "WRONGTYPE a fair lock's queue holds something else".into(),
+        });
+    };
+    while queue.front().is_some_and(|q| q.expires <= now) {
+        queue.pop_front();
+    }
+    let head = queue.front().map(|q| (q.token.clone(), q.expires));
+    if queue.is_empty() {
+        map.remove(queue_key);
+    }
+    Ok(head)
+}
+
+/// Takes the first waiter off the queue (an empty queue is removed, as
+/// Redis removes an empty list).
+fn pop_waiter(map: &mut HashMap<String, Entry>, queue_key: &str) -> Option<Queued> {
+    let entry = live(map, queue_key)?;
+    let Stored::Queue(queue) = &mut entry.value else {
+        return None;
+    };
+    let first = queue.pop_front();
+    if queue.is_empty() {
+        map.remove(queue_key);
+    }
+    first
 }

@@ -57,12 +57,15 @@ pub(crate) trait Node: Send + Sync + 'static {
         Box::pin(std::future::ready(self.name().to_owned()))
     }
 
-    /// Runs the acquire script: the lock is ours (with the node's fence) or busy.
+    /// Runs the acquire script: the lock is ours (with the node's fence) or
+    /// busy. `grant`: for a fair lock, the waiter's grant channel, which
+    /// queues it (`None`: never queue, as `try_acquire`).
     fn acquire<'a>(
         &'a self,
         keys: &'a Keys,
         token: &'a Token,
         ttl_ms: u64,
+        grant: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Reply>>;
 
     /// Runs the release script. `announce` publishes the release to waiters.

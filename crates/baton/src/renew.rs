@@ -407,6 +407,7 @@ mod tests {
             _: &'a Keys,
             _: &'a Token,
             _: u64,
+            _: Option<&'a str>,
         ) -> BoxFuture<'a, Result<Reply>> {
             Box::pin(async { Ok(Reply::Acquired { fence: 1 }) })
         }

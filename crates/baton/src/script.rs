@@ -252,6 +252,37 @@ impl<C: Link> RedisNode<C> {
         }
     }
 
+    /// The release script for `keys`' kind (see [`scripts::RELEASE`]): a
+    /// semaphore's permit, a fair lock's hand-off, or a plain lock.
+    async fn release_script(&self, keys: &Keys, token: &str, channel: &str) -> Result<Called<i64>> {
+        let sharded = self.sharded();
+        match keys.kind {
+            Kind::Lock => {
+                let args = [token, channel, sharded];
+                self.call_with(&scripts::RELEASE, &[&keys.lock], &args, false)
+                    .await
+            }
+            Kind::Semaphore { .. } => {
+                let args = [token, channel, sharded, "permit"];
+                self.call_with(&scripts::RELEASE, &[&keys.lock], &args, false)
+                    .await
+            }
+            Kind::Fair { entry_ttl_ms } => {
+                let fair = keys.fair();
+                let hand_off = entry_ttl_ms.to_string();
+                let args = [token, channel, sharded, "fair", &hand_off];
+                let keys = [
+                    &*keys.lock,
+                    &keys.fence,
+                    &fair.queue,
+                    &fair.entries,
+                    &fair.channels,
+                ];
+                self.call_with(&scripts::RELEASE, &keys, &args, false).await
+            }
+        }
+    }
+
     fn shared_error(&self, e: &Arc<RedisError>) -> Error {
         redis_error(&self.name, SharedError(Arc::clone(e)))
     }
@@ -274,32 +305,46 @@ impl<C: Link> Node for RedisNode<C> {
         keys: &'a Keys,
         token: &'a Token,
         ttl_ms: u64,
+        grant: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
             let ttl = ttl_ms.to_string();
-            let permits;
-            let (script, args): (_, &[&str]) = match keys.kind {
-                Kind::Lock => (&scripts::ACQUIRE, &[token.as_str(), &ttl]),
-                Kind::Semaphore { permits: n } => {
-                    permits = n.to_string();
-                    (&scripts::PERMIT_ACQUIRE, &[token.as_str(), &ttl, &permits])
+            let token = token.as_str();
+            let called = match keys.kind {
+                Kind::Lock => {
+                    let args = [token, &ttl];
+                    let keys = [&*keys.lock, &keys.fence];
+                    self.call_with::<(i64, i64)>(&scripts::ACQUIRE, &keys, &args, true)
+                        .await
                 }
-            };
-            let called = self
-                .call_with::<(i64, i64)>(script, &[&keys.lock, &keys.fence], args, true)
-                .await
-                .map_err(|e| wrong_kind(e, keys))?;
+                Kind::Semaphore { permits } => {
+                    let permits = permits.to_string();
+                    let args = [token, &ttl, &permits];
+                    let keys = [&*keys.lock, &keys.fence];
+                    self.call_with(&scripts::PERMIT_ACQUIRE, &keys, &args, true)
+                        .await
+                }
+                Kind::Fair { entry_ttl_ms } => {
+                    let fair = keys.fair();
+                    let entry_ttl = entry_ttl_ms.to_string();
+                    let args = [token, &ttl, &entry_ttl, grant.unwrap_or("")];
+                    let keys = [
+                        &*keys.lock,
+                        &keys.fence,
+                        &fair.queue,
+                        &fair.entries,
+                        &fair.channels,
+                    ];
+                    self.call_with(&scripts::FAIR_ACQUIRE, &keys, &args, true)
+                        .await
+                }
+            }
+            .map_err(|e| wrong_kind(e, keys))?;
             let (ours, n) = called.value;
             if ours == 1 {
                 if let Some(fewer) = self.unconfirmed(called.confirmed.as_ref()) {
                     // Not confirmed, so it does not count: take it back.
-                    let _ = self
-                        .call::<i64>(
-                            &scripts::RELEASE,
-                            &[&keys.lock],
-                            ReleaseArgs::new(keys, token, "", "").as_slice(),
-                        )
-                        .await;
+                    let _ = self.release_script(keys, token, "").await;
                     return Err(fewer);
                 }
             }
@@ -322,12 +367,7 @@ impl<C: Link> Node for RedisNode<C> {
         Box::pin(async move {
             let channel = if announce { keys.channel.as_str() } else { "" };
             let called = self
-                .call_with::<i64>(
-                    &scripts::RELEASE,
-                    &[&keys.lock],
-                    ReleaseArgs::new(keys, token, channel, self.sharded()).as_slice(),
-                    false,
-                )
+                .release_script(keys, token.as_str(), channel)
                 .await
                 .map_err(|e| wrong_kind(e, keys))?;
             let (n, retried) = (called.value, called.retried);
@@ -408,24 +448,6 @@ impl<C: Link> Node for RedisNode<C> {
                 None => Ok(None),
             }
         })
-    }
-}
-
-/// The release script's arguments for `keys`' kind (see
-/// [`scripts::RELEASE`]), without allocating: a semaphore adds `permit`.
-struct ReleaseArgs<'a>([&'a str; 4], usize);
-
-impl<'a> ReleaseArgs<'a> {
-    fn new(keys: &Keys, token: &'a Token, channel: &'a str, sharded: &'a str) -> Self {
-        let len = match keys.kind {
-            Kind::Lock => 3,
-            Kind::Semaphore { .. } => 4,
-        };
-        ReleaseArgs([token.as_str(), channel, sharded, "permit"], len)
-    }
-
-    fn as_slice(&self) -> &[&'a str] {
-        &self.0[..self.1]
     }
 }
 

@@ -356,9 +356,10 @@ impl Node for SentinelNode {
         keys: &'a Keys,
         token: &'a Token,
         ttl_ms: u64,
+        grant: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(self.on_master(
-            move |n| Box::pin(async move { n.acquire(keys, token, ttl_ms).await }),
+            move |n| Box::pin(async move { n.acquire(keys, token, ttl_ms, grant).await }),
             transient,
         ))
     }

@@ -1,4 +1,4 @@
--- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed (and, given a channel, the release announced), 2 if removed but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held)
+-- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held)
 local held
 if ARGV[4] == 'permit' then
   local clock = redis.call('TIME')
@@ -7,6 +7,39 @@ if ARGV[4] == 'permit' then
   held = expires and tonumber(expires) > now
   if expires then
     redis.call('ZREM', KEYS[1], ARGV[1])
+  end
+elseif ARGV[4] == 'fair' then
+  if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+    held = true
+    -- Hand the lock to the first live waiter, fence drawn now, and tell only that waiter (on its own channel, even for a take-back: it must learn it holds the lock).
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    local head = redis.call('LINDEX', KEYS[3], 0)
+    while head do
+      local expires = redis.call('HGET', KEYS[4], head)
+      if expires and tonumber(expires) > now then
+        break
+      end
+      redis.call('LPOP', KEYS[3])
+      redis.call('HDEL', KEYS[4], head)
+      redis.call('HDEL', KEYS[5], head)
+      head = redis.call('LINDEX', KEYS[3], 0)
+    end
+    if head then
+      local fence = redis.pcall('INCR', KEYS[2])
+      if type(fence) == 'table' then
+        return redis.error_reply('baton: fence key is not a counter: ' .. tostring(fence.err))
+      end
+      -- A short lease until the waiter takes it (its next acquire call), so a waiter that died holds nothing for long.
+      redis.call('HSET', KEYS[1], 'holder', head)
+      redis.call('PEXPIRE', KEYS[1], ARGV[5])
+      ARGV[2] = redis.call('HGET', KEYS[5], head) or ''
+      redis.call('LPOP', KEYS[3])
+      redis.call('HDEL', KEYS[4], head)
+      redis.call('HDEL', KEYS[5], head)
+    else
+      redis.call('DEL', KEYS[1])
+    end
   end
 elseif redis.call('GET', KEYS[1]) == ARGV[1] then
   held = true

@@ -68,17 +68,18 @@ impl<C: Link> RedisNode<C> {
             pipe.ignore_errors();
             for &i in which {
                 let (keys, token, _) = renewals[i];
-                let args = [token.as_str(), ttls[i].as_str()];
+                let (script, fair) = extend_script(keys.kind);
+                let all = [token.as_str(), ttls[i].as_str(), "fair"];
+                let args = &all[..if fair { 3 } else { 2 }];
                 pipe.add_command(match (form, keys.kind) {
                     (ExtendForm::Native, Kind::Lock) => {
                         native_extend(&keys.lock, token.as_str(), &ttls[i])
                     }
-                    // A permit has no native form: its script, by SHA first.
-                    (ExtendForm::Native, Kind::Semaphore { .. }) => {
-                        invocation(&scripts::PERMIT_EXTEND, true, &[&keys.lock], &args)
-                    }
-                    (ExtendForm::Script { use_sha }, kind) => {
-                        invocation(extend_script(kind), use_sha, &[&keys.lock], &args)
+                    // Permits and fair locks have no native form: their
+                    // script, by SHA first.
+                    (ExtendForm::Native, _) => invocation(script, true, &[&keys.lock], args),
+                    (ExtendForm::Script { use_sha }, _) => {
+                        invocation(script, use_sha, &[&keys.lock], args)
                     }
                 });
             }
@@ -221,11 +222,13 @@ impl<C: Link> RedisNode<C> {
     }
 }
 
-/// The extend script for a lease of `kind`.
-fn extend_script(kind: Kind) -> &'static scripts::Script {
+/// The extend script for a lease of `kind`, and whether it is told the
+/// lock is fair.
+fn extend_script(kind: Kind) -> (&'static scripts::Script, bool) {
     match kind {
-        Kind::Lock => &scripts::EXTEND,
-        Kind::Semaphore { .. } => &scripts::PERMIT_EXTEND,
+        Kind::Lock => (&scripts::EXTEND, false),
+        Kind::Fair { .. } => (&scripts::EXTEND, true),
+        Kind::Semaphore { .. } => (&scripts::PERMIT_EXTEND, false),
     }
 }
 

@@ -8,6 +8,7 @@ mod blocking;
 mod cancel;
 mod costs;
 mod exclusion;
+mod fair;
 mod faults;
 mod hardening;
 mod input;

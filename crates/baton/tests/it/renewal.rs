@@ -126,10 +126,13 @@ async fn renewal_survives_a_reconnect() {
     crate::support::within(async {
         let (_server, proxy, client) =
             crate::support::behind_proxy(baton::DEFAULT_NODE_TIMEOUT).await;
-        let guard = hold(&client, "job", Duration::from_millis(600)).await;
+        // (A 1.2 s lease: the reconnect and the renewal after it have most
+        // of a second, so a loaded machine does not lose it.)
+        let ttl = Duration::from_millis(1_200);
+        let guard = hold(&client, "job", ttl).await;
         for _ in 0..3 {
             proxy.reset_connections();
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            tokio::time::sleep(ttl).await;
             assert!(guard.is_held(), "still held after a reset");
         }
         assert_eq!(guard.release().await.unwrap(), baton::Released::Released);

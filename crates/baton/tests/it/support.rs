@@ -137,6 +137,17 @@ impl Backend {
         }
     }
 
+    /// How many waiters fair lock `name`'s queue holds.
+    pub fn queue_len(&self, name: &str) -> usize {
+        let queue = baton_core::Keys::new("baton:", name).unwrap().fair().queue;
+        match self {
+            Backend::Redis(server) | Backend::RedisVia(server, _) => {
+                server.cmd::<usize>(&["LLEN", &queue])
+            }
+            Backend::Memory(store) => store.queue_len(&queue),
+        }
+    }
+
     /// Every key in the backend, sorted.
     pub fn keys(&self) -> Vec<String> {
         match self {
