@@ -1,6 +1,6 @@
 //! The project's benchmark on private servers: starts five `redis-server`
 //! processes, then runs `baton bench`'s workloads — single-server ones on the
-//! first, Redlock over 3 and over 5, and sequential again with a replica of
+//! first (contended on an unfair and on a fair lock), Redlock over 3 and over 5, and sequential again with a replica of
 //! the first and replica acknowledgement on — and stops the servers.
 //!
 //! ```text
@@ -31,11 +31,15 @@ async fn main() -> Result<(), String> {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         min_replicas: None,
         wait_aof: false,
+        fair: false,
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {
         runs.extend(run(&options(workload, &urls[..1])).await?);
     }
+    let mut fair = options("contended", &urls[..1]);
+    fair.fair = true;
+    runs.extend(run(&fair).await?);
     runs.extend(run(&options("redlock", &urls[..3])).await?);
     runs.extend(run(&options("redlock", &urls)).await?);
     runs.extend(run(&options("baseline", &urls[..1])).await?);

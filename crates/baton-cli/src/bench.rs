@@ -6,6 +6,7 @@
 //! - `concurrent` (W2): C tasks (default 64), distinct keys;
 //! - `contended` (W3): C workers (default 8) on one key, waiting acquire,
 //!   tiny critical section; wait percentiles, per-worker counts, Jain index;
+//!   on a fair lock with `fair`;
 //! - `redlock` (W4): one client over every given server, sequential;
 //! - `baseline`: raw `SET NX PX` + `DEL` through one redis-rs multiplexed
 //!   connection, sequential and at C (default 64) — the ceiling to compare with.
@@ -40,6 +41,8 @@ pub struct Options {
     /// AOF acknowledgement for `sequential` (`wait_aof` of the client):
     /// what waiting for each lease's fsync costs.
     pub wait_aof: bool,
+    /// `contended` on a fair lock ([`baton::Lock::fair`]).
+    pub fair: bool,
 }
 
 /// The workload names `Options::workload` accepts.
@@ -115,7 +118,8 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     }
     if wants("contended") {
         let done = Progress::show(o.progress, "contended", scale(400));
-        runs.push(contended(&url, scale(400), o.concurrency.unwrap_or(8), &done).await?);
+        let workers = o.concurrency.unwrap_or(8);
+        runs.push(contended(&url, scale(400), workers, o.fair, &done).await?);
     }
     if wants("redlock") && o.urls.len() >= 2 {
         let done = Progress::show(o.progress, "redlock", scale(2_000));
@@ -360,6 +364,7 @@ async fn contended(
     url: &str,
     acquisitions: usize,
     workers: usize,
+    fair: bool,
     done: &Progress,
 ) -> Result<Run, String> {
     let name = format!("bench:{}:contended", std::process::id());
@@ -370,7 +375,7 @@ async fn contended(
         let client = Client::connect(url).await.map_err(|e| e.to_string())?;
         let (name, remaining, done) = (name.clone(), remaining.clone(), done.counter());
         handles.push(tokio::spawn(async move {
-            let lock = client.lock(&name).ttl(Duration::from_secs(10));
+            let lock = client.lock(&name).ttl(Duration::from_secs(10)).fair(fair);
             let mut waits = Vec::new();
             while remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
                 let t = Instant::now();
@@ -402,8 +407,9 @@ async fn contended(
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let extra =
-        format!(",\"wait_p99_us\":{wait_p99},\"per_worker\":[{per_worker}],\"jain\":{jain:.2}");
+    let extra = format!(
+        ",\"fair\":{fair},\"wait_p99_us\":{wait_p99},\"per_worker\":[{per_worker}],\"jain\":{jain:.2}"
+    );
     Ok(Run::new("contended", "baton", start, waits, extra))
 }
 
@@ -479,6 +485,7 @@ mod tests {
                     progress: false,
                     min_replicas: None,
                     wait_aof: false,
+                    fair: false,
                 };
                 match run(&options).await {
                     Err(e) => assert!(e.contains(what), "{workload}: {e}"),

@@ -213,6 +213,15 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
+    /// The contended workload on a fair lock (waiters served in arrival order).
+    #[arg(long)]
+    pub fair: bool,
+
+    /// The tokio runtime the benchmark runs on: current (one thread, as the
+    /// rest of the command) or multi (a worker per core).
+    #[arg(long, default_value = "current", value_parser = ["current", "multi"])]
+    pub runtime: String,
+
     /// One JSON object per workload on stdout.
     #[arg(long)]
     pub json: bool,

@@ -71,6 +71,7 @@ async fn bench(args: cli::BenchArgs) -> Exit {
         min_replicas: (args.backend.min_replicas > 0)
             .then_some((args.backend.min_replicas, args.backend.replica_timeout)),
         wait_aof: args.backend.wait_aof,
+        fair: args.fair,
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(
@@ -84,7 +85,24 @@ async fn bench(args: cli::BenchArgs) -> Exit {
             "the redlock workload needs several servers: give --url more than once",
         );
     }
-    match baton_cli::bench::run(&options).await {
+    let measured = if args.runtime == "multi" {
+        // On a runtime of its own with a worker per core, in a thread of its
+        // own (a runtime cannot be started inside another's task).
+        let ran = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start a multi-thread runtime: {e}"))?
+                .block_on(baton_cli::bench::run(&options))
+        });
+        match tokio::task::spawn_blocking(move || ran.join()).await {
+            Ok(Ok(result)) => result,
+            _ => Err("the benchmark's runtime thread failed".to_owned()),
+        }
+    } else {
+        baton_cli::bench::run(&options).await
+    };
+    match measured {
         Ok(runs) => {
             for run in runs {
                 run.report(args.json);

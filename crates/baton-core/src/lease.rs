@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::quorum::{drift, Extension};
+use crate::quorum::{self, drift, Extension};
 use crate::seeded;
 
 /// Where a lease is in its life. Once it is not [`State::Held`] it never is
@@ -122,6 +122,9 @@ pub struct LeaseState {
     ttl: Duration,
     valid_until: Instant,
     next: Instant,
+    /// How long before the deadline renewals give up: a tenth of the TTL
+    /// (of the hand-off lease, for a lock handed over, until it is renewed).
+    margin: Duration,
     state: State,
 }
 
@@ -133,8 +136,48 @@ impl LeaseState {
             ttl,
             valid_until,
             next: started + ttl / 3,
+            margin: ttl / 10,
             state: State::Held,
         }
+    }
+
+    /// A fair lock handed to a waiter by the holder's release, which the
+    /// waiter learns from its grant: the release set the key to the
+    /// waiter's token with a short hand-off lease `hand_off`, at a moment
+    /// after the waiter's last queued attempt went out at `queued_at` (the
+    /// release can only hand the lock to an entry that attempt made or
+    /// refreshed). So the lease is valid until `queued_at + hand_off -
+    /// drift`, and its first renewal, which extends it to `ttl`, is due a
+    /// third of the way to that deadline (as a fresh lease renews at a
+    /// third of its TTL), so work that ends sooner costs no renewal. `None`
+    /// when that leaves nothing at `now`: the waiter then takes the lock
+    /// with an attempt instead.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use baton_core::lease::LeaseState;
+    /// let t0 = Instant::now();
+    /// let (ttl, hand_off) = (Duration::from_secs(10), Duration::from_secs(3));
+    /// let lease = LeaseState::handed(ttl, hand_off, t0, t0 + Duration::from_secs(1)).unwrap();
+    /// assert_eq!(lease.valid_until(), t0 + Duration::from_millis(2_968));
+    /// let at = t0 + Duration::from_secs(1) + Duration::from_millis(1_968) / 3;
+    /// assert_eq!(lease.next_renewal(), Some(at), "a third of the way to the deadline");
+    /// assert!(LeaseState::handed(ttl, hand_off, t0, t0 + Duration::from_secs(3)).is_none());
+    /// ```
+    pub fn handed(
+        ttl: Duration,
+        hand_off: Duration,
+        queued_at: Instant,
+        now: Instant,
+    ) -> Option<LeaseState> {
+        let left = quorum::validity(hand_off, now.saturating_duration_since(queued_at))?;
+        Some(LeaseState {
+            ttl,
+            valid_until: now + left,
+            next: now + left / 3,
+            margin: ttl.min(hand_off) / 10,
+            state: State::Held,
+        })
     }
 
     /// Where the lease is in its life.
@@ -174,7 +217,7 @@ impl LeaseState {
     /// When to stop retrying renewals and declare the lease lost.
     pub fn give_up_at(&self) -> Instant {
         self.valid_until
-            .checked_sub(self.ttl / 10)
+            .checked_sub(self.margin)
             .unwrap_or(self.valid_until)
     }
 
@@ -206,6 +249,7 @@ impl LeaseState {
                 }
                 self.valid_until = sent + self.ttl.saturating_sub(drift(self.ttl));
                 self.next = sent + self.ttl / 3;
+                self.margin = self.ttl / 10;
                 Applied::Extended
             }
             (Extension::Extended, _) => self.lose(LostBecause::LateVerdict),
@@ -215,7 +259,7 @@ impl LeaseState {
                 if now >= give_up {
                     return self.lose(LostBecause::RenewalsFailed);
                 }
-                self.next = (now + self.ttl / 10).min(give_up);
+                self.next = (now + self.margin).min(give_up);
                 Applied::Retrying
             }
             (Extension::Unknown, Operation::Extend { ttl }) => {
@@ -330,6 +374,24 @@ mod tests {
         assert!(expiring.handle_timeout(t0 + MS(987)));
         assert!(!expiring.handle_timeout(t0 + MS(988)));
         assert_eq!(expiring.state(), State::Lost(LostBecause::DeadlinePassed));
+    }
+
+    /// A lock handed over on a short hand-off lease gives up by that
+    /// lease's tenth, not the long TTL's (which would put the give-up point
+    /// before the handing, and lose the lease at its first renewal); once
+    /// renewed, it lives by its own TTL.
+    #[test]
+    fn a_handed_lease_renews_within_its_hand_off_lease() {
+        let t0 = Instant::now();
+        let (ttl, hand_off) = (Duration::from_secs(30), Duration::from_secs(3));
+        let mut lease = LeaseState::handed(ttl, hand_off, t0, t0).unwrap();
+        let next = lease.next_renewal().unwrap();
+        assert!(next < lease.give_up_at() && lease.give_up_at() < lease.valid_until());
+        assert_eq!(lease.give_up_at(), lease.valid_until() - hand_off / 10);
+        let applied = lease.handle_verdict(Operation::Renewal, Extension::Extended, next, next);
+        assert_eq!(applied, Applied::Extended);
+        assert_eq!(lease.valid_until(), next + ttl - drift(ttl));
+        assert_eq!(lease.give_up_at(), lease.valid_until() - ttl / 10);
     }
 
     #[test]

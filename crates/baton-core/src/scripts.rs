@@ -48,7 +48,7 @@ pub const ACQUIRE: Script = Script {
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "26b1ab7ee2aa7035ac8d0d08a6038c2271816b3a",
+    sha1: "93cbf09d9fca93ec2985d7158507c0d465fcc2a7",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.

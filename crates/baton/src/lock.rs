@@ -1,13 +1,15 @@
 //! [`Lock`]: a named lock and how to take it (once, or waiting).
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::acquire::{Loss, Outcome};
+use baton_core::lease::LeaseState;
 use baton_core::quorum::quorum;
 use baton_core::waiting::{Next, Waiting};
-use baton_core::{Keys, Kind, Token};
+use baton_core::{Fence, Keys, Kind, Token};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -245,6 +247,9 @@ impl Lock {
         // A fair waiter's own channel, once it has subscribed: its attempts
         // then queue it (named by a random value, not the token).
         let mut grant: Option<Arc<str>> = None;
+        // When the last attempt that queued this waiter went out: a grant
+        // came after it (see `LeaseState::handed`).
+        let mut queued_at = None;
         let mut taking_back: Option<JoinHandle<bool>> = None;
         loop {
             if let Some(take_back) = taking_back.take() {
@@ -256,6 +261,14 @@ impl Lock {
             }
             if waiting.poll_fresh_token() {
                 token = random::token();
+                if grant.take().is_some() {
+                    // The queue entry (and its grant channel) belong to
+                    // the old token: queue afresh on a channel of the new.
+                    waiter = None;
+                }
+            }
+            if grant.is_some() {
+                queued_at = Some(now());
             }
             let (next, error) = match self.attempt(&keys, ttl, &token, grant.as_ref()).await {
                 Ok(Attempt::Won(guard)) => return Ok(guard),
@@ -270,10 +283,10 @@ impl Lock {
                     Some(e),
                 ),
             };
-            match next {
-                Next::Subscribe => {
-                    // Before the retry that follows, so a release between
-                    // the two is not missed.
+            match (next, &mut waiter) {
+                // Before the retry that follows, so a release between the
+                // two is not missed.
+                (Next::Subscribe, _) | (Next::AwaitRelease { .. }, None) => {
                     let channel: Arc<str> = if fair {
                         let channel: Arc<str> = keys.grant_channel(random::token().as_str()).into();
                         grant = Some(Arc::clone(&channel));
@@ -286,17 +299,30 @@ impl Lock {
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
                 }
-                Next::AwaitRelease { at_most } => match &mut waiter {
-                    Some(waiter) => waiter.wait(at_most).await,
-                    None => unreachable!("the machine subscribes before it awaits a release"),
-                },
-                Next::Pause(pause) => {
+                (Next::AwaitRelease { at_most }, Some(waiter)) => {
+                    let granted = waiter.wait(at_most).await;
+                    let handed = match (granted, queued_at, keys.kind) {
+                        (Some(fence), Some(queued_at), Kind::Fair { entry_ttl_ms }) => {
+                            let hand_off = Duration::from_millis(entry_ttl_ms.into());
+                            LeaseState::handed(ttl, hand_off, queued_at, now())
+                                .map(|state| (Fence(fence), state))
+                        }
+                        _ => None,
+                    };
+                    if let Some(won) = handed {
+                        // Handed over by the release: ours without another
+                        // round trip (it renews to its full TTL soon after).
+                        tracing::debug!(lock = %self.name, fence = %won.0, "handed the lock");
+                        return Ok(self.guard(&keys, &token, won, Arc::default()));
+                    }
+                }
+                (Next::Pause(pause), _) => {
                     if let Some(e) = &error {
                         tracing::debug!(lock = %self.name, error = %e, ?pause, "transient error while waiting; trying again");
                     }
                     tokio::time::sleep(pause).await;
                 }
-                Next::TimedOut => {
+                (Next::TimedOut, _) => {
                     if grant.is_some() {
                         // The lock may have been handed to us just now:
                         // pass it on rather than let it block the queue.
@@ -307,7 +333,7 @@ impl Lock {
                         waited: start.elapsed(),
                     });
                 }
-                Next::Fail => return Err(error.expect("only an error fails the wait")),
+                (Next::Fail, _) => return Err(error.expect("only an error fails the wait")),
             }
         }
     }
@@ -407,18 +433,7 @@ impl Lock {
                 .won_lease()
                 .expect("a decided attempt not lost is won");
             tracing::debug!(lock = %self.name, fence = %won.0, "acquired");
-            let lease = Lease::new(
-                Arc::clone(&self.name),
-                Arc::clone(keys),
-                token.clone(),
-                won,
-                outcome.ended,
-            );
-            return Ok(Attempt::Won(Guard::new(
-                lease,
-                self.client.clone(),
-                self.auto_renew,
-            )));
+            return Ok(Attempt::Won(self.guard(keys, token, won, outcome.ended)));
         };
         // Take back what may have landed, without making the caller wait
         // for a slow node (see `acquire` for the token's reuse).
@@ -430,6 +445,25 @@ impl Lock {
             }
             loss => Ok(Attempt::Lost { loss, take_back }),
         }
+    }
+
+    /// The guard of a lease won (or handed over) with `won`'s fence and
+    /// state; `ended`: the flag the won attempt's stragglers watch.
+    fn guard(
+        &self,
+        keys: &Arc<Keys>,
+        token: &Token,
+        won: (Fence, LeaseState),
+        ended: Arc<AtomicBool>,
+    ) -> Guard {
+        let lease = Lease::new(
+            Arc::clone(&self.name),
+            Arc::clone(keys),
+            token.clone(),
+            won,
+            ended,
+        );
+        Guard::new(lease, self.client.clone(), self.auto_renew)
     }
 
     /// After a lost attempt, takes back whatever of it may have landed, so

@@ -273,8 +273,8 @@ impl Node for MemoryNode {
                     None => Found::NotHeld,
                     Some(granted) => {
                         match granted {
-                            Some(channel) => self.hub.publish(&channel),
-                            None if announce => self.hub.publish(&keys.channel),
+                            Some((channel, fence)) => self.hub.publish(&channel, Some(fence)),
+                            None if announce => self.hub.publish(&keys.channel, None),
                             None => {}
                         }
                         Found::Deleted
@@ -306,7 +306,7 @@ impl Node for MemoryNode {
                 (Some(_), kind) => Err(wrong_kind(keys, kind)),
             })?;
             if released && announce {
-                self.hub.publish(&keys.channel);
+                self.hub.publish(&keys.channel, None);
             }
             Ok(if released {
                 Found::Deleted
@@ -386,7 +386,7 @@ impl Node for MemoryNode {
                 Some(_) => Err(wrong_kind(keys, keys.kind)),
             })?;
             if removed.is_some() {
-                self.hub.publish(&keys.channel);
+                self.hub.publish(&keys.channel, None);
             }
             Ok(removed.and_then(|e| match e.value {
                 Stored::Text(holder) => Some(holder.into_bytes()),
@@ -550,13 +550,13 @@ fn fair_acquire(
 
 /// A fair lock's release, as `release.lua`'s fair branch: `None` if the
 /// lock was not ours; else `Some` with the grant channel of the waiter it
-/// was handed to, if any.
+/// was handed to and its fence, if it was handed on.
 fn fair_release(
     map: &mut HashMap<String, Entry>,
     keys: &Keys,
     token: &Token,
     hand_off: Duration,
-) -> Result<Option<Option<String>>> {
+) -> Result<Option<Option<(String, u64)>>> {
     let now = Instant::now();
     match live(map, &keys.lock) {
         None => return Ok(None),
@@ -575,7 +575,7 @@ fn fair_release(
         map.remove(&keys.lock);
         return Ok(Some(None));
     }
-    next_fence(map, &keys.fence)?;
+    let fence = next_fence(map, &keys.fence)?;
     let next = pop_waiter(map, &queue_key).expect("a live first waiter");
     let value = Stored::Holder(next.token);
     map.insert(
@@ -585,7 +585,7 @@ fn fair_release(
             expires: Some(now + hand_off),
         },
     );
-    Ok(Some(Some(next.channel)))
+    Ok(Some(Some((next.channel, fence))))
 }
 
 /// Drops the waiters at the head of the queue whose entries lapsed; the

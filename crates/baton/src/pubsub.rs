@@ -142,7 +142,7 @@ impl PubSubLink {
         let (hub, link) = (Arc::clone(&self.hub), self.me.clone());
         let reader = tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
-                hub.publish(msg.get_channel_name());
+                hub.publish(msg.get_channel_name(), grant_of(msg.get_payload_bytes()));
             }
             // The connection dropped: releases may have gone unseen, and
             // the waiters' subscriptions with it.
@@ -242,4 +242,10 @@ impl Drop for PubSubLink {
             reader.abort();
         }
     }
+}
+
+/// The fence a fair lock's grant carries (its message is the fence, in
+/// decimal); `None` for a plain release announcement.
+pub(crate) fn grant_of(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok()?.parse().ok()
 }

@@ -30,8 +30,16 @@ pub(crate) struct Hub {
 }
 
 struct Channel {
-    bumps: watch::Sender<u64>,
+    bumps: watch::Sender<Bump>,
     subscribers: usize,
+}
+
+/// A channel's count of releases seen, and the fence the last one carried:
+/// a fair lock's grant says which fence its new holder has.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bump {
+    seen: u64,
+    grant: Option<u64>,
 }
 
 impl Hub {
@@ -46,7 +54,7 @@ impl Hub {
         let entry = channels
             .entry(channel.to_owned())
             .or_insert_with(|| Channel {
-                bumps: watch::Sender::new(0),
+                bumps: watch::Sender::new(Bump::default()),
                 subscribers: 0,
             });
         entry.subscribers += 1;
@@ -58,10 +66,14 @@ impl Hub {
         }
     }
 
-    /// Wakes the subscribers of `channel` (a release was seen).
-    pub(crate) fn publish(&self, channel: &str) {
+    /// Wakes the subscribers of `channel` (a release was seen); `grant`:
+    /// the fence a fair lock's hand-off carried, if the message was one.
+    pub(crate) fn publish(&self, channel: &str, grant: Option<u64>) {
         if let Some(entry) = lock(&self.channels).get(channel) {
-            entry.bumps.send_modify(|n| *n += 1);
+            entry.bumps.send_modify(|b| {
+                b.seen += 1;
+                b.grant = grant;
+            });
         }
     }
 
@@ -69,7 +81,10 @@ impl Hub {
     /// connection that carried them dropped), so everyone should look again.
     pub(crate) fn publish_all(&self) {
         for entry in lock(&self.channels).values() {
-            entry.bumps.send_modify(|n| *n += 1);
+            entry.bumps.send_modify(|b| {
+                b.seen += 1;
+                b.grant = None;
+            });
         }
     }
 
@@ -99,7 +114,7 @@ impl Hub {
 
 /// One subscriber's view of a release channel. Unsubscribes on drop.
 pub(crate) struct Subscription {
-    bumps: watch::Receiver<u64>,
+    bumps: watch::Receiver<Bump>,
     hub: Arc<Hub>,
     channel: String,
     on_last_leave: Option<OnLastLeave>,
@@ -107,12 +122,13 @@ pub(crate) struct Subscription {
 
 impl Subscription {
     /// Resolves at the first release seen since the last call (or since
-    /// subscribing).
-    async fn released(&mut self) {
+    /// subscribing), with the fence it granted, if it was a grant.
+    async fn released(&mut self) -> Option<u64> {
         if self.bumps.changed().await.is_err() {
             // The channel cannot be dropped while we hold it; never spin.
             std::future::pending::<()>().await;
         }
+        self.bumps.borrow_and_update().grant
     }
 }
 
@@ -159,7 +175,8 @@ impl Waiter {
     }
 
     /// Waits for a release notification, or `fallback`, whichever comes
-    /// first.
+    /// first. A fair lock's grant ends the wait at once and yields the
+    /// fence it handed over.
     ///
     /// Over several nodes a release is announced by each node it reaches,
     /// a moment apart. Trying at the first announcement would race the
@@ -168,7 +185,7 @@ impl Waiter {
     /// timeout, if one is silent). So once one node has announced, the wait
     /// goes on for the announcements of a quorum of the subscribed nodes,
     /// for at most [`QUORUM_GRACE`].
-    pub(crate) async fn wait(&mut self, fallback: Duration) {
+    pub(crate) async fn wait(&mut self, fallback: Duration) -> Option<u64> {
         let deadline = tokio::time::sleep(fallback);
         tokio::pin!(deadline);
         let mut announced: Vec<bool> = Vec::new();
@@ -177,7 +194,7 @@ impl Waiter {
             announced.resize(self.subscriptions.len(), false);
             let heard = announced.iter().filter(|&&a| a).count();
             if heard > 0 && heard >= self.quorum.min(self.subscriptions.len()) {
-                return;
+                return None;
             }
             let Waiter {
                 subscriptions,
@@ -188,9 +205,9 @@ impl Waiter {
                 if subscriptions.is_empty() {
                     std::future::pending::<()>().await;
                 }
-                select_all(subscriptions.iter_mut().map(|s| Box::pin(s.released())))
-                    .await
-                    .1
+                let (grant, node, _) =
+                    select_all(subscriptions.iter_mut().map(|s| Box::pin(s.released()))).await;
+                (node, grant)
             };
             let joined = async {
                 match late {
@@ -205,9 +222,14 @@ impl Waiter {
                 }
             };
             tokio::select! {
-                () = &mut deadline => return,
-                () = grace_over => return,
-                node = released => {
+                () = &mut deadline => return None,
+                () = grace_over => return None,
+                (node, grant) = released => {
+                    if grant.is_some() {
+                        // A fair lock's grant names its one recipient: no
+                        // quorum to wait for.
+                        return grant;
+                    }
                     announced[node] = true;
                     grace.get_or_insert_with(|| Instant::now() + QUORUM_GRACE);
                 }
@@ -234,7 +256,7 @@ mod tests {
     async fn a_release_before_the_wait_is_not_missed() {
         let hub = Arc::new(Hub::default());
         let mut waiter = Waiter::new(vec![hub.join("c", None)], None, 1);
-        hub.publish("c");
+        hub.publish("c", None);
         let start = tokio::time::Instant::now();
         waiter.wait(Duration::from_secs(30)).await;
         assert_eq!(

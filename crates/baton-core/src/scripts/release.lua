@@ -1,5 +1,7 @@
 -- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held)
 local held
+-- What the announcement says: a plain release, or a hand-off's fence (for its one waiter).
+local message = 'released'
 if ARGV[4] == 'permit' then
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -34,6 +36,7 @@ elseif ARGV[4] == 'fair' then
       redis.call('HSET', KEYS[1], 'holder', head)
       redis.call('PEXPIRE', KEYS[1], ARGV[5])
       ARGV[2] = redis.call('HGET', KEYS[5], head) or ''
+      message = tostring(fence)
       redis.call('LPOP', KEYS[3])
       redis.call('HDEL', KEYS[4], head)
       redis.call('HDEL', KEYS[5], head)
@@ -52,14 +55,14 @@ if ARGV[2] ~= '' then
   -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
   local announced
   if ARGV[3] == 'sharded' then
-    announced = redis.pcall('SPUBLISH', ARGV[2], 'released')
+    announced = redis.pcall('SPUBLISH', ARGV[2], message)
     -- Redis 6 has no sharded pub/sub ("Unknown Redis command", 7's "unknown command"):
     -- a plain message reaches every node, where that cluster's waiters SUBSCRIBE.
     if type(announced) == 'table' and announced.err and string.find(announced.err, 'nknown', 1, true) then
-      announced = redis.pcall('PUBLISH', ARGV[2], 'released')
+      announced = redis.pcall('PUBLISH', ARGV[2], message)
     end
   else
-    announced = redis.pcall('PUBLISH', ARGV[2], 'released')
+    announced = redis.pcall('PUBLISH', ARGV[2], message)
   end
   if type(announced) == 'table' and announced.err then
     return 2

@@ -16,6 +16,7 @@ use redis::{PushInfo, PushKind};
 
 use crate::error::{Error, Result};
 use crate::node::{BoxFuture, Notifications};
+use crate::pubsub::grant_of;
 use crate::script;
 use crate::wait::{Hub, Subscription};
 
@@ -144,12 +145,16 @@ impl ShardedLink {
                     .and_then(|c| redis::from_redis_value_ref::<String>(c).ok());
                 match (push.kind, channel) {
                     (PushKind::SMessage | PushKind::Message, Some(channel)) => {
-                        hub.publish(&channel)
+                        let payload = push
+                            .data
+                            .get(1)
+                            .and_then(|p| redis::from_redis_value_ref::<Vec<u8>>(p).ok());
+                        hub.publish(&channel, payload.as_deref().and_then(grant_of))
                     }
                     (PushKind::SUnsubscribe, Some(channel)) if hub.has_subscribers(&channel) => {
                         // The server dropped the subscription (the slot
                         // moved): subscribe where it lives now, and look.
-                        hub.publish(&channel);
+                        hub.publish(&channel, None);
                         let link = link.clone();
                         tokio::spawn(async move {
                             if let Some(link) = link.upgrade() {
