@@ -38,5 +38,5 @@ pub mod token;
 pub mod vote;
 pub mod waiting;
 
-pub use name::{FairKeys, Keys, Kind, NameError};
+pub use name::{FairKeys, Keys, Kind, NameError, RwKeys};
 pub use token::{Fence, Token};

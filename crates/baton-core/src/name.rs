@@ -127,6 +127,18 @@ pub enum Kind {
         /// The acquirer's limit (at least 1).
         permits: u32,
     },
+    /// A read-write lock's reader: like a permit, a member of the readers'
+    /// sorted set (scored by its lease's expiry) at a companion of the
+    /// name ([`RwKeys::readers`]), taken only while no writer holds or waits.
+    Read,
+    /// A read-write lock's writer: a plain lock at the name's key, taken
+    /// only while no reader holds; while it waits, it holds back new
+    /// readers ([`RwKeys::waiting`]).
+    Write {
+        /// How long a waiting writer's mark lives without a refresh (ms), so
+        /// a writer that dies or gives up stops holding readers back.
+        entry_ttl_ms: u32,
+    },
     /// A fair lock: a hash (field `holder`) holding the one holder's token,
     /// with a queue of waiters in arrival order ([`FairKeys`]); a release
     /// hands the lock to the first live waiter.
@@ -136,6 +148,17 @@ pub enum Kind {
         /// a waiter lives this long until the waiter takes it.
         entry_ttl_ms: u32,
     },
+}
+
+/// The keys of a read-write lock, in its cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RwKeys {
+    /// The writer's lock (a string holding its token): the name's key.
+    pub writer: String,
+    /// The readers' tokens, scored by their leases' expiry (a sorted set).
+    pub readers: String,
+    /// The waiting writers' tokens, scored by their marks' expiry (a sorted set).
+    pub waiting: String,
 }
 
 /// The companions of a fair lock, in its cluster slot.
@@ -163,9 +186,38 @@ impl Keys {
         })
     }
 
-    /// The same keys, holding `kind`.
+    /// The same keys, holding `kind`. A reader's lease is held in the
+    /// readers' set ([`RwKeys::readers`]), so its `lock` moves there.
     pub fn with_kind(self, kind: Kind) -> Keys {
-        Keys { kind, ..self }
+        let lock = match kind {
+            Kind::Read => companion(&self.base(), "readers"),
+            _ => self.base(),
+        };
+        Keys { kind, lock, ..self }
+    }
+
+    /// The name's own key (`prefix + name`), read back from the fence
+    /// counter, a companion of it (see [`companion`]).
+    fn base(&self) -> String {
+        let after_tag = &self.fence[self.fence.find('}').expect("a companion has a tag") + 1..];
+        let mut parts = after_tag.split(SEPARATOR).skip(1);
+        let rest = parts.next().unwrap_or_default();
+        if rest.is_empty() {
+            let tag = &self.fence[1..self.fence.find('}').expect("a companion has a tag")];
+            tag.to_owned()
+        } else {
+            rest.to_owned()
+        }
+    }
+
+    /// A read-write lock's keys (made on demand, as [`Keys::fair`]).
+    pub fn rw(&self) -> RwKeys {
+        let base = self.base();
+        RwKeys {
+            readers: companion(&base, "readers"),
+            waiting: companion(&base, "writers"),
+            writer: base,
+        }
     }
 
     /// A fair lock's queue companions (made on demand: only fair locks use
@@ -333,6 +385,27 @@ mod tests {
             Keys::new("baton:", "job").unwrap().fence,
             "{baton:job}\u{1f}\u{1f}fence"
         );
+    }
+
+    #[test]
+    fn a_read_write_locks_keys_are_read_back_from_the_fence_counter() {
+        for name in ["job", "{tag}job", "a}b", "{}x", "x{y}z{w}"] {
+            let keys = Keys::new("baton:", name).unwrap();
+            let rw = keys.rw();
+            assert_eq!(rw.writer, keys.lock, "{name}");
+            let reader = keys.clone().with_kind(Kind::Read);
+            assert_eq!(reader.lock, rw.readers, "{name}");
+            assert_eq!(reader.rw(), rw, "{name}: the same from either side");
+            let slot = hash_slot(keys.lock.as_bytes());
+            for key in [&rw.readers, &rw.waiting] {
+                assert_eq!(hash_slot(key.as_bytes()), slot, "{name}: {key:?}");
+            }
+            let writer = reader.with_kind(Kind::Write { entry_ttl_ms: 1 });
+            assert_eq!(
+                writer.lock, keys.lock,
+                "{name}: the writer holds the name's key"
+            );
+        }
     }
 
     #[test]

@@ -136,8 +136,34 @@ pub const FAIR_ACQUIRE: Script = Script {
     sha1: "8898dd068eeb00879c0367cf554875c12e4cbd42",
 };
 
+/// Takes a read lease of a read-write lock ([`crate::Kind::Read`]) while
+/// no writer holds or waits.
+///
+/// `KEYS = [readers, fence, writer, waiting]`, `ARGV = [token, ttl_ms]`;
+/// replies `[1, fence]` (the counter as the last write left it: readers
+/// share it) or `[0, ms]`, the longest wait before looking again.
+pub const READ_ACQUIRE: Script = Script {
+    name: "read_acquire",
+    source: include_str!("scripts/read_acquire.lua"),
+    sha1: "54ddb1d14f762ddcb9f566e649305296d716f400",
+};
+
+/// Takes the write lease of a read-write lock ([`crate::Kind::Write`])
+/// once no reader holds, drawing a fence; while it waits, marks the writer
+/// as waiting so new readers hold back.
+///
+/// `KEYS = [writer, fence, readers, waiting]`, `ARGV = [token, ttl_ms,
+/// mark_ttl_ms or "0" not to wait]`; replies `[1, fence]` or `[0, ms]`.
+pub const WRITE_ACQUIRE: Script = Script {
+    name: "write_acquire",
+    source: include_str!("scripts/write_acquire.lua"),
+    sha1: "d1858c60812f29e1bba07be271d4bb68585bdc08",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 9] = [
+pub const ALL: [Script; 11] = [
+    READ_ACQUIRE,
+    WRITE_ACQUIRE,
     FAIR_ACQUIRE,
     ACQUIRE,
     RELEASE,

@@ -13,6 +13,7 @@ use crate::lock::Lock;
 use crate::memory::MemoryStore;
 use crate::node::{Connection, Node};
 use crate::renew::Renewer;
+use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 use crate::topology;
 
@@ -102,6 +103,12 @@ impl Client {
     /// [`lock`](Client::lock).
     pub fn semaphore(&self, name: &str, permits: u32) -> Semaphore {
         Semaphore::new(self.clone(), name, permits)
+    }
+
+    /// A read-write lock named `name`: many readers or one writer (see
+    /// [`RwLock`]). Cheap, as [`lock`](Client::lock).
+    pub fn rw_lock(&self, name: &str) -> RwLock {
+        RwLock::new(self.clone(), name)
     }
 
     /// The key prefix of this client's locks.

@@ -212,6 +212,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Lock => "a lock",
         Kind::Semaphore { .. } => "a semaphore",
         Kind::Fair { .. } => "a fair lock",
+        Kind::Read => "a read-write lock's reader",
+        Kind::Write { .. } => "a read-write lock's writer",
     }
 }
 

@@ -98,6 +98,7 @@ mod pubsub;
 mod random;
 mod redact;
 mod renew;
+mod rwlock;
 mod script;
 mod semaphore;
 mod sentinel;
@@ -113,6 +114,7 @@ pub use guard::{Guard, Lease, Released};
 pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, FAIR_RETRY_INTERVAL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;
 pub use node::Connection;
+pub use rwlock::RwLock;
 pub use semaphore::{Permit, Semaphore};
 
 /// The README's examples, compiled as doc tests so they cannot rot.

@@ -140,15 +140,21 @@ impl Lock {
     /// Keeps the keys' kind in step with `fair` and the retry interval (a
     /// fair lock's queue entries are sized by it).
     fn rekind(&mut self) {
+        let entries = |interval: Duration| {
+            interval
+                .saturating_mul(FAIR_ENTRY_INTERVALS)
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32
+        };
         let kind = match (self.fair, self.keys.as_ref().map(|k| k.kind)) {
             (true, Ok(Kind::Lock | Kind::Fair { .. })) => Kind::Fair {
-                entry_ttl_ms: self
-                    .fair_interval()
-                    .saturating_mul(FAIR_ENTRY_INTERVALS)
-                    .as_millis()
-                    .min(u128::from(u32::MAX)) as u32,
+                entry_ttl_ms: entries(self.fair_interval()),
             },
             (false, Ok(Kind::Fair { .. })) => Kind::Lock,
+            // A waiting writer's mark outlives a few of its looks.
+            (_, Ok(Kind::Write { .. })) => Kind::Write {
+                entry_ttl_ms: entries(self.retry_interval),
+            },
             _ => return,
         };
         if let Ok(keys) = &mut self.keys {
@@ -236,6 +242,8 @@ impl Lock {
         let (keys, ttl) = self.plan()?;
         let start = tokio::time::Instant::now();
         let fair = matches!(keys.kind, Kind::Fair { .. });
+        // A writer queues too: its waiting mark holds new readers back.
+        let queues = fair || matches!(keys.kind, Kind::Write { .. });
         let interval = if fair {
             self.fair_interval()
         } else {
@@ -288,12 +296,13 @@ impl Lock {
                 // two is not missed.
                 (Next::Subscribe, _) | (Next::AwaitRelease { .. }, None) => {
                     let channel: Arc<str> = if fair {
-                        let channel: Arc<str> = keys.grant_channel(random::token().as_str()).into();
-                        grant = Some(Arc::clone(&channel));
-                        channel
+                        keys.grant_channel(random::token().as_str()).into()
                     } else {
                         keys.channel.as_str().into()
                     };
+                    if queues {
+                        grant = Some(Arc::clone(&channel));
+                    }
                     let (subscriptions, late) = self.client.inner.nodes.subscribe(&channel).await;
                     let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
@@ -323,7 +332,7 @@ impl Lock {
                     tokio::time::sleep(pause).await;
                 }
                 (Next::TimedOut, _) => {
-                    if grant.is_some() {
+                    if fair && grant.is_some() {
                         // The lock may have been handed to us just now:
                         // pass it on rather than let it block the queue.
                         drop(self.take_back_in_background(&keys, &token, vec![0]));
@@ -400,6 +409,21 @@ impl Lock {
                         reason: "permits are not queued: a semaphore is not fair",
                     });
                 }
+            }
+            Kind::Read | Kind::Write { .. } if nodes > 1 => {
+                return Err(Error::NotOffered {
+                    what: "a read-write lock",
+                    deployment: format!("a Redlock of {nodes} servers"),
+                    reason: "readers share one fence and the waiting writers' marks live on one \
+                             server; use one server, Sentinel or Cluster",
+                });
+            }
+            Kind::Read | Kind::Write { .. } if self.fair => {
+                return Err(Error::NotOffered {
+                    what: "a fair read-write lock",
+                    deployment: "any deployment".to_owned(),
+                    reason: "readers and writers are not queued in order (writers are preferred)",
+                });
             }
             Kind::Fair { .. } if nodes > 1 => {
                 return Err(Error::NotOffered {

@@ -201,6 +201,9 @@ impl Node for MemoryNode {
                 let entry_ttl = Duration::from_millis(entry_ttl_ms.into());
                 return self.with(|map| fair_acquire(map, keys, token, expires, entry_ttl, grant));
             }
+            if let Kind::Read | Kind::Write { .. } = keys.kind {
+                return self.with(|map| rw_acquire(map, keys, token, expires, grant.is_some()));
+            }
             self.with(|map| {
                 match (live(map, &keys.lock), keys.kind) {
                     (
@@ -237,20 +240,14 @@ impl Node for MemoryNode {
                 }
                 let fence = next_fence(map, &keys.fence)?;
                 match keys.kind {
-                    Kind::Lock | Kind::Fair { .. } => {
+                    Kind::Semaphore { .. } => {
+                        hold_in_set(map, &keys.lock, token.as_str(), expires);
+                    }
+                    // (Fair and read-write kinds took their own paths above.)
+                    _ => {
                         let value = Stored::Text(token.as_str().to_owned());
                         let expires = Some(expires);
                         map.insert(keys.lock.clone(), Entry { value, expires });
-                    }
-                    Kind::Semaphore { .. } => {
-                        let entry = map.entry(keys.lock.clone()).or_insert_with(|| Entry {
-                            value: Stored::Permits(HashMap::new()),
-                            expires: None,
-                        });
-                        if let Stored::Permits(held) = &mut entry.value {
-                            held.insert(token.as_str().to_owned(), expires);
-                            entry.expires = held.values().max().copied();
-                        }
                     }
                 }
                 Ok(Reply::Acquired { fence })
@@ -288,14 +285,14 @@ impl Node for MemoryNode {
                         value: Stored::Text(holder),
                         ..
                     }),
-                    Kind::Lock,
+                    Kind::Lock | Kind::Write { .. },
                 ) => Ok(holder == token.as_str() && map.remove(&keys.lock).is_some()),
                 (
                     Some(Entry {
                         value: Stored::Permits(held),
                         ..
                     }),
-                    Kind::Semaphore { .. },
+                    Kind::Semaphore { .. } | Kind::Read,
                 ) => {
                     let was_valid = held.remove(token.as_str()).is_some_and(|at| at > now);
                     if held.is_empty() {
@@ -405,7 +402,7 @@ impl Node for MemoryNode {
                         let until = now + Duration::from_millis(*ttl_ms);
                         match (live(map, &keys.lock), keys.kind) {
                             (None, _) => Ok(false),
-                            (Some(e), Kind::Lock) => {
+                            (Some(e), Kind::Lock | Kind::Write { .. }) => {
                                 let ours = e.value.text() == Some(token.as_str());
                                 if ours {
                                     e.expires = Some(until);
@@ -422,7 +419,7 @@ impl Node for MemoryNode {
                                 }
                                 Ok(ours)
                             }
-                            (Some(e), Kind::Semaphore { .. }) => {
+                            (Some(e), Kind::Semaphore { .. } | Kind::Read) => {
                                 let Stored::Permits(held) = &mut e.value else {
                                     return Err(wrong_kind(keys, keys.kind));
                                 };
@@ -626,4 +623,113 @@ fn pop_waiter(map: &mut HashMap<String, Entry>, queue_key: &str) -> Option<Queue
         map.remove(queue_key);
     }
     first
+}
+
+/// A read-write lock's acquire, as `read_acquire.lua` and
+/// `write_acquire.lua`; `queued`: a waiting writer marks itself.
+fn rw_acquire(
+    map: &mut HashMap<String, Entry>,
+    keys: &Keys,
+    token: &Token,
+    expires: Instant,
+    queued: bool,
+) -> Result<Reply> {
+    let now = Instant::now();
+    let rw = keys.rw();
+    let busy = |ms: Duration| Reply::Busy {
+        holder: HolderTtl::Expires(ms),
+    };
+    let soonest = |map: &mut HashMap<String, Entry>, key: &str| -> Result<Option<Instant>> {
+        match live(map, key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Stored::Permits(held),
+                ..
+            }) => {
+                held.retain(|_, at| *at > now);
+                Ok(held.values().min().copied())
+            }
+            Some(_) => Err(wrong_kind(keys, keys.kind)),
+        }
+    };
+    let waiting = soonest(map, &rw.waiting)?;
+    match keys.kind {
+        Kind::Read => {
+            match live(map, &rw.writer) {
+                None => {}
+                Some(Entry {
+                    value: Stored::Text(_),
+                    expires: at,
+                }) => {
+                    return Ok(busy(at.map_or(Duration::ZERO, |at| at - now)));
+                }
+                Some(_) => return Err(wrong_kind(keys, keys.kind)),
+            }
+            if let Some(at) = waiting {
+                return Ok(busy(at - now));
+            }
+            soonest(map, &keys.lock)?;
+            hold_in_set(map, &keys.lock, token.as_str(), expires);
+            let fence = live(map, &keys.fence)
+                .and_then(|e| e.value.text())
+                .and_then(|f| f.parse().ok())
+                .unwrap_or_default();
+            Ok(Reply::Acquired { fence })
+        }
+        Kind::Write { entry_ttl_ms } => {
+            let wait = match live(map, &keys.lock) {
+                Some(Entry {
+                    value: Stored::Text(holder),
+                    expires: at,
+                }) if holder != token.as_str() => Some(at.map_or(Duration::ZERO, |at| at - now)),
+                Some(Entry {
+                    value: Stored::Text(_),
+                    ..
+                })
+                | None => soonest(map, &rw.readers)?.map(|at| at - now),
+                Some(_) => return Err(wrong_kind(keys, keys.kind)),
+            };
+            if let Some(wait) = wait {
+                if queued {
+                    let mark = now + Duration::from_millis(entry_ttl_ms.into());
+                    hold_in_set(map, &rw.waiting, token.as_str(), mark);
+                }
+                return Ok(busy(wait));
+            }
+            let fence = next_fence(map, &keys.fence)?;
+            let value = Stored::Text(token.as_str().to_owned());
+            map.insert(
+                keys.lock.clone(),
+                Entry {
+                    value,
+                    expires: Some(expires),
+                },
+            );
+            if let Some(Entry {
+                value: Stored::Permits(marks),
+                ..
+            }) = live(map, &rw.waiting)
+            {
+                marks.remove(token.as_str());
+                if marks.is_empty() {
+                    map.remove(&rw.waiting);
+                }
+            }
+            Ok(Reply::Acquired { fence })
+        }
+        _ => unreachable!("only a read-write lock's kinds come here"),
+    }
+}
+
+/// Puts `member` in the sorted set at `key` until `until` (the set expiring
+/// with its latest member), as `ZADD` + `PEXPIREAT` do.
+fn hold_in_set(map: &mut HashMap<String, Entry>, key: &str, member: &str, until: Instant) {
+    let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
+        value: Stored::Permits(HashMap::new()),
+        expires: None,
+    });
+    if let Stored::Permits(held) = &mut entry.value {
+        held.insert(member.to_owned(), until);
+        entry.expires = held.values().max().copied();
+    }
 }

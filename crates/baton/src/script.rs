@@ -257,12 +257,12 @@ impl<C: Link> RedisNode<C> {
     async fn release_script(&self, keys: &Keys, token: &str, channel: &str) -> Result<Called<i64>> {
         let sharded = self.sharded();
         match keys.kind {
-            Kind::Lock => {
+            Kind::Lock | Kind::Write { .. } => {
                 let args = [token, channel, sharded];
                 self.call_with(&scripts::RELEASE, &[&keys.lock], &args, false)
                     .await
             }
-            Kind::Semaphore { .. } => {
+            Kind::Semaphore { .. } | Kind::Read => {
                 let args = [token, channel, sharded, "permit"];
                 self.call_with(&scripts::RELEASE, &[&keys.lock], &args, false)
                     .await
@@ -322,6 +322,25 @@ impl<C: Link> Node for RedisNode<C> {
                     let args = [token, &ttl, &permits];
                     let keys = [&*keys.lock, &keys.fence];
                     self.call_with(&scripts::PERMIT_ACQUIRE, &keys, &args, true)
+                        .await
+                }
+                Kind::Read => {
+                    let rw = keys.rw();
+                    let args = [token, &ttl];
+                    let keys = [&*keys.lock, &keys.fence, &rw.writer, &rw.waiting];
+                    self.call_with(&scripts::READ_ACQUIRE, &keys, &args, true)
+                        .await
+                }
+                Kind::Write { entry_ttl_ms } => {
+                    let rw = keys.rw();
+                    let mark = if grant.is_some() {
+                        entry_ttl_ms.to_string()
+                    } else {
+                        "0".to_owned()
+                    };
+                    let args = [token, &ttl, &mark];
+                    let keys = [&*keys.lock, &keys.fence, &rw.readers, &rw.waiting];
+                    self.call_with(&scripts::WRITE_ACQUIRE, &keys, &args, true)
                         .await
                 }
                 Kind::Fair { entry_ttl_ms } => {

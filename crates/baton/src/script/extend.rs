@@ -226,9 +226,9 @@ impl<C: Link> RedisNode<C> {
 /// lock is fair.
 fn extend_script(kind: Kind) -> (&'static scripts::Script, bool) {
     match kind {
-        Kind::Lock => (&scripts::EXTEND, false),
+        Kind::Lock | Kind::Write { .. } => (&scripts::EXTEND, false),
         Kind::Fair { .. } => (&scripts::EXTEND, true),
-        Kind::Semaphore { .. } => (&scripts::PERMIT_EXTEND, false),
+        Kind::Semaphore { .. } | Kind::Read => (&scripts::PERMIT_EXTEND, false),
     }
 }
 

@@ -16,6 +16,7 @@ mod ownership;
 mod redlock;
 mod renewal;
 mod replicas;
+mod rwlock;
 mod semaphore;
 mod tls;
 mod waiting;
