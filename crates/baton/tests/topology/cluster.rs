@@ -433,6 +433,50 @@ async fn semaphores_on_every_master_hold_their_count_and_renew() {
     .await
 }
 
+/// A fair lock on a Cluster: waiters queue in the lock's slot and are
+/// handed the lock in arrival order (grants by sharded pub/sub there); and
+/// a read-write lock keeps readers and its writer apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_and_read_write_locks_work_on_a_cluster() {
+    within(async {
+        let cluster = cluster().await;
+        let prefix = prefix();
+        let client = client(&cluster, &prefix).await;
+        let lock = client.lock("fifo").fair(true).wait(Duration::from_secs(30));
+        let held = lock.try_acquire().await.unwrap().expect("free");
+        let queue = Keys::new(&prefix, "fifo").unwrap().fair().queue;
+        let master = cluster.master_of_slot(LocalCluster::slot_of(&queue));
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (lock, served) = (lock.clone(), Arc::clone(&served));
+            tasks.push(tokio::spawn(async move {
+                let guard = lock.acquire().await.expect("served");
+                served.lock().unwrap().push(i);
+                guard.release().await.unwrap();
+            }));
+            eventually("the waiter queued", || {
+                master.cmd::<usize>(&["LLEN", &queue]) == i + 1
+            })
+            .await;
+        }
+        held.release().await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*served.lock().unwrap(), vec![0, 1, 2], "FIFO");
+
+        let rw = client.rw_lock("config");
+        let reader = rw.read().try_acquire().await.unwrap().expect("a reader");
+        assert!(rw.write().try_acquire().await.unwrap().is_none());
+        reader.release().await.unwrap();
+        let writer = rw.write().try_acquire().await.unwrap().expect("a writer");
+        assert!(rw.read().try_acquire().await.unwrap().is_none());
+        writer.release().await.unwrap();
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
     within(async {
