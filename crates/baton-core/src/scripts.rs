@@ -48,7 +48,7 @@ pub const ACQUIRE: Script = Script {
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "93cbf09d9fca93ec2985d7158507c0d465fcc2a7",
+    sha1: "09ae01a7b40c66bc18ff9c567f2a4965d0723a34",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.

@@ -19,7 +19,7 @@
 /// these rules would break there. Users of `wait_aof` add `+waitaof` (and,
 /// for the check at connect, `+command|info`; both checks are skipped when
 /// refused, and the first write says what is missing).
-const COMMANDS: [&str; 33] = [
+const COMMANDS: [&str; 34] = [
     "evalsha",
     "eval",
     "get",
@@ -42,6 +42,7 @@ const COMMANDS: [&str; 33] = [
     "lindex",
     "lpop",
     "rpush",
+    "lrem",
     "publish",
     "subscribe",
     "unsubscribe",
@@ -74,7 +75,7 @@ const COMMANDS: [&str; 33] = [
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
 ///      +time +zadd +zrem +zscore +zcard +zrange +zremrangebyscore +pexpireat +hget +hset +hdel \
-///      +lindex +lpop +rpush \
+///      +lindex +lpop +rpush +lrem \
 ///      +publish +subscribe +unsubscribe +ping +hello +wait +cluster|slots +spublish +ssubscribe \
 ///      +sunsubscribe +asking ~baton:* ~{baton:* &{baton:*"
 /// );

@@ -13,7 +13,7 @@ use baton_core::{Fence, Keys, Kind, Token};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::fanout::now;
+use crate::fanout::{now, Nodes};
 use crate::guard::{Guard, Lease, Released};
 use crate::random;
 use crate::wait::Waiter;
@@ -114,10 +114,12 @@ impl Lock {
     /// token, its fence drawn then) and tells only that waiter, which owns
     /// the lock with its next look, one round trip. A releaser that asks
     /// again queues behind the others. [`try_acquire`](Lock::try_acquire)
-    /// never jumps a non-empty queue. A waiter that dies or gives up keeps
-    /// its place only until its queue entry lapses (three retry intervals,
-    /// at least [`FAIR_RETRY_INTERVAL`] each), and a lock handed to it lives
-    /// no longer than that unless it takes it.
+    /// never jumps a non-empty queue. A waiter that leaves (its wait runs
+    /// out, an error, its future dropped) takes its entry out of the queue
+    /// at once, or passes on a lock handed to it. One that dies (a crashed
+    /// process) keeps its place only until its queue entry lapses (three
+    /// retry intervals, at least [`FAIR_RETRY_INTERVAL`] each), and a lock
+    /// handed to it lives no longer than that unless it takes it.
     ///
     /// A name is used fairly or not: the other use fails with
     /// [`Error::WrongKind`]. Over a Redlock it is not offered
@@ -258,6 +260,14 @@ impl Lock {
         // When the last attempt that queued this waiter went out: a grant
         // came after it (see `LeaseState::handed`).
         let mut queued_at = None;
+        // A fair waiter that leaves without the lock (an error, its wait run
+        // out, its future dropped) leaves the queue, or passes on a lock
+        // handed to it, rather than hold the queue up until its entry lapses.
+        let mut leaving = LeaveQueue {
+            nodes: Arc::clone(&self.client.inner.nodes),
+            keys: Arc::clone(&keys),
+            token: None,
+        };
         let mut taking_back: Option<JoinHandle<bool>> = None;
         loop {
             if let Some(take_back) = taking_back.take() {
@@ -271,15 +281,20 @@ impl Lock {
                 token = random::token();
                 if grant.take().is_some() {
                     // The queue entry (and its grant channel) belong to
-                    // the old token: queue afresh on a channel of the new.
+                    // the old token: leave it, and queue afresh on a
+                    // channel of the new.
                     waiter = None;
+                    leaving.leave_now();
                 }
             }
             if grant.is_some() {
                 queued_at = Some(now());
             }
             let (next, error) = match self.attempt(&keys, ttl, &token, grant.as_ref()).await {
-                Ok(Attempt::Won(guard)) => return Ok(guard),
+                Ok(Attempt::Won(guard)) => {
+                    leaving.token = None;
+                    return Ok(guard);
+                }
                 Ok(Attempt::Lost { loss, take_back }) => {
                     let next =
                         waiting.handle_loss(&loss, take_back.is_some(), now(), random::jitter());
@@ -303,6 +318,9 @@ impl Lock {
                     if queues {
                         grant = Some(Arc::clone(&channel));
                     }
+                    if fair {
+                        leaving.token = Some(token.clone());
+                    }
                     let (subscriptions, late) = self.client.inner.nodes.subscribe(&channel).await;
                     let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
@@ -322,6 +340,7 @@ impl Lock {
                         // Handed over by the release: ours without another
                         // round trip (it renews to its full TTL soon after).
                         tracing::debug!(lock = %self.name, fence = %won.0, "handed the lock");
+                        leaving.token = None;
                         return Ok(self.guard(&keys, &token, won, Arc::default()));
                     }
                 }
@@ -332,11 +351,6 @@ impl Lock {
                     tokio::time::sleep(pause).await;
                 }
                 (Next::TimedOut, _) => {
-                    if fair && grant.is_some() {
-                        // The lock may have been handed to us just now:
-                        // pass it on rather than let it block the queue.
-                        drop(self.take_back_in_background(&keys, &token, vec![0]));
-                    }
                     return Err(Error::Timeout {
                         name: self.name.to_string(),
                         waited: start.elapsed(),
@@ -501,6 +515,35 @@ impl Lock {
         let nodes = Arc::clone(&self.client.inner.nodes);
         let (keys, token) = (Arc::clone(keys), token.clone());
         tokio::spawn(async move { nodes.take_back(&keys, &token, &which).await })
+    }
+}
+
+/// A fair waiter's way out of the queue: dropped with a token still set,
+/// it sends that token's release in the background, which passes on a lock
+/// handed to it or, not holding one, takes its entry out of the queue.
+struct LeaveQueue {
+    nodes: Arc<Nodes>,
+    keys: Arc<Keys>,
+    token: Option<Token>,
+}
+
+impl LeaveQueue {
+    /// Leaves the queue now with the token set, if any.
+    fn leave_now(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime left: the entry lapses on its own
+        };
+        let (nodes, keys) = (Arc::clone(&self.nodes), Arc::clone(&self.keys));
+        runtime.spawn(async move { nodes.take_back(&keys, &token, &[0]).await });
+    }
+}
+
+impl Drop for LeaveQueue {
+    fn drop(&mut self) {
+        self.leave_now();
     }
 }
 

@@ -556,7 +556,6 @@ fn fair_release(
 ) -> Result<Option<Option<(String, u64)>>> {
     let now = Instant::now();
     match live(map, &keys.lock) {
-        None => return Ok(None),
         Some(Entry {
             value: Stored::Holder(holder),
             ..
@@ -564,7 +563,18 @@ fn fair_release(
         Some(Entry {
             value: Stored::Holder(_),
             ..
-        }) => return Ok(None),
+        })
+        | None => {
+            // Not the holder: a waiter leaving takes its entry out.
+            if let Some(Entry {
+                value: Stored::Queue(queue),
+                ..
+            }) = live(map, &keys.fair().queue)
+            {
+                queue.retain(|q| q.token != token.as_str());
+            }
+            return Ok(None);
+        }
         Some(_) => return Err(wrong_kind(keys, keys.kind)),
     }
     let queue_key = keys.fair().queue;

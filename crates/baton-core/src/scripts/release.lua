@@ -1,4 +1,4 @@
--- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held)
+-- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held; a fair lock's waiter then takes its queue entry out)
 local held
 -- What the announcement says: a plain release, or a hand-off's fence (for its one waiter).
 local message = 'released'
@@ -43,6 +43,11 @@ elseif ARGV[4] == 'fair' then
     else
       redis.call('DEL', KEYS[1])
     end
+  else
+    -- Not the holder: a waiter leaving the queue (its wait is over) takes its entry out.
+    redis.call('LREM', KEYS[3], 0, ARGV[1])
+    redis.call('HDEL', KEYS[4], ARGV[1])
+    redis.call('HDEL', KEYS[5], ARGV[1])
   end
 elseif redis.call('GET', KEYS[1]) == ARGV[1] then
   held = true
