@@ -1,5 +1,6 @@
 //! Cancellation safety: acquire, extend and release futures dropped at
-//! random points, many times, on both runtime flavours.
+//! random points, many times, on both runtime flavours, for locks, a
+//! semaphore's permits and a fair lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -60,7 +61,15 @@ fn cut_futures_at_random(runtime: tokio::runtime::Runtime) {
         let span_us = (span.as_micros() as u64 * 2).max(100);
         for _ in 0..400 {
             let cut = Duration::from_micros(cuts.next(span_us));
-            let lock = client.lock(NAMES[cuts.next(4) as usize]).ttl(TTL);
+            // Every kind of lease: plain locks, a semaphore's permits, a
+            // fair lock (whose cut waiters must leave its queue).
+            let name = NAMES[cuts.next(4) as usize];
+            let lock = match name {
+                "c" => client.semaphore(name, 2).into_lock(),
+                "d" => client.lock(name).fair(true),
+                _ => client.lock(name),
+            }
+            .ttl(TTL);
             match cuts.next(4) {
                 0 => {
                     let wait = lock.wait(Duration::from_millis(20));
