@@ -115,6 +115,61 @@ async fn locks_work_on_the_master_the_sentinels_name() {
     .await
 }
 
+/// Through the Sentinels, a semaphore, a fair lock and a read-write lock
+/// work as on one server, on the master the Sentinels name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphores_fair_and_read_write_locks_work_through_the_sentinels() {
+    within(async {
+        let set = set().await;
+        let (a, b) = (client(&set, 0).await, client(&set, 0).await);
+        let name = unique_name("sentinel-kinds");
+        let sem = a.semaphore(&name, 2);
+        let permits = (
+            sem.try_acquire().await.unwrap(),
+            sem.try_acquire().await.unwrap(),
+        );
+        assert!(permits.0.is_some() && permits.1.is_some());
+        assert!(b.semaphore(&name, 2).try_acquire().await.unwrap().is_none());
+        let master = set.master();
+        assert_eq!(
+            master.cmd::<i64>(&["ZCARD", &key(&name)]),
+            2,
+            "on the master"
+        );
+        drop(permits);
+
+        let fair = format!("{name}-fair");
+        let held = a
+            .lock(&fair)
+            .fair(true)
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let waiting = {
+            let lock = b.lock(&fair).fair(true).wait(Duration::from_secs(20));
+            tokio::spawn(async move { lock.acquire().await })
+        };
+        let first = held.fence();
+        held.release().await.unwrap();
+        let got = waiting.await.unwrap().expect("served");
+        assert!(got.fence() > first);
+        got.release().await.unwrap();
+
+        let rw = a.rw_lock(&format!("{name}-rw"));
+        let reader = rw.read().try_acquire().await.unwrap().expect("a reader");
+        assert!(b
+            .rw_lock(&format!("{name}-rw"))
+            .write()
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none());
+        reader.release().await.unwrap();
+    })
+    .await
+}
+
 /// Holds a lease with replica acknowledgement across `failover`, then
 /// checks what matters: it was never lost, no other client could take it
 /// at any point, it lives on the new master, and renewals continue there
