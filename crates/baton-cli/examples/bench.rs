@@ -32,6 +32,7 @@ async fn main() -> Result<(), String> {
         min_replicas: None,
         wait_aof: false,
         fair: false,
+        processes: None,
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {

@@ -43,6 +43,101 @@ pub struct Options {
     pub wait_aof: bool,
     /// `contended` on a fair lock ([`baton::Lock::fair`]).
     pub fair: bool,
+    /// `contended` with its workers in separate processes: how many, and
+    /// the `baton` executable to start them with (each runs
+    /// [`worker`] through `baton bench --worker`).
+    pub processes: Option<(usize, std::path::PathBuf)>,
+}
+
+/// How long each process of a multi-process `contended` run takes locks
+/// (a twentieth with `quick`).
+const PROCESS_RUN: Duration = Duration::from_secs(2);
+
+/// One worker of a multi-process `contended` run: takes and releases lock
+/// `name` on `url` for `run`, and says how many times and how long each
+/// wait was, as one line: `N W1 W2 …` (µs).
+pub async fn worker(url: &str, name: &str, run: Duration, fair: bool) -> Result<String, String> {
+    let client = Client::connect(url).await.map_err(|e| e.to_string())?;
+    let lock = client.lock(name).ttl(Duration::from_secs(10)).fair(fair);
+    let mut waits = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < run {
+        let t = Instant::now();
+        let guard = lock.acquire().await.map_err(|e| e.to_string())?;
+        waits.push(t.elapsed().as_micros());
+        tokio::task::yield_now().await;
+        guard.release().await.map_err(|e| e.to_string())?;
+    }
+    let mut line = waits.len().to_string();
+    for w in waits {
+        line.push(' ');
+        line.push_str(&w.to_string());
+    }
+    Ok(line)
+}
+
+/// `contended` with each worker a process of its own (see [`worker`]).
+async fn contended_processes(
+    url: &str,
+    processes: usize,
+    exe: &std::path::Path,
+    run: Duration,
+    fair: bool,
+) -> Result<Run, String> {
+    let name = format!("bench:{}:contended-processes", std::process::id());
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for _ in 0..processes {
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(["bench", "--url", url, "--worker", &name])
+            .args(["--worker-ms", &run.as_millis().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if fair {
+            cmd.arg("--fair");
+        }
+        children.push(
+            cmd.spawn()
+                .map_err(|e| format!("cannot start a worker: {e}"))?,
+        );
+    }
+    let (mut counts, mut waits) = (Vec::new(), Vec::new());
+    for child in children {
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+        let n = match numbers.next() {
+            Some(Ok(n)) if out.status.success() => n as usize,
+            _ => return Err(format!("a worker failed: {}", text.trim())),
+        };
+        counts.push(n);
+        for w in numbers {
+            waits.push(Duration::from_micros(w.map_err(|e| e.to_string())?));
+        }
+    }
+    let extra = fairness(&counts, &waits, fair);
+    let mut run = Run::new("contended", "baton", start, waits, extra);
+    run.extra.push_str(&format!(",\"processes\":{processes}"));
+    Ok(run)
+}
+
+/// The contended workload's report fields: per-worker counts, their Jain
+/// index and the wait p99.
+fn fairness(counts: &[usize], waits: &[Duration], fair: bool) -> String {
+    let sum: f64 = counts.iter().map(|&c| c as f64).sum();
+    let squares: f64 = counts.iter().map(|&c| (c * c) as f64).sum();
+    let jain = sum * sum / (counts.len() as f64 * squares);
+    let mut sorted = waits.to_vec();
+    sorted.sort();
+    let wait_p99 = sorted
+        .get(((sorted.len() as f64 * 0.99) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0, Duration::as_micros);
+    let per_worker = counts
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(",\"fair\":{fair},\"wait_p99_us\":{wait_p99},\"per_worker\":[{per_worker}],\"jain\":{jain:.2}")
 }
 
 /// The workload names `Options::workload` accepts.
@@ -119,7 +214,17 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     if wants("contended") {
         let done = Progress::show(o.progress, "contended", scale(400));
         let workers = o.concurrency.unwrap_or(8);
-        runs.push(contended(&url, scale(400), workers, o.fair, &done).await?);
+        match &o.processes {
+            Some((processes, exe)) => {
+                let run = if o.quick {
+                    PROCESS_RUN / 20
+                } else {
+                    PROCESS_RUN
+                };
+                runs.push(contended_processes(&url, *processes, exe, run, o.fair).await?);
+            }
+            None => runs.push(contended(&url, scale(400), workers, o.fair, &done).await?),
+        }
     }
     if wants("redlock") && o.urls.len() >= 2 {
         let done = Progress::show(o.progress, "redlock", scale(2_000));
@@ -395,21 +500,7 @@ async fn contended(
         counts.push(w.len());
         waits.extend(w);
     }
-    let sum: f64 = counts.iter().map(|&c| c as f64).sum();
-    let squares: f64 = counts.iter().map(|&c| (c * c) as f64).sum();
-    let jain = sum * sum / (counts.len() as f64 * squares);
-    let mut sorted = waits.clone();
-    sorted.sort();
-    let wait_p99 =
-        sorted[((sorted.len() as f64 * 0.99) as usize).min(sorted.len() - 1)].as_micros();
-    let per_worker = counts
-        .iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let extra = format!(
-        ",\"fair\":{fair},\"wait_p99_us\":{wait_p99},\"per_worker\":[{per_worker}],\"jain\":{jain:.2}"
-    );
+    let extra = fairness(&counts, &waits, fair);
     Ok(Run::new("contended", "baton", start, waits, extra))
 }
 
@@ -486,6 +577,7 @@ mod tests {
                     min_replicas: None,
                     wait_aof: false,
                     fair: false,
+                    processes: None,
                 };
                 match run(&options).await {
                     Err(e) => assert!(e.contains(what), "{workload}: {e}"),

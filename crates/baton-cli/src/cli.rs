@@ -217,6 +217,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub fair: bool,
 
+    /// The contended workload with each worker a process of its own, for 2 s (e.g. 8).
+    #[arg(long, value_parser = count(64))]
+    pub processes: Option<usize>,
+
+    /// (Internal: one worker process of --processes, on this lock name.)
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+
+    /// (Internal: how long a --worker runs, in ms.)
+    #[arg(long, hide = true, default_value_t = 2000)]
+    pub worker_ms: u64,
+
     /// The tokio runtime the benchmark runs on: current (one thread, as the
     /// rest of the command) or multi (a worker per core).
     #[arg(long, default_value = "current", value_parser = ["current", "multi"])]

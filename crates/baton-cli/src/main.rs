@@ -61,6 +61,25 @@ fn main() -> ExitCode {
 
 /// Runs `baton bench`: a report line per workload.
 async fn bench(args: cli::BenchArgs) -> Exit {
+    if let Some(name) = &args.worker {
+        let url = args.backend.urls.first().cloned().unwrap_or_default();
+        let run = std::time::Duration::from_millis(args.worker_ms);
+        return match baton_cli::bench::worker(&url, name, run, args.fair).await {
+            Ok(line) => {
+                baton_cli::out!("{line}");
+                Exit::quiet(0)
+            }
+            Err(e) => Exit::with(exit::UNAVAILABLE, e),
+        };
+    }
+    let processes = match args
+        .processes
+        .map(|n| std::env::current_exe().map(|exe| (n, exe)))
+    {
+        Some(Err(e)) => return Exit::with(1, format!("cannot find the baton executable: {e}")),
+        Some(Ok(processes)) => Some(processes),
+        None => None,
+    };
     let options = baton_cli::bench::Options {
         urls: args.backend.urls,
         workload: args.workload,
@@ -72,6 +91,7 @@ async fn bench(args: cli::BenchArgs) -> Exit {
             .then_some((args.backend.min_replicas, args.backend.replica_timeout)),
         wait_aof: args.backend.wait_aof,
         fair: args.fair,
+        processes,
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(

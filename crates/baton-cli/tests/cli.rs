@@ -1145,3 +1145,35 @@ fn permits_let_n_commands_run_at_once() {
     assert_eq!(code, 64, "{stderr}");
     one_line(&stderr);
 }
+
+/// `--processes N`: the contended workload's workers are N processes of
+/// their own on one fair lock, each taking its turn (its counts are in the
+/// report), and nothing is left behind but what the run deletes itself.
+#[test]
+fn bench_contended_over_separate_processes() {
+    let server = RedisServer::start();
+    let (code, stdout, stderr) = run(
+        &server,
+        &[
+            "bench",
+            "--workload",
+            "contended",
+            "--processes",
+            "3",
+            "--fair",
+            "--quick",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(report["processes"], 3);
+    assert_eq!(report["fair"], true);
+    let counts = report["per_worker"].as_array().expect("per-worker counts");
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts.iter().all(|c| c.as_u64() > Some(0)),
+        "every process took the lock: {counts:?}"
+    );
+    assert!(server.keys().is_empty(), "{:?}", server.keys());
+}
