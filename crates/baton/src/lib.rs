@@ -62,8 +62,9 @@
 //!   counter survives: a server restarted without persistence (or a
 //!   failover to a replica that missed increments) can hand out a fence
 //!   again. Enable AOF persistence where fences matter.
-//! - **Waiting is not fair.** Waiters are woken by release notifications
-//!   and race; there is no queue order.
+//! - **Waiting is not fair** unless asked for. Waiters of a plain lock are
+//!   woken by release notifications and race; [`Lock::fair`] queues them
+//!   in Redis and hands the lock to the first live one.
 //! - **Redlock** (several URLs): held while a majority of the configured
 //!   nodes agrees; validity as above from before the requests went out.
 //!   It relies on the nodes keeping their data (a majority restarted
@@ -73,8 +74,13 @@
 //!
 //! # Layout
 //! [`Client`] (a backend) makes [`Lock`]s (a name and options), which
-//! make [`Guard`]s (a held lease, released on drop). [`MemoryStore`] is an
-//! in-process backend with the same semantics.
+//! make [`Guard`]s (a held lease, released on drop). The other primitives
+//! are `Lock`s too, whose keys hold something else: a fair lock
+//! ([`Lock::fair`]), a counting [`Semaphore`] (its guards are
+//! [`Permit`]s), a [`RwLock`] (its `read()` and `write()` sides). Each has
+//! the same leases, renewal, lost signal and fences, on one server,
+//! Sentinel or Cluster. [`MemoryStore`] is an in-process backend with the
+//! same semantics.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
