@@ -109,6 +109,26 @@ impl Client {
             runtime: self.runtime.clone(),
         }
     }
+
+    /// A read-write lock named `name` (see [`crate::Client::rw_lock`]): its
+    /// read and write sides, as blocking [`Lock`]s.
+    ///
+    /// ```
+    /// let client = baton::blocking::Client::in_memory();
+    /// let (read, write) = client.rw_lock("config");
+    /// let reader = read.try_acquire()?.expect("free");
+    /// assert!(write.try_acquire()?.is_none(), "no writer beside a reader");
+    /// reader.release()?;
+    /// # Ok::<(), baton::Error>(())
+    /// ```
+    pub fn rw_lock(&self, name: &str) -> (Lock, Lock) {
+        let rw = self.client.rw_lock(name);
+        let side = |lock| Lock {
+            lock,
+            runtime: self.runtime.clone(),
+        };
+        (side(rw.read()), side(rw.write()))
+    }
 }
 
 fn runtime() -> Result<Runtime> {
