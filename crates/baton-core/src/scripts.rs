@@ -81,7 +81,7 @@ pub const RAISE: Script = Script {
 pub const INSPECT: Script = Script {
     name: "inspect",
     source: include_str!("scripts/inspect.lua"),
-    sha1: "da7e35bef605c7912b59845b4981fc0bbb97f6c8",
+    sha1: "509f245ff1a9a3ed86a87b27fb84ee2863117f1c",
 };
 
 /// Deletes the lock whoever holds it, and announces the release: an
@@ -93,7 +93,7 @@ pub const INSPECT: Script = Script {
 pub const FORCE_RELEASE: Script = Script {
     name: "force_release",
     source: include_str!("scripts/force_release.lua"),
-    sha1: "f65453f642078d121c6c53825415b3add8f49690",
+    sha1: "481abb116b728401f9a123beed21d1aca35e36f2",
 };
 
 /// Takes one of a semaphore's permits and draws a fence in one round trip

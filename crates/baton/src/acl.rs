@@ -19,7 +19,7 @@
 /// these rules would break there. Users of `wait_aof` add `+waitaof` (and,
 /// for the check at connect, `+command|info`; both checks are skipped when
 /// refused, and the first write says what is missing).
-const COMMANDS: [&str; 34] = [
+const COMMANDS: [&str; 35] = [
     "evalsha",
     "eval",
     "get",
@@ -43,6 +43,7 @@ const COMMANDS: [&str; 34] = [
     "lpop",
     "rpush",
     "lrem",
+    "type",
     "publish",
     "subscribe",
     "unsubscribe",
@@ -75,7 +76,7 @@ const COMMANDS: [&str; 34] = [
 ///     baton::acl_rules("baton:"),
 ///     "resetkeys resetchannels -@all +evalsha +eval +get +set +pexpire +pttl +incr +del \
 ///      +time +zadd +zrem +zscore +zcard +zrange +zremrangebyscore +pexpireat +hget +hset +hdel \
-///      +lindex +lpop +rpush +lrem \
+///      +lindex +lpop +rpush +lrem +type \
 ///      +publish +subscribe +unsubscribe +ping +hello +wait +cluster|slots +spublish +ssubscribe \
 ///      +sunsubscribe +asking ~baton:* ~{baton:* &{baton:*"
 /// );

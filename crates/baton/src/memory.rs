@@ -352,7 +352,7 @@ impl Node for MemoryNode {
                 let (holder, pttl) = match live(map, &keys.lock) {
                     None => (None, -2),
                     Some(Entry {
-                        value: Stored::Text(holder),
+                        value: Stored::Text(holder) | Stored::Holder(holder),
                         expires,
                     }) => (
                         Some(holder.clone().into_bytes()),
@@ -377,7 +377,7 @@ impl Node for MemoryNode {
             let removed = self.with(|map| match live(map, &keys.lock) {
                 None => Ok(None),
                 Some(Entry {
-                    value: Stored::Text(_),
+                    value: Stored::Text(_) | Stored::Holder(_),
                     ..
                 }) => Ok(map.remove(&keys.lock)),
                 Some(_) => Err(wrong_kind(keys, keys.kind)),
@@ -386,7 +386,7 @@ impl Node for MemoryNode {
                 self.hub.publish(&keys.channel, None);
             }
             Ok(removed.and_then(|e| match e.value {
-                Stored::Text(holder) => Some(holder.into_bytes()),
+                Stored::Text(holder) | Stored::Holder(holder) => Some(holder.into_bytes()),
                 _ => None,
             }))
         })

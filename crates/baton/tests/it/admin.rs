@@ -40,6 +40,28 @@ both! {
     }
 }
 
+both! {
+    /// A fair lock's status shows its holder and fence; breaking it
+    /// removes it, and the holder learns it lost the lease.
+    async fn a_fair_lock_shows_its_holder_and_can_be_broken(b: Backend) {
+        let (holder, operator) = (b.client().await, b.client().await);
+        let guard = holder
+            .lock("fair")
+            .fair(true)
+            .ttl(Duration::from_millis(600))
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let status = operator.status("fair").await.unwrap();
+        let shown = status.holder.expect("held").fingerprint;
+        assert_eq!(status.fence, Some(guard.fence()));
+        assert_eq!(operator.force_release("fair").await.unwrap(), vec![shown]);
+        guard.lost().await;
+        assert!(operator.status("fair").await.unwrap().holder.is_none());
+    }
+}
+
 fn guard_fence(n: u64) -> baton::Fence {
     baton::Fence(n)
 }
