@@ -62,11 +62,7 @@ pub async fn worker(url: &str, name: &str, run: Duration, fair: bool) -> Result<
     let mut waits = Vec::new();
     let start = Instant::now();
     while start.elapsed() < run {
-        let t = Instant::now();
-        let guard = lock.acquire().await.map_err(|e| e.to_string())?;
-        waits.push(t.elapsed().as_micros());
-        tokio::task::yield_now().await;
-        guard.release().await.map_err(|e| e.to_string())?;
+        waits.push(take_turn(&lock).await?.as_micros());
     }
     let mut line = waits.len().to_string();
     for w in waits {
@@ -74,6 +70,17 @@ pub async fn worker(url: &str, name: &str, run: Duration, fair: bool) -> Result<
         line.push_str(&w.to_string());
     }
     Ok(line)
+}
+
+/// One turn of a contended worker: waits for the lock, lets the others
+/// run once (the tiny critical section), releases; how long it waited.
+async fn take_turn(lock: &baton::Lock) -> Result<Duration, String> {
+    let t = Instant::now();
+    let guard = lock.acquire().await.map_err(|e| e.to_string())?;
+    let waited = t.elapsed();
+    tokio::task::yield_now().await;
+    guard.release().await.map_err(|e| e.to_string())?;
+    Ok(waited)
 }
 
 /// `contended` with each worker a process of its own (see [`worker`]).
@@ -483,12 +490,8 @@ async fn contended(
             let lock = client.lock(&name).ttl(Duration::from_secs(10)).fair(fair);
             let mut waits = Vec::new();
             while remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
-                let t = Instant::now();
-                let guard = lock.acquire().await.map_err(|e| e.to_string())?;
-                waits.push(t.elapsed());
+                waits.push(take_turn(&lock).await?);
                 done.fetch_add(1, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-                guard.release().await.map_err(|e| e.to_string())?;
             }
             Ok::<_, String>(waits)
         }));

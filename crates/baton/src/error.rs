@@ -271,6 +271,19 @@ impl Error {
         )
     }
 
+    /// `what` refused over a Redlock of `nodes` servers, saying why.
+    pub(crate) fn not_over_redlock(
+        what: &'static str,
+        nodes: usize,
+        reason: &'static str,
+    ) -> Error {
+        Error::NotOffered {
+            what,
+            deployment: format!("a Redlock of {nodes} servers"),
+            reason,
+        }
+    }
+
     pub(crate) fn invalid_name(name: &str, reason: NameError) -> Error {
         Error::InvalidName {
             name: name.chars().take(64).collect(),

@@ -112,7 +112,7 @@ impl Lock {
     /// Waiters queue in Redis, in the lock's cluster slot; a release hands
     /// the lock straight to the first live waiter (the key is set to its
     /// token, its fence drawn then) and tells only that waiter, which owns
-    /// the lock with its next look, one round trip. A releaser that asks
+    /// the lock on receipt, without a round trip of its own. A releaser that asks
     /// again queues behind the others. [`try_acquire`](Lock::try_acquire)
     /// never jumps a non-empty queue. A waiter that leaves (its wait runs
     /// out, an error, its future dropped) takes its entry out of the queue
@@ -425,12 +425,12 @@ impl Lock {
                 }
             }
             Kind::Read | Kind::Write { .. } if nodes > 1 => {
-                return Err(Error::NotOffered {
-                    what: "a read-write lock",
-                    deployment: format!("a Redlock of {nodes} servers"),
-                    reason: "readers share one fence and the waiting writers' marks live on one \
-                             server; use one server, Sentinel or Cluster",
-                });
+                return Err(Error::not_over_redlock(
+                    "a read-write lock",
+                    nodes,
+                    "readers share one fence and the waiting writers' marks live on one \
+                     server; use one server, Sentinel or Cluster",
+                ));
             }
             Kind::Read | Kind::Write { .. } if self.fair => {
                 return Err(Error::NotOffered {
@@ -440,13 +440,12 @@ impl Lock {
                 });
             }
             Kind::Fair { .. } if nodes > 1 => {
-                return Err(Error::NotOffered {
-                    what: "a fair lock",
-                    deployment: format!("a Redlock of {nodes} servers"),
-                    reason: "its queue and hand-off live on one server; over several, a quorum \
-                             of queues could disagree on who is next; use one server, Sentinel \
-                             or Cluster",
-                });
+                return Err(Error::not_over_redlock(
+                    "a fair lock",
+                    nodes,
+                    "its queue and hand-off live on one server; over several, a quorum of \
+                     queues could disagree on who is next; use one server, Sentinel or Cluster",
+                ));
             }
             _ => {}
         }
@@ -512,9 +511,7 @@ impl Lock {
         token: &Token,
         which: Vec<usize>,
     ) -> JoinHandle<bool> {
-        let nodes = Arc::clone(&self.client.inner.nodes);
-        let (keys, token) = (Arc::clone(keys), token.clone());
-        tokio::spawn(async move { nodes.take_back(&keys, &token, &which).await })
+        spawn_take_back(&self.client.inner.nodes, keys, token.clone(), which)
     }
 }
 
@@ -533,12 +530,23 @@ impl LeaveQueue {
         let Some(token) = self.token.take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return; // no runtime left: the entry lapses on its own
-        };
-        let (nodes, keys) = (Arc::clone(&self.nodes), Arc::clone(&self.keys));
-        runtime.spawn(async move { nodes.take_back(&keys, &token, &[0]).await });
+        }
+        drop(spawn_take_back(&self.nodes, &self.keys, token, vec![0]));
     }
+}
+
+/// Takes back, in the background, what `token` may hold on nodes `which`
+/// (see [`Nodes::take_back`]); yields whether every node answered.
+fn spawn_take_back(
+    nodes: &Arc<Nodes>,
+    keys: &Arc<Keys>,
+    token: Token,
+    which: Vec<usize>,
+) -> JoinHandle<bool> {
+    let (nodes, keys) = (Arc::clone(nodes), Arc::clone(keys));
+    tokio::spawn(async move { nodes.take_back(&keys, &token, &which).await })
 }
 
 impl Drop for LeaveQueue {

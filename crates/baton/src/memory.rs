@@ -360,9 +360,7 @@ impl Node for MemoryNode {
                     ),
                     Some(_) => return Err(wrong_kind(keys, keys.kind)),
                 };
-                let fence = live(map, &keys.fence)
-                    .and_then(|e| e.value.text())
-                    .and_then(|f| f.parse().ok());
+                let fence = current_fence(map, &keys.fence);
                 Ok(Inspection {
                     holder,
                     pttl,
@@ -442,6 +440,11 @@ impl Node for MemoryNode {
     }
 }
 
+/// The fence counter at `key`, if it is set (and a counter).
+fn current_fence(map: &mut HashMap<String, Entry>, key: &str) -> Option<u64> {
+    live(map, key)?.value.text()?.parse().ok()
+}
+
 /// Draws the next fence from the counter at `key` (kept with whatever
 /// expiry it has, as `INCR` keeps it).
 fn next_fence(map: &mut HashMap<String, Entry>, key: &str) -> Result<u64> {
@@ -491,10 +494,7 @@ fn fair_acquire(
         }) => {
             if holder == token.as_str() {
                 *at = Some(expires);
-                let fence = live(map, &keys.fence)
-                    .and_then(|e| e.value.text())
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or_default();
+                let fence = current_fence(map, &keys.fence).unwrap_or_default();
                 return Ok(Reply::Acquired { fence });
             }
             Some(at.map_or(-1, |at| (at - now).as_millis() as i64))
@@ -680,10 +680,7 @@ fn rw_acquire(
             }
             soonest(map, &keys.lock)?;
             hold_in_set(map, &keys.lock, token.as_str(), expires);
-            let fence = live(map, &keys.fence)
-                .and_then(|e| e.value.text())
-                .and_then(|f| f.parse().ok())
-                .unwrap_or_default();
+            let fence = current_fence(map, &keys.fence).unwrap_or_default();
             Ok(Reply::Acquired { fence })
         }
         Kind::Write { entry_ttl_ms } => {

@@ -156,14 +156,13 @@ pub(crate) fn check(permits: u32, nodes: usize) -> Result<()> {
         });
     }
     if nodes > 1 {
-        return Err(Error::NotOffered {
-            what: "a semaphore",
-            deployment: format!("a Redlock of {nodes} servers"),
-            reason: "each permit would stand on its own quorum, and quorums of different \
-                     permits need not meet on a server that counts them both, so more than \
-                     the permitted number could be valid at once; use one server, Sentinel or \
-                     Cluster",
-        });
+        return Err(Error::not_over_redlock(
+            "a semaphore",
+            nodes,
+            "each permit would stand on its own quorum, and quorums of different permits \
+             need not meet on a server that counts them both, so more than the permitted \
+             number could be valid at once; use one server, Sentinel or Cluster",
+        ));
     }
     Ok(())
 }
