@@ -17,6 +17,9 @@ use std::fmt;
 pub const DEFAULT_PREFIX: &str = "baton:";
 /// The longest lock name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 512;
+/// The most names one multi-lock takes: its scripts touch two keys per
+/// name in one atomic call, which holds the server for all of them.
+pub const MAX_MULTI_NAMES: usize = 64;
 /// The longest key prefix accepted, in bytes.
 pub const MAX_PREFIX_LEN: usize = 128;
 /// Separates a lock key from a companion's suffix. Names and prefixes may not
@@ -41,6 +44,13 @@ pub enum NameError {
         /// The byte offset of the first control character.
         at: usize,
     },
+    /// A multi-lock was given no names.
+    NoNames,
+    /// A multi-lock was given more names than [`MAX_MULTI_NAMES`].
+    TooManyNames {
+        /// How many distinct names it was given.
+        count: usize,
+    },
 }
 
 impl fmt::Display for NameError {
@@ -51,6 +61,11 @@ impl fmt::Display for NameError {
             NameError::ControlChar { at } => {
                 write!(f, "contains a control character at byte {at}")
             }
+            NameError::NoNames => write!(f, "names no lock (a multi-lock needs at least one)"),
+            NameError::TooManyNames { count } => write!(
+                f,
+                "names {count} locks (a multi-lock takes at most {MAX_MULTI_NAMES})"
+            ),
         }
     }
 }
@@ -111,6 +126,10 @@ pub struct Keys {
     pub channel: String,
     /// What the lock key holds, which says which scripts speak to it.
     pub kind: Kind,
+    /// A multi-lock's names' keys, each a plain lock's, sorted by key
+    /// (`lock`, `fence` and `channel` above are the first's); empty for
+    /// every other kind.
+    pub members: Vec<Keys>,
 }
 
 /// What a name's lock key holds.
@@ -148,6 +167,11 @@ pub enum Kind {
         /// a waiter lives this long until the waiter takes it.
         entry_ttl_ms: u32,
     },
+    /// A multi-lock: the plain locks of several names
+    /// ([`Keys::members`]), taken all or none by one script per server,
+    /// with one fence above every earlier fence of each name (each name's
+    /// counter is raised to it, so later fences of each name exceed it).
+    Multi,
 }
 
 /// The keys of a read-write lock, in its cluster slot.
@@ -183,12 +207,70 @@ impl Keys {
             channel: companion(&lock, "released"),
             lock,
             kind: Kind::Lock,
+            members: Vec::new(),
         })
+    }
+
+    /// Validates `prefix` and `names` and derives a multi-lock's keys
+    /// ([`Kind::Multi`]): each name's plain-lock keys, sorted by key, a name
+    /// given twice taken once.
+    ///
+    /// ```
+    /// use baton_core::{Keys, Kind};
+    /// let keys = Keys::multi("baton:", &["b", "a", "b"]).unwrap();
+    /// assert_eq!(keys.kind, Kind::Multi);
+    /// let locks: Vec<&str> = keys.members.iter().map(|m| m.lock.as_str()).collect();
+    /// assert_eq!(locks, ["baton:a", "baton:b"]);
+    /// ```
+    pub fn multi(prefix: &str, names: &[&str]) -> Result<Keys, NameError> {
+        let mut members = names
+            .iter()
+            .map(|name| Keys::new(prefix, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by(|a, b| a.lock.cmp(&b.lock));
+        members.dedup_by(|a, b| a.lock == b.lock);
+        match members.len() {
+            0 => return Err(NameError::NoNames),
+            count if count > MAX_MULTI_NAMES => return Err(NameError::TooManyNames { count }),
+            _ => {}
+        }
+        let first = &members[0];
+        Ok(Keys {
+            lock: first.lock.clone(),
+            fence: first.fence.clone(),
+            channel: first.channel.clone(),
+            kind: Kind::Multi,
+            members,
+        })
+    }
+
+    /// The plain locks a lease of these keys holds: a multi-lock's
+    /// members, else these keys themselves.
+    pub fn locks(&self) -> &[Keys] {
+        match self.kind {
+            Kind::Multi => &self.members,
+            _ => std::slice::from_ref(self),
+        }
+    }
+
+    /// Two of a multi-lock's keys in different Redis Cluster slots, if
+    /// any: one script cannot touch both on a Cluster.
+    pub fn slots_apart(&self) -> Option<(&str, &str)> {
+        let first = self.members.first()?;
+        let slot = hash_slot(first.lock.as_bytes());
+        self.members
+            .iter()
+            .find(|m| hash_slot(m.lock.as_bytes()) != slot)
+            .map(|other| (first.lock.as_str(), other.lock.as_str()))
     }
 
     /// The same keys, holding `kind`. A reader's lease is held in the
     /// readers' set ([`RwKeys::readers`]), so its `lock` moves there.
     pub fn with_kind(self, kind: Kind) -> Keys {
+        debug_assert!(
+            kind != Kind::Multi && self.kind != Kind::Multi,
+            "a multi-lock's keys come from Keys::multi"
+        );
         let lock = match kind {
             Kind::Read => companion(&self.base(), "readers"),
             _ => self.base(),
@@ -384,6 +466,31 @@ mod tests {
         assert_eq!(
             Keys::new("baton:", "job").unwrap().fence,
             "{baton:job}\u{1f}\u{1f}fence"
+        );
+    }
+
+    #[test]
+    fn a_multi_lock_takes_distinct_valid_names_and_says_when_they_are_slots_apart() {
+        assert_eq!(Keys::multi("baton:", &[]), Err(NameError::NoNames));
+        assert_eq!(Keys::multi("baton:", &["a", ""]), Err(NameError::Empty));
+        let many: Vec<String> = (0..=MAX_MULTI_NAMES).map(|i| format!("n{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            Keys::multi("baton:", &many),
+            Err(NameError::TooManyNames {
+                count: MAX_MULTI_NAMES + 1
+            })
+        );
+        assert!(Keys::multi("baton:", &many[..MAX_MULTI_NAMES]).is_ok());
+        let apart = Keys::multi("baton:", &["a", "b"]).unwrap();
+        assert_eq!(apart.slots_apart(), Some(("baton:a", "baton:b")));
+        let tagged = Keys::multi("baton:", &["{job}a", "{job}b", "{job}a"]).unwrap();
+        assert_eq!(tagged.members.len(), 2, "a name given twice is taken once");
+        assert_eq!(tagged.slots_apart(), None);
+        assert_eq!(tagged.members[0], Keys::new("baton:", "{job}a").unwrap());
+        assert_eq!(
+            (&*tagged.lock, &*tagged.fence),
+            (&*tagged.members[0].lock, &*tagged.members[0].fence)
         );
     }
 

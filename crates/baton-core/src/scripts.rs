@@ -40,7 +40,10 @@ pub const ACQUIRE: Script = Script {
 /// counts as released only if its lease had not expired. `fair` (with
 /// `KEYS = [lock, fence, queue, entries, channels]` and a fifth argument, the
 /// hand-off TTL) hands a fair lock to its first live waiter, fence drawn
-/// then, and announces on that waiter's grant channel only. A third argument `sharded`
+/// then, and announces on that waiter's grant channel only. `multi` (with
+/// `KEYS` a multi-lock's locks and `ARGV[4 + i]` the channel of `KEYS[i]`;
+/// `ARGV[2]` then only says whether to announce) releases each lock still
+/// ours and counts as released only if every one was. A third argument `sharded`
 /// announces with `SPUBLISH` (Redis Cluster's sharded pub/sub, in the lock's
 /// slot), or with `PUBLISH` where the server does not know `SPUBLISH` (Redis
 /// 6, whose cluster waiters `SUBSCRIBE`); without it, `PUBLISH`, as other
@@ -48,30 +51,32 @@ pub const ACQUIRE: Script = Script {
 pub const RELEASE: Script = Script {
     name: "release",
     source: include_str!("scripts/release.lua"),
-    sha1: "09ae01a7b40c66bc18ff9c567f2a4965d0723a34",
+    sha1: "6a8dab4eea6fe00c99a724b7c29d75e0c2556caf",
 };
 
 /// Resets the lock's TTL only if it holds our token; never creates the key.
 ///
-/// `KEYS = [lock]`, `ARGV = [token, ttl_ms, "fair"?]`; replies 1 if
-/// extended, 0 if the key was absent or another's. `fair` reads a fair
-/// lock's hash.
+/// `KEYS = [lock]` (or a multi-lock's locks), `ARGV = [token, ttl_ms,
+/// "fair"?]`; replies 1 if extended (every key), 0 if a key was absent or
+/// another's (then none is touched). `fair` reads a fair lock's hash.
 pub const EXTEND: Script = Script {
     name: "extend",
     source: include_str!("scripts/extend.lua"),
-    sha1: "a9d18415ee0efd2bf28633ec5863cac84c14cfad",
+    sha1: "95c733153a89c938c3253830f7b989c8d9749bff",
 };
 
 /// Raises the fence counter to at least a value, only while the lock holds
 /// our token (Redlock: makes the fence a quorum agreed on the floor of every
 /// later fence).
 ///
-/// `KEYS = [lock, fence]`, `ARGV = [token, fence]`; replies 1 if the lock is
-/// ours and the counter is now at least `fence`, 0 if the lock is not ours.
+/// `KEYS = [lock, fence]` (or a multi-lock's lock and fence of each name,
+/// in pairs), `ARGV = [token, fence]`; replies 1 if every lock is ours and
+/// each counter is now at least `fence`, 0 if a lock is not ours (then
+/// nothing is touched).
 pub const RAISE: Script = Script {
     name: "raise",
     source: include_str!("scripts/raise.lua"),
-    sha1: "432b287ba0c3d80e6c5cbe0c9153d01f05bebd72",
+    sha1: "dbaf13dc937d33db118def33ee7c764c1ebdc174",
 };
 
 /// Reads the lock's holder, its remaining TTL and the fence counter,
@@ -160,8 +165,23 @@ pub const WRITE_ACQUIRE: Script = Script {
     sha1: "d1858c60812f29e1bba07be271d4bb68585bdc08",
 };
 
+/// Takes a multi-lock's locks all or none, with one fence, in one round
+/// trip ([`crate::Kind::Multi`]).
+///
+/// `KEYS = [lock₁, fence₁, lock₂, fence₂, …]` (each name's plain-lock keys),
+/// `ARGV = [token, ttl_ms]`; replies `[1, fence]` when every lock is ours,
+/// the fence above every earlier fence of each name (each counter raised to
+/// it), or `[0, pttl]` of a holder's key when one is another's (nothing is
+/// taken).
+pub const MULTI_ACQUIRE: Script = Script {
+    name: "multi_acquire",
+    source: include_str!("scripts/multi_acquire.lua"),
+    sha1: "e22a933b85e8cfa46de9d117288189d7553e4904",
+};
+
 /// Every script, for loading and checking.
-pub const ALL: [Script; 11] = [
+pub const ALL: [Script; 12] = [
+    MULTI_ACQUIRE,
     READ_ACQUIRE,
     WRITE_ACQUIRE,
     FAIR_ACQUIRE,

@@ -129,6 +129,24 @@ impl Client {
         };
         (side(rw.read()), side(rw.write()))
     }
+
+    /// A multi-lock of `names`, taken all or none (see
+    /// [`crate::Client::multi_lock`]).
+    ///
+    /// ```
+    /// let client = baton::blocking::Client::in_memory();
+    /// let both = client.multi_lock(&["from", "to"]);
+    /// let guard = both.try_acquire()?.expect("free");
+    /// assert!(client.lock("to").try_acquire()?.is_none(), "held with the other");
+    /// guard.release()?;
+    /// # Ok::<(), baton::Error>(())
+    /// ```
+    pub fn multi_lock(&self, names: &[&str]) -> Lock {
+        Lock {
+            lock: self.client.multi_lock(names),
+            runtime: self.runtime.clone(),
+        }
+    }
 }
 
 fn runtime() -> Result<Runtime> {

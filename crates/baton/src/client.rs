@@ -111,6 +111,43 @@ impl Client {
         RwLock::new(self.clone(), name)
     }
 
+    /// A multi-lock: the plain locks of every one of `names`, taken all or
+    /// none by one script per server, as one lease. Its [`Guard`](crate::Guard)
+    /// holds them all, renews them together and releases them all; the
+    /// lease is lost when any one of them is (expired, deleted, broken by
+    /// an operator). Cheap, as [`lock`](Client::lock).
+    ///
+    /// Each name is an ordinary lock: a multi-lock excludes, and is
+    /// excluded by, plain locks of any of its names and other multi-locks
+    /// that share a name. Its one fence is above every earlier fence of
+    /// each name, and every later fence of each name is above it, so one
+    /// number guards writes to all of the resources. A name given twice
+    /// counts once; no names, an invalid one or more than
+    /// [`MAX_MULTI_NAMES`](crate::MAX_MULTI_NAMES) fail with
+    /// [`Error::InvalidName`].
+    ///
+    /// On a Cluster the names must share a slot: give them one hash tag
+    /// (`{job}a`, `{job}b`), or else acquiring fails with
+    /// [`Error::CrossSlot`]. Over a Redlock each server takes all the names
+    /// or none, and the quorum is of servers that took all of them. It is
+    /// not fair ([`Lock::fair`] is refused with [`Error::NotOffered`]): a
+    /// waiter is woken by the release of any of its names and tries for
+    /// all of them again.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let transfer = client.multi_lock(&["account-17", "account-42"]);
+    /// let guard = transfer.try_acquire().await?.expect("both free");
+    /// assert!(client.lock("account-42").try_acquire().await?.is_none(), "taken with the other");
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn multi_lock(&self, names: &[&str]) -> Lock {
+        Lock::multi(self.clone(), names)
+    }
+
     /// The key prefix of this client's locks.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix

@@ -187,13 +187,24 @@ pub enum Error {
     },
     /// The name's key holds another kind of lock than the one asked for: a
     /// lock, a fair lock or a semaphore share a name (fair and unfair use
-    /// of one name included). Nothing was changed.
+    /// of one name included). Nothing was changed. For a multi-lock, `key`
+    /// lists its keys (the server does not say which one it was).
     #[error("key {key:?} holds another kind of lock than {}: locks, fair locks and semaphores cannot share a name", kind_name(*.used_as))]
     WrongKind {
         /// The key.
         key: String,
         /// The kind it was asked as.
         used_as: Kind,
+    },
+    /// A multi-lock's names fall in different Redis Cluster slots, which one
+    /// script cannot touch together. Nothing was changed.
+    #[error("the multi-lock keys {first:?} and {second:?} are in different Redis Cluster slots: \
+             give every name one hash tag (for example {{job}}a and {{job}}b), or put one in the client's prefix")]
+    CrossSlot {
+        /// One of the keys.
+        first: String,
+        /// A key in another slot than `first`.
+        second: String,
     },
     /// A primitive is not offered on this client's deployment.
     #[error("{what} is not offered over {deployment}: {reason}")]
@@ -214,6 +225,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Fair { .. } => "a fair lock",
         Kind::Read => "a read-write lock's reader",
         Kind::Write { .. } => "a read-write lock's writer",
+        Kind::Multi => "a multi-lock's lock",
     }
 }
 

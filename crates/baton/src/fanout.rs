@@ -350,8 +350,9 @@ impl Nodes {
         }
     }
 
-    /// Subscribes to the lock's release channel on every node that can
-    /// notify. Best effort: a node that fails is left to the timed fallback.
+    /// Subscribes to the lock's release channels (one; a multi-lock's, one
+    /// per name, heard as one per node) on every node that can notify.
+    /// Best effort: a node that fails is left to the timed fallback.
     ///
     /// Returns once a quorum of nodes has subscribed (every holder's quorum
     /// then shares a node with ours, so its release is heard) or every node
@@ -359,12 +360,12 @@ impl Nodes {
     /// as they come, so a slow node delays no waiter.
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
-        channel: &Arc<str>,
+        channels: &Arc<[Arc<str>]>,
     ) -> (Vec<Subscription>, Option<LateSubscriptions>) {
         let mut pending: FuturesUnordered<_> = (0..self.len())
             .map(|i| {
-                let (nodes, channel) = (Arc::clone(self), Arc::clone(channel));
-                async move { nodes.ask(i, |n| n.subscribe(&channel)).await }
+                let (nodes, channels) = (Arc::clone(self), Arc::clone(channels));
+                async move { nodes.ask(i, |n| subscribe_all(n, channels)).await }
             })
             .collect();
         let mut subscriptions = Vec::new();
@@ -412,6 +413,22 @@ impl Nodes {
     pub(crate) async fn server_for(&self, i: usize, keys: &Keys) -> String {
         self.list[i].server_for(keys).await
     }
+}
+
+/// Node `node`'s subscriptions to every one of `channels`, as one (`None`
+/// if it cannot notify).
+fn subscribe_all(
+    node: &dyn Node,
+    channels: Arc<[Arc<str>]>,
+) -> crate::node::BoxFuture<'_, Result<Option<Subscription>>> {
+    Box::pin(async move {
+        let each = channels.iter().map(|channel| node.subscribe(channel));
+        let mut each = futures_util::future::try_join_all(each).await?.into_iter();
+        let Some(first) = each.next().flatten() else {
+            return Ok(None);
+        };
+        Ok(each.try_fold(first, |all, one| one.map(|one| all.and(one))))
+    })
 }
 
 /// A release or take-back in progress: the core's [`Release`] machine and

@@ -113,6 +113,7 @@ mod wait;
 
 pub use acl::acl_rules;
 pub use admin::{Holder, LockStatus};
+pub use baton_core::name::MAX_MULTI_NAMES;
 pub use baton_core::{Fence, Kind, NameError};
 pub use client::{Client, ClientBuilder, DEFAULT_NODE_TIMEOUT, MAX_NODE_TIMEOUT};
 pub use error::{BoxError, Error, NodeError, NodeFailure, Result};

@@ -94,11 +94,22 @@ impl Lock {
     /// A handle on `name`'s key holding `kind` (a semaphore's `Lock` is its
     /// permits' handle: every rule of a lease is the same).
     pub(crate) fn of_kind(client: Client, name: &str, kind: Kind) -> Lock {
-        let keys = Keys::new(&client.inner.prefix, name).map(|keys| Arc::new(keys.with_kind(kind)));
+        let keys = Keys::new(&client.inner.prefix, name).map(|keys| keys.with_kind(kind));
+        Lock::of_keys(client, name.into(), keys)
+    }
+
+    /// A multi-lock's handle: `names` taken all or none (see
+    /// [`Client::multi_lock`]), named by them joined with `+`.
+    pub(crate) fn multi(client: Client, names: &[&str]) -> Lock {
+        let keys = Keys::multi(&client.inner.prefix, names);
+        Lock::of_keys(client, names.join("+").into(), keys)
+    }
+
+    fn of_keys(client: Client, name: Arc<str>, keys: Result<Keys, baton_core::NameError>) -> Lock {
         Lock {
             client,
-            name: name.into(),
-            keys,
+            name,
+            keys: keys.map(Arc::new),
             ttl: DEFAULT_TTL,
             wait: None,
             auto_renew: true,
@@ -310,18 +321,24 @@ impl Lock {
                 // Before the retry that follows, so a release between the
                 // two is not missed.
                 (Next::Subscribe, _) | (Next::AwaitRelease { .. }, None) => {
-                    let channel: Arc<str> = if fair {
-                        keys.grant_channel(random::token().as_str()).into()
+                    // A fair waiter's own channel; else the release channel
+                    // of each lock the lease takes (a multi-lock's waiter is
+                    // woken by whichever of its names is released).
+                    let channels: Arc<[Arc<str>]> = if fair {
+                        [keys.grant_channel(random::token().as_str()).into()].into()
                     } else {
-                        keys.channel.as_str().into()
+                        keys.locks()
+                            .iter()
+                            .map(|l| l.channel.as_str().into())
+                            .collect()
                     };
                     if queues {
-                        grant = Some(Arc::clone(&channel));
+                        grant = Some(Arc::clone(&channels[0]));
                     }
                     if fair {
                         leaving.token = Some(token.clone());
                     }
-                    let (subscriptions, late) = self.client.inner.nodes.subscribe(&channel).await;
+                    let (subscriptions, late) = self.client.inner.nodes.subscribe(&channels).await;
                     let w = Waiter::new(subscriptions, late, quorum(self.client.inner.nodes.len()));
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
@@ -437,6 +454,14 @@ impl Lock {
                     what: "a fair read-write lock",
                     deployment: "any deployment".to_owned(),
                     reason: "readers and writers are not queued in order (writers are preferred)",
+                });
+            }
+            Kind::Multi if self.fair => {
+                return Err(Error::NotOffered {
+                    what: "a fair multi-lock",
+                    deployment: "any deployment".to_owned(),
+                    reason: "a multi-lock's names are not queued: take them with one fair lock \
+                             of their own if arrival order matters",
                 });
             }
             Kind::Fair { .. } if nodes > 1 => {

@@ -204,6 +204,9 @@ impl Node for MemoryNode {
             if let Kind::Read | Kind::Write { .. } = keys.kind {
                 return self.with(|map| rw_acquire(map, keys, token, expires, grant.is_some()));
             }
+            if keys.kind == Kind::Multi {
+                return self.with(|map| multi_acquire(map, keys, token, expires));
+            }
             self.with(|map| {
                 match (live(map, &keys.lock), keys.kind) {
                     (
@@ -278,6 +281,19 @@ impl Node for MemoryNode {
                     }
                 });
             }
+            if keys.kind == Kind::Multi {
+                let (whole, released) = self.with(|map| multi_release(map, keys, token))?;
+                if announce {
+                    for channel in released {
+                        self.hub.publish(channel, None);
+                    }
+                }
+                return Ok(if whole {
+                    Found::Deleted
+                } else {
+                    Found::NotHeld
+                });
+            }
             let released = self.with(|map| match (live(map, &keys.lock), keys.kind) {
                 (None, _) => Ok(false),
                 (
@@ -321,24 +337,12 @@ impl Node for MemoryNode {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             self.with(|map| {
-                if !MemoryNode::holds(map, &keys.lock, token) {
+                let locks = keys.locks();
+                if !locks.iter().all(|l| MemoryNode::holds(map, &l.lock, token)) {
                     return Ok(false);
                 }
-                let current = live(map, &keys.fence)
-                    .map_or(Ok(0), |e| e.value.text().unwrap_or_default().parse::<u64>());
-                match current {
-                    Ok(current) if current >= fence => {}
-                    Ok(_) => {
-                        let expires = live(map, &keys.fence).and_then(|e| e.expires);
-                        let value = Stored::Text(fence.to_string());
-                        map.insert(keys.fence.clone(), Entry { value, expires });
-                    }
-                    Err(_) => {
-                        return Err(Error::Redis {
-                            node: "memory".to_owned(),
-                            source: "baton: fence key is not a counter".into(),
-                        })
-                    }
+                for l in locks {
+                    raise_fence(map, &l.fence, fence)?;
                 }
                 Ok(true)
             })
@@ -398,9 +402,19 @@ impl Node for MemoryNode {
                     .iter()
                     .map(|(keys, token, ttl_ms)| {
                         let until = now + Duration::from_millis(*ttl_ms);
+                        if keys.kind == Kind::Multi {
+                            let locks = keys.locks();
+                            let ours = locks.iter().all(|l| MemoryNode::holds(map, &l.lock, token));
+                            for l in locks.iter().filter(|_| ours) {
+                                if let Some(e) = live(map, &l.lock) {
+                                    e.expires = Some(until);
+                                }
+                            }
+                            return Ok(ours);
+                        }
                         match (live(map, &keys.lock), keys.kind) {
                             (None, _) => Ok(false),
-                            (Some(e), Kind::Lock | Kind::Write { .. }) => {
+                            (Some(e), Kind::Lock | Kind::Write { .. } | Kind::Multi) => {
                                 let ours = e.value.text() == Some(token.as_str());
                                 if ours {
                                     e.expires = Some(until);
@@ -452,18 +466,37 @@ fn next_fence(map: &mut HashMap<String, Entry>, key: &str) -> Result<u64> {
         None => (0, None),
         Some(e) => match e.value.text().map(str::parse::<u64>) {
             Some(Ok(n)) => (n, e.expires),
-            _ => {
-                return Err(Error::Redis {
-                    node: "memory".to_owned(),
-                    source: "baton: fence key is not a counter".into(),
-                })
-            }
+            _ => return Err(not_a_counter()),
         },
     };
     let fence = current + 1;
     let value = Stored::Text(fence.to_string());
     map.insert(key.to_owned(), Entry { value, expires });
     Ok(fence)
+}
+
+/// Lifts the fence counter at `key` to at least `fence` (as the raise
+/// script's `SET`; a multi-lock's acquire raises its names' counters so).
+fn raise_fence(map: &mut HashMap<String, Entry>, key: &str, fence: u64) -> Result<()> {
+    let current =
+        live(map, key).map_or(Ok(0), |e| e.value.text().unwrap_or_default().parse::<u64>());
+    match current {
+        Ok(current) if current >= fence => Ok(()),
+        Ok(_) => {
+            let expires = live(map, key).and_then(|e| e.expires);
+            let value = Stored::Text(fence.to_string());
+            map.insert(key.to_owned(), Entry { value, expires });
+            Ok(())
+        }
+        Err(_) => Err(not_a_counter()),
+    }
+}
+
+fn not_a_counter() -> Error {
+    Error::Redis {
+        node: "memory".to_owned(),
+        source: "baton: fence key is not a counter".into(),
+    }
 }
 
 /// The error a Redis node gives (`WRONGTYPE`, named) when a name's key
@@ -473,6 +506,76 @@ fn wrong_kind(keys: &Keys, used_as: Kind) -> Error {
         key: keys.lock.clone(),
         used_as,
     }
+}
+
+/// A multi-lock's acquire, as `multi_acquire.lua`: every lock free or
+/// ours, or nothing taken; one fence above each name's earlier ones.
+fn multi_acquire(
+    map: &mut HashMap<String, Entry>,
+    keys: &Keys,
+    token: &Token,
+    expires: Instant,
+) -> Result<Reply> {
+    let now = Instant::now();
+    for l in keys.locks() {
+        match live(map, &l.lock) {
+            Some(Entry {
+                value: Stored::Text(holder),
+                expires: at,
+            }) if holder != token.as_str() => {
+                let pttl = at.map_or(-1, |at| (at - now).as_millis() as i64);
+                return Ok(Reply::Busy {
+                    holder: HolderTtl::from_pttl(pttl),
+                });
+            }
+            None
+            | Some(Entry {
+                value: Stored::Text(_),
+                ..
+            }) => {}
+            Some(_) => return Err(wrong_kind(l, Kind::Multi)),
+        }
+    }
+    let mut fence = 0;
+    for l in keys.locks() {
+        fence = fence.max(next_fence(map, &l.fence)?);
+    }
+    for l in keys.locks() {
+        raise_fence(map, &l.fence, fence)?;
+        let value = Stored::Text(token.as_str().to_owned());
+        let expires = Some(expires);
+        map.insert(l.lock.clone(), Entry { value, expires });
+    }
+    Ok(Reply::Acquired { fence })
+}
+
+/// A multi-lock's release, as `release.lua`'s `multi`: whether every lock
+/// was ours, and the channels of those that were (each now deleted).
+fn multi_release<'k>(
+    map: &mut HashMap<String, Entry>,
+    keys: &'k Keys,
+    token: &Token,
+) -> Result<(bool, Vec<&'k str>)> {
+    let mut whole = true;
+    let mut released = Vec::new();
+    for l in keys.locks() {
+        match live(map, &l.lock) {
+            Some(Entry {
+                value: Stored::Text(holder),
+                ..
+            }) if holder == token.as_str() => {
+                map.remove(&l.lock);
+                released.push(l.channel.as_str());
+            }
+            None
+            | Some(Entry {
+                value: Stored::Text(_),
+                ..
+            }) => whole = false,
+            Some(_) => return Err(wrong_kind(l, Kind::Multi)),
+        }
+    }
+    Ok((whole, released))
 }
 
 /// A fair lock's acquire, as `fair_acquire.lua`.

@@ -280,6 +280,14 @@ impl<C: Link> RedisNode<C> {
                 ];
                 self.call_with(&scripts::RELEASE, &keys, &args, false).await
             }
+            Kind::Multi => {
+                let announce = if channel.is_empty() { "" } else { "announce" };
+                let mut args = vec![token, announce, sharded, "multi"];
+                args.extend(keys.members.iter().map(|m| m.channel.as_str()));
+                let locks: Vec<&str> = keys.members.iter().map(|m| m.lock.as_str()).collect();
+                self.call_with(&scripts::RELEASE, &locks, &args, false)
+                    .await
+            }
         }
     }
 
@@ -357,6 +365,20 @@ impl<C: Link> Node for RedisNode<C> {
                     self.call_with(&scripts::FAIR_ACQUIRE, &keys, &args, true)
                         .await
                 }
+                Kind::Multi => {
+                    if C::CLUSTER {
+                        if let Some((first, second)) = keys.slots_apart() {
+                            return Err(Error::CrossSlot {
+                                first: first.to_owned(),
+                                second: second.to_owned(),
+                            });
+                        }
+                    }
+                    let args = [token, &ttl];
+                    let keys = locks_and_fences(keys);
+                    self.call_with(&scripts::MULTI_ACQUIRE, &keys, &args, true)
+                        .await
+                }
             }
             .map_err(|e| wrong_kind(e, keys))?;
             let (ours, n) = called.value;
@@ -413,7 +435,7 @@ impl<C: Link> Node for RedisNode<C> {
             let called = self
                 .call_with::<i64>(
                     &scripts::RAISE,
-                    &[&keys.lock, &keys.fence],
+                    &locks_and_fences(keys),
                     &[token.as_str(), &fence],
                     true,
                 )
@@ -475,12 +497,45 @@ impl<C: Link> Node for RedisNode<C> {
 pub(crate) fn wrong_kind(e: Error, keys: &Keys) -> Error {
     match &e {
         Error::Redis { source, .. } if source.to_string().contains("WRONGTYPE") => {
+            let key = match keys.kind {
+                Kind::Multi => on_lock_keys(keys, |locks| locks.join(", ")),
+                _ => keys.lock.clone(),
+            };
             Error::WrongKind {
-                key: keys.lock.clone(),
+                key,
                 used_as: keys.kind,
             }
         }
         _ => e,
+    }
+}
+
+/// A script call on the lock keys an extend or release touches: a
+/// multi-lock's every name's, else the one (without allocating: renewals
+/// of plain locks are the hot path).
+fn on_lock_keys<T>(keys: &Keys, call: impl FnOnce(&[&str]) -> T) -> T {
+    match keys.kind {
+        Kind::Multi => call(
+            &keys
+                .members
+                .iter()
+                .map(|m| m.lock.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        _ => call(&[&keys.lock]),
+    }
+}
+
+/// Each lock with its fence counter, in pairs, as the multi-lock's acquire
+/// and the raise take them (a multi-lock's every name's, else the one).
+fn locks_and_fences(keys: &Keys) -> Vec<&str> {
+    match keys.kind {
+        Kind::Multi => keys
+            .members
+            .iter()
+            .flat_map(|m| [m.lock.as_str(), m.fence.as_str()])
+            .collect(),
+        _ => vec![&keys.lock, &keys.fence],
     }
 }
 

@@ -63,6 +63,7 @@ impl Hub {
             hub: Arc::clone(self),
             channel: channel.to_owned(),
             on_last_leave,
+            also: Vec::new(),
         }
     }
 
@@ -112,24 +113,47 @@ impl Hub {
     }
 }
 
-/// One subscriber's view of a release channel. Unsubscribes on drop.
+/// One subscriber's view of a release channel (and of the channels of
+/// [`Subscription::and`]). Unsubscribes on drop.
 pub(crate) struct Subscription {
     bumps: watch::Receiver<Bump>,
     hub: Arc<Hub>,
     channel: String,
     on_last_leave: Option<OnLastLeave>,
+    /// More channels of the same node heard as one: a multi-lock's waiter
+    /// is woken by the release of any of its names.
+    also: Vec<Subscription>,
 }
 
 impl Subscription {
+    /// This subscription and `other` (of the same node) as one, woken by
+    /// a release on either.
+    pub(crate) fn and(mut self, other: Subscription) -> Subscription {
+        self.also.push(other);
+        self
+    }
+
     /// Resolves at the first release seen since the last call (or since
     /// subscribing), with the fence it granted, if it was a grant.
     async fn released(&mut self) -> Option<u64> {
-        if self.bumps.changed().await.is_err() {
-            // The channel cannot be dropped while we hold it; never spin.
-            std::future::pending::<()>().await;
+        let Subscription { bumps, also, .. } = self;
+        if also.is_empty() {
+            return changed(bumps).await;
         }
-        self.bumps.borrow_and_update().grant
+        let every = std::iter::once(bumps).chain(also.iter_mut().map(|s| &mut s.bumps));
+        select_all(every.map(|bumps| Box::pin(changed(bumps))))
+            .await
+            .0
     }
+}
+
+/// The next bump of one channel, with the fence it granted, if any.
+async fn changed(bumps: &mut watch::Receiver<Bump>) -> Option<u64> {
+    if bumps.changed().await.is_err() {
+        // The channel cannot be dropped while we hold it; never spin.
+        std::future::pending::<()>().await;
+    }
+    bumps.borrow_and_update().grant
 }
 
 impl Drop for Subscription {
@@ -270,6 +294,26 @@ mod tests {
             Duration::from_secs(30),
             "no second wake-up without a second release"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subscriptions_joined_as_one_wake_on_a_release_of_either() {
+        let hub = Arc::new(Hub::default());
+        let both = hub.join("a", None).and(hub.join("b", None));
+        let mut waiter = Waiter::new(vec![both], None, 1);
+        hub.publish("b", None);
+        let start = tokio::time::Instant::now();
+        waiter.wait(Duration::from_secs(30)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "woken by the second channel"
+        );
+        hub.publish("a", None);
+        waiter.wait(Duration::from_secs(30)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "and by the first");
+        drop(waiter);
+        assert!(!hub.has_subscribers("a") && !hub.has_subscribers("b"));
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
--- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held; a fair lock's waiter then takes its queue entry out)
+-- release(KEYS[1]=lock; ARGV[1]=token, ARGV[2]=release channel or '', ARGV[3]='sharded' to announce with SPUBLISH (Redis Cluster; PUBLISH where the server has no SPUBLISH), else '' or absent, ARGV[4]='permit' when KEYS[1] is a semaphore's sorted set, 'fair' when it is a fair lock's hash (then KEYS[2], KEYS[3], KEYS[4], KEYS[5]=fence, queue, entries, channels as fair_acquire's, and ARGV[5]=hand-off ttl ms), 'multi' when KEYS are a multi-lock's locks (then ARGV[2] only says whether to announce, on ARGV[4+i], KEYS[i]'s channel), else absent) -> 1 if our token held the lock (or an unexpired permit) and is removed or handed on (and, given a channel, the release announced), 2 if so but the announcement was refused (an ACL without the channel or PUBLISH/SPUBLISH), else 0 (nothing of ours held; a fair lock's waiter then takes its queue entry out; a multi-lock not held whole, whose locks still ours are released and announced all the same)
 local held
+-- Multi-lock: the channels of the locks released (one channel, ARGV[2], otherwise).
+local released
 -- What the announcement says: a plain release, or a hand-off's fence (for its one waiter).
 local message = 'released'
 if ARGV[4] == 'permit' then
@@ -49,28 +51,51 @@ elseif ARGV[4] == 'fair' then
     redis.call('HDEL', KEYS[4], ARGV[1])
     redis.call('HDEL', KEYS[5], ARGV[1])
   end
+elseif ARGV[4] == 'multi' then
+  held = true
+  released = {}
+  for i = 1, #KEYS do
+    if redis.call('GET', KEYS[i]) == ARGV[1] then
+      redis.call('DEL', KEYS[i])
+      released[#released + 1] = ARGV[4 + i]
+    else
+      held = false
+    end
+  end
 elseif redis.call('GET', KEYS[1]) == ARGV[1] then
   held = true
   redis.call('DEL', KEYS[1])
 end
+if not released then
+  if not held then
+    return 0
+  end
+  released = {ARGV[2]}
+end
+local refused = false
+if ARGV[2] ~= '' then
+  for _, channel in ipairs(released) do
+    -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
+    local announced
+    if ARGV[3] == 'sharded' then
+      announced = redis.pcall('SPUBLISH', channel, message)
+      -- Redis 6 has no sharded pub/sub ("Unknown Redis command", 7's "unknown command"):
+      -- a plain message reaches every node, where that cluster's waiters SUBSCRIBE.
+      if type(announced) == 'table' and announced.err and string.find(announced.err, 'nknown', 1, true) then
+        announced = redis.pcall('PUBLISH', channel, message)
+      end
+    else
+      announced = redis.pcall('PUBLISH', channel, message)
+    end
+    if type(announced) == 'table' and announced.err then
+      refused = true
+    end
+  end
+end
 if not held then
   return 0
 end
-if ARGV[2] ~= '' then
-  -- pcall: the release has happened; a refused PUBLISH must not turn it into an error.
-  local announced
-  if ARGV[3] == 'sharded' then
-    announced = redis.pcall('SPUBLISH', ARGV[2], message)
-    -- Redis 6 has no sharded pub/sub ("Unknown Redis command", 7's "unknown command"):
-    -- a plain message reaches every node, where that cluster's waiters SUBSCRIBE.
-    if type(announced) == 'table' and announced.err and string.find(announced.err, 'nknown', 1, true) then
-      announced = redis.pcall('PUBLISH', ARGV[2], message)
-    end
-  else
-    announced = redis.pcall('PUBLISH', ARGV[2], message)
-  end
-  if type(announced) == 'table' and announced.err then
-    return 2
-  end
+if refused then
+  return 2
 end
 return 1

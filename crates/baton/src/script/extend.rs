@@ -14,7 +14,7 @@ use std::sync::Arc;
 use baton_core::{scripts, Kind};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-use super::{invocation, redis_error, RedisNode};
+use super::{invocation, on_lock_keys, redis_error, RedisNode};
 use crate::acknowledge::{confirmation, wait_command, Confirmation};
 use crate::error::Result;
 use crate::node::{Link, Renewal};
@@ -77,9 +77,11 @@ impl<C: Link> RedisNode<C> {
                     }
                     // Permits and fair locks have no native form: their
                     // script, by SHA first.
-                    (ExtendForm::Native, _) => invocation(script, true, &[&keys.lock], args),
+                    (ExtendForm::Native, _) => {
+                        on_lock_keys(keys, |locks| invocation(script, true, locks, args))
+                    }
                     (ExtendForm::Script { use_sha }, _) => {
-                        invocation(script, use_sha, &[&keys.lock], args)
+                        on_lock_keys(keys, |locks| invocation(script, use_sha, locks, args))
                     }
                 });
             }
@@ -226,7 +228,7 @@ impl<C: Link> RedisNode<C> {
 /// lock is fair.
 fn extend_script(kind: Kind) -> (&'static scripts::Script, bool) {
     match kind {
-        Kind::Lock | Kind::Write { .. } => (&scripts::EXTEND, false),
+        Kind::Lock | Kind::Write { .. } | Kind::Multi => (&scripts::EXTEND, false),
         Kind::Fair { .. } => (&scripts::EXTEND, true),
         Kind::Semaphore { .. } | Kind::Read => (&scripts::PERMIT_EXTEND, false),
     }

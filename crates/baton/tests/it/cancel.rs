@@ -10,7 +10,7 @@ use baton_test_support::RedisServer;
 use crate::support::{eventually, within};
 
 const TTL: Duration = Duration::from_millis(300);
-const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 /// Counts panics anywhere in the process from the moment it is installed
 /// (spawned tasks' panics are otherwise swallowed by tokio).
@@ -62,11 +62,13 @@ fn cut_futures_at_random(runtime: tokio::runtime::Runtime) {
         for _ in 0..400 {
             let cut = Duration::from_micros(cuts.next(span_us));
             // Every kind of lease: plain locks, a semaphore's permits, a
-            // fair lock (whose cut waiters must leave its queue).
-            let name = NAMES[cuts.next(4) as usize];
+            // fair lock (whose cut waiters must leave its queue), a
+            // multi-lock over a plain lock's name.
+            let name = NAMES[cuts.next(5) as usize];
             let lock = match name {
                 "c" => client.semaphore(name, 2).into_lock(),
                 "d" => client.lock(name).fair(true),
+                "e" => client.multi_lock(&["e", "a"]),
                 _ => client.lock(name),
             }
             .ttl(TTL);

@@ -12,6 +12,7 @@ mod fair;
 mod faults;
 mod hardening;
 mod input;
+mod multi;
 mod ownership;
 mod redlock;
 mod renewal;

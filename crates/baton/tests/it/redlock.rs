@@ -646,3 +646,55 @@ async fn a_straggler_landing_after_the_release_takes_itself_back() {
     })
     .await
 }
+
+/// A multi-lock over a Redlock: each server takes every name or none, and
+/// the quorum is of servers that took all of them. A name held by another
+/// on one server leaves that server out (and untouched); names held on two
+/// different servers leave no quorum, and nothing of ours behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_locks_quorum_is_of_servers_holding_every_name() {
+    within(async {
+        let cluster = Cluster::start(3);
+        let client = cluster.client(TIMEOUT).await;
+        let get = |i: usize, key: &str| cluster.servers[i].cmd::<Option<String>>(&["GET", key]);
+        cluster.servers[0].cmd::<()>(&["SET", "baton:b", FOREIGN, "PX", "60000"]);
+        let lot = client.multi_lock(&["a", "b"]).auto_renew(false);
+        let held = lot
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("2 of 3 servers take both");
+        crate::support::eventually("both names set on servers 1 and 2", || {
+            (1..3).all(|i| get(i, "baton:a").is_some() && get(i, "baton:b").is_some())
+        })
+        .await;
+        assert_eq!(get(0, "baton:a"), None, "server 0 took no name");
+        assert_eq!(
+            get(0, "baton:b").as_deref(),
+            Some(FOREIGN),
+            "the foreign key untouched"
+        );
+        for i in 1..3 {
+            assert_eq!(
+                get(i, "baton:a"),
+                get(i, "baton:b"),
+                "server {i}: both names, one token"
+            );
+        }
+        assert_eq!(held.release().await.unwrap(), Released::Released);
+        cluster.servers[1].cmd::<()>(&["SET", "baton:a", FOREIGN, "PX", "60000"]);
+        assert!(
+            lot.try_acquire().await.unwrap().is_none(),
+            "only server 2 could take both"
+        );
+        crate::support::eventually("nothing of ours left on any server", || {
+            (0..3).all(|i| {
+                ["baton:a", "baton:b"]
+                    .iter()
+                    .all(|k| get(i, k).is_none_or(|v| v == FOREIGN))
+            })
+        })
+        .await;
+    })
+    .await
+}

@@ -477,6 +477,78 @@ async fn fair_and_read_write_locks_work_on_a_cluster() {
     .await
 }
 
+/// A multi-lock on a Cluster: names in one slot (one hash tag) are taken
+/// all or none and renewed together, and a waiter is woken by the release
+/// of its second name (sharded pub/sub in that slot); names in different
+/// slots are refused with `CrossSlot` before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_lock_takes_one_slots_names_and_refuses_names_across_slots() {
+    within(async {
+        let cluster = cluster().await;
+        let prefix = prefix();
+        let client = client(&cluster, &prefix).await;
+        let names = ["{t}a".to_owned(), "{t}b".to_owned()];
+        let key_of = |name: &str| lock_key(&prefix, name);
+        let master = cluster.master_of_slot(LocalCluster::slot_of(&key_of(&names[0])));
+        let blocker = client
+            .lock(&names[1])
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let lot = client
+            .multi_lock(&[&names[0], &names[1]])
+            .ttl(Duration::from_millis(300))
+            .retry_interval(Duration::from_secs(30))
+            .wait(Duration::from_secs(30));
+        assert!(lot.try_acquire().await.unwrap().is_none(), "b is held");
+        assert_eq!(
+            master.cmd::<Option<String>>(&["GET", &key_of(&names[0])]),
+            None
+        );
+        let waiting = {
+            let lot = lot.clone();
+            tokio::spawn(async move { lot.acquire().await })
+        };
+        let channel = Keys::new(&prefix, &names[1]).unwrap().channel;
+        eventually("the waiter subscribes to b's channel", || {
+            cluster.channel_subscribers(&channel) == 1
+        })
+        .await;
+        let released = tokio::time::Instant::now();
+        blocker.release().await.unwrap();
+        let held = waiting.await.unwrap().expect("woken and served");
+        assert!(
+            released.elapsed() < Duration::from_secs(5),
+            "by the release, not the 30 s retry"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_held(&held);
+        for name in &names {
+            assert!(pttl(&cluster, &key_of(name)) > 0, "{name} renewed");
+        }
+        held.release().await.unwrap();
+
+        let slot_of = |name: &str| LocalCluster::slot_of(&key_of(name));
+        let other = (0..)
+            .map(|i| format!("y{i}"))
+            .find(|name| slot_of(name) != slot_of("x"))
+            .expect("a name in another slot");
+        let apart = ["x".to_owned(), other];
+        let e = client
+            .multi_lock(&[&apart[0], &apart[1]])
+            .try_acquire()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, baton::Error::CrossSlot { .. }), "{e:?}");
+        assert!(e.to_string().contains("hash tag"), "{e}");
+        for name in &apart {
+            assert_eq!(pttl(&cluster, &key_of(name)), -2, "{name} untouched");
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_least_privilege_user_can_do_everything_on_a_cluster() {
     within(async {
