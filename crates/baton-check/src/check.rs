@@ -64,6 +64,16 @@
 //!    without `Meta` or `Stop` cannot be checked and is one violation.
 //! 8. **clients** — every client process ran until told to stop (or was
 //!    killed by the nemesis) and exited cleanly ([`Op::Exited`]).
+//! 9. **queue order** (fair locks, `Meta.primitive = fair`) — if waiter A
+//!    last queued ([`Op::Queued`]) more than a TTL before B's acquire was
+//!    invoked, B is not served before A, for every such pair with no fault
+//!    active from A's queuing to B's grant. One violation per pair.
+//!
+//! Other primitives change what checks 1 and 2 demand, by each lease's
+//! `side` ([`Op::AcquireOk`]): a read-write lock's reader may overlap other
+//! readers (never a writer), and carries the last write's fence, which may
+//! equal an earlier lease's but never be below it; a semaphore's permits may
+//! overlap, at most `Meta.permits` at once.
 //!
 //! Times in messages are seconds since `Meta.t` (or, without `Meta`, since
 //! the first event), with millisecond precision: `12.345s`.
@@ -84,6 +94,7 @@ mod exclusion;
 mod fences;
 mod hygiene;
 mod liveness;
+mod order;
 mod teardown;
 mod writes;
 
@@ -256,6 +267,7 @@ pub fn check(events: &[Event]) -> Report {
             teardown::nothing_left(&h),
             liveness::liveness(&h),
             teardown::clients(&h),
+            order::queue_order(&h),
         ],
         ops: h.ops.clone(),
         faults: h.faults.clone(),

@@ -9,6 +9,14 @@
 //! A task watches `Lease::lost` and records the loss. The library's own
 //! renewal events (tracing, `renewing` / `renewed`) are recorded too.
 //!
+//! The primitive changes the round (`--primitive`): a fair lock's waiter
+//! also records when it queues; a read-write lock's client takes the write
+//! side one round in three (a writer does the read-modify-write) and the
+//! read side otherwise (a reader only reads, under the last write's fence);
+//! a semaphore's permit holder leaves the store alone (several hold at once,
+//! so their writes would be lost updates by design), and only the windows
+//! are checked.
+//!
 //! SIGTERM ends the loop after the current round.
 
 use std::net::SocketAddr;
@@ -22,7 +30,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
-use crate::history::{now_ns, Op, Recorder};
+use crate::history::{now_ns, Op, Primitive, Recorder, Side};
 use crate::nemesis::Rng;
 use crate::store::StoreClient;
 
@@ -45,6 +53,10 @@ pub struct ClientArgs {
     pub node_timeout: Duration,
     /// Replica acknowledgement (`ClientBuilder::min_replicas`); 0 = off.
     pub min_replicas: usize,
+    /// What to contend for.
+    pub primitive: Primitive,
+    /// A semaphore's permits.
+    pub permits: u32,
 }
 
 /// Runs the client until SIGTERM. Errors only if it cannot start.
@@ -54,6 +66,7 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(RenewalEvents {
         lock: args.lock.clone(),
         history: history.clone(),
+        queues: args.primitive == Primitive::Fair,
     }))
     .map_err(|e| format!("tracing: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,14 +100,37 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
             Err(e) => return Err(format!("client: {e}")),
         }
     };
-    let lock = client
-        .lock(&args.lock)
-        .ttl(args.ttl)
-        .wait(args.ttl * 2)
-        .retry_interval(args.ttl / 5);
+    let configure = |lock: baton::Lock| {
+        lock.ttl(args.ttl)
+            .wait(args.ttl * 2)
+            .retry_interval(args.ttl / 5)
+    };
+    // The locks of this primitive, each with the side its leases are.
+    let locks: Vec<(baton::Lock, Side)> = match args.primitive {
+        Primitive::Lock => vec![(client.lock(&args.lock), Side::Exclusive)],
+        Primitive::Fair => vec![(client.lock(&args.lock).fair(true), Side::Exclusive)],
+        Primitive::Semaphore => vec![(
+            client.semaphore(&args.lock, args.permits).into_lock(),
+            Side::Permit,
+        )],
+        Primitive::Rwlock => {
+            let rw = client.rw_lock(&args.lock);
+            vec![(rw.write(), Side::Exclusive), (rw.read(), Side::Read)]
+        }
+    }
+    .into_iter()
+    .map(|(lock, side)| (configure(lock), side))
+    .collect();
     let mut store = None;
     let mut rng = Rng::new(Rng::os_seed());
     while !stop.load(Ordering::SeqCst) {
+        // A read-write lock: the write side one round in three.
+        let (lock, side) = match locks.len() {
+            1 => &locks[0],
+            _ if rng.next_u64().is_multiple_of(3) => &locks[0],
+            _ => &locks[1],
+        };
+        let side = *side;
         history.record(Op::AcquireInvoke);
         let guard = match lock.acquire().await {
             Ok(guard) => guard,
@@ -119,7 +155,14 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
         // recorded window, never stretches it.
         let t = now_ns();
         let valid_until = t + lease.remaining().as_nanos() as u64;
-        history.record_at(t, Op::AcquireOk { fence, valid_until });
+        history.record_at(
+            t,
+            Op::AcquireOk {
+                fence,
+                valid_until,
+                side,
+            },
+        );
         let lost_seen = Arc::new(AtomicBool::new(false));
         let watcher = {
             let (lease, history, seen) = (lease.clone(), history.clone(), Arc::clone(&lost_seen));
@@ -130,16 +173,21 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
             })
         };
 
-        if store.is_none() {
+        if store.is_none() && side != Side::Permit {
             store = StoreClient::connect(args.store, &args.process).await.ok();
         }
-        let served = match &mut store {
-            Some(conn) => {
-                // The work: up to two thirds of the TTL, so renewals happen.
-                let work = rng.between(Duration::ZERO, args.ttl * 2 / 3);
+        // The work: up to two thirds of the TTL, so renewals happen.
+        let work = rng.between(Duration::ZERO, args.ttl * 2 / 3);
+        let served = match (&mut store, side) {
+            (_, Side::Permit) => {
+                tokio::time::sleep(work).await;
+                true
+            }
+            (Some(conn), Side::Read) => read_only(conn, &history, fence, work).await.is_ok(),
+            (Some(conn), Side::Exclusive) => {
                 update(conn, &history, fence, &lease, work).await.is_ok()
             }
-            None => false,
+            (None, _) => false,
         };
 
         // Stop watching first: `lost()` also resolves on release. A loss
@@ -196,10 +244,25 @@ async fn update(
     Ok(())
 }
 
-/// Records the library's renewal events of our lock.
+/// A reader's round: the read under its fence, then the work.
+async fn read_only(
+    store: &mut StoreClient,
+    history: &Recorder,
+    fence: u64,
+    work: Duration,
+) -> std::io::Result<()> {
+    let value = store.read(fence).await?;
+    history.record(Op::Read { fence, value });
+    tokio::time::sleep(work).await;
+    Ok(())
+}
+
+/// Records the library's renewal events of our lock (and, for a fair
+/// lock, when its waiter queues).
 struct RenewalEvents {
     lock: String,
     history: Recorder,
+    queues: bool,
 }
 
 impl<S: tracing::Subscriber> Layer<S> for RenewalEvents {
@@ -211,6 +274,11 @@ impl<S: tracing::Subscriber> Layer<S> for RenewalEvents {
         let mut fields = Fields::default();
         event.record(&mut fields);
         if fields.lock.as_deref() != Some(self.lock.as_str()) {
+            return;
+        }
+        if self.queues && fields.message.as_deref() == Some("waiting") {
+            // Logged once subscribed; the attempt that queues is next.
+            self.history.record_at(t, Op::Queued);
             return;
         }
         let Some(fence) = fields.fence else { return };

@@ -45,11 +45,26 @@ pub enum Op {
         settle_ms: u64,
         /// Nodes started without persistence.
         volatile: usize,
+        /// What the clients contend for (absent in older histories: a lock).
+        #[serde(default)]
+        primitive: Primitive,
+        /// A semaphore's permits (0 for the other primitives).
+        #[serde(default)]
+        permits: usize,
     },
     /// A client starts an acquire.
     AcquireInvoke,
-    /// The acquire succeeded: a lease with this fence, valid until `valid_until`.
-    AcquireOk { fence: u64, valid_until: u64 },
+    /// The acquire succeeded: a lease with this fence, valid until
+    /// `valid_until`; `side` says whether it is exclusive (absent: it is).
+    AcquireOk {
+        fence: u64,
+        valid_until: u64,
+        #[serde(default, skip_serializing_if = "Side::is_exclusive")]
+        side: Side,
+    },
+    /// A fair lock's waiter is about to queue (its next attempt, sent
+    /// straight after, puts it in the queue or refreshes its entry).
+    Queued,
     /// The acquire definitely did not take the lock (busy, or the wait ran out).
     AcquireFail { reason: String },
     /// The acquire failed with an error: the lock was not granted to us, but
@@ -116,6 +131,66 @@ pub enum Op {
         status: String,
         clean: bool,
     },
+}
+
+/// What the clients contend for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Primitive {
+    /// A plain lock: one holder.
+    #[default]
+    Lock,
+    /// A fair lock: one holder, waiters served in arrival order.
+    Fair,
+    /// A semaphore: at most `Meta.permits` holders.
+    Semaphore,
+    /// A read-write lock: many readers or one writer.
+    Rwlock,
+}
+
+impl Primitive {
+    /// The name `--primitive` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Primitive::Lock => "lock",
+            Primitive::Fair => "fair",
+            Primitive::Semaphore => "semaphore",
+            Primitive::Rwlock => "rwlock",
+        }
+    }
+
+    /// Parses a `--primitive` value.
+    pub fn parse(text: &str) -> Result<Primitive, String> {
+        [
+            Primitive::Lock,
+            Primitive::Fair,
+            Primitive::Semaphore,
+            Primitive::Rwlock,
+        ]
+        .into_iter()
+        .find(|p| p.name() == text)
+        .ok_or_else(|| format!("unknown primitive {text:?}; known: lock, fair, semaphore, rwlock"))
+    }
+}
+
+/// Which kind of lease an acquire granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Excludes every other lease: a lock's, a fair lock's, a writer's.
+    #[default]
+    Exclusive,
+    /// A read-write lock's reader: excludes writers only, and carries the
+    /// last write's fence.
+    Read,
+    /// A semaphore's permit: at most `Meta.permits` at once.
+    Permit,
+}
+
+impl Side {
+    fn is_exclusive(&self) -> bool {
+        *self == Side::Exclusive
+    }
 }
 
 /// Appends events to a history file, one `write` per line, so a process

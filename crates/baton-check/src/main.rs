@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use baton_check::client::ClientArgs;
+use baton_check::history::Primitive;
 use baton_check::nemesis::{Fault, Rng, Topology};
 use baton_check::run::RunArgs;
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +83,16 @@ struct Run {
     /// pause-client faults, lost updates appear and the run fails).
     #[arg(long)]
     unfenced: bool,
+    /// What the clients contend for: lock, fair (a fair lock: also checks
+    /// that live waiters are served in queue order), semaphore (checks that
+    /// at most --permits are valid at once) or rwlock (checks that a writer
+    /// never overlaps anyone). All but lock run on one server, Sentinel or
+    /// Cluster, not on a Redlock.
+    #[arg(long, default_value = "lock", value_parser = Primitive::parse)]
+    primitive: Primitive,
+    /// A semaphore's permits (with --primitive semaphore).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    permits: u32,
 }
 
 #[derive(Args)]
@@ -102,6 +113,10 @@ struct Client {
     node_timeout_ms: u64,
     #[arg(long, default_value_t = 0)]
     min_replicas: usize,
+    #[arg(long, value_parser = Primitive::parse)]
+    primitive: Primitive,
+    #[arg(long)]
+    permits: u32,
 }
 
 fn parse_topology(text: &str) -> Result<Topology, String> {
@@ -133,6 +148,8 @@ fn client(c: Client) -> ExitCode {
         ttl: Duration::from_millis(c.ttl_ms),
         node_timeout: Duration::from_millis(c.node_timeout_ms),
         min_replicas: c.min_replicas,
+        primitive: c.primitive,
+        permits: c.permits,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -163,6 +180,13 @@ fn run(r: Run) -> ExitCode {
         eprintln!("baton-check: --topology sentinel and cluster have their own nodes: no --nodes or --volatile");
         return ExitCode::from(2);
     }
+    if r.primitive != Primitive::Lock && r.nodes > 1 {
+        eprintln!(
+            "baton-check: --primitive {} is not offered over a Redlock: use --nodes 1, --topology sentinel or cluster",
+            r.primitive.name()
+        );
+        return ExitCode::from(2);
+    }
     let seed = r.seed.unwrap_or_else(Rng::os_seed);
     let args = RunArgs {
         topology: r.topology,
@@ -179,9 +203,12 @@ fn run(r: Run) -> ExitCode {
             .unwrap_or_else(|| std::env::temp_dir().join(format!("baton-check-{seed}"))),
         seed,
         fenced: !r.unfenced,
+        primitive: r.primitive,
+        permits: r.permits,
     };
     eprintln!(
-        "baton-check: {}, {} clients, {:?}, ttl {:?}, min replicas {}, seed {seed}",
+        "baton-check: {} on {}, {} clients, {:?}, ttl {:?}, min replicas {}, seed {seed}",
+        args.primitive.name(),
         match args.topology {
             Topology::Servers => format!("{} node(s)", args.nodes),
             Topology::Sentinel => "a Sentinel set".to_owned(),

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::check::{check, Report};
-use crate::history::{load, Op, Recorder};
+use crate::history::{load, Op, Primitive, Recorder};
 use crate::nemesis::{Fault, Planned, Rng, Schedule, Topology};
 use crate::store::Store;
 
@@ -44,6 +44,10 @@ pub struct RunArgs {
     pub seed: u64,
     /// `false`: the store accepts stale fences (to show what fencing buys).
     pub fenced: bool,
+    /// What the clients contend for.
+    pub primitive: Primitive,
+    /// A semaphore's permits.
+    pub permits: u32,
 }
 
 /// What a run produced.
@@ -154,6 +158,12 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
         ttl_ms: args.ttl.as_millis() as u64,
         settle_ms: settle.as_millis() as u64,
         volatile: args.volatile,
+        primitive: args.primitive,
+        permits: if args.primitive == Primitive::Semaphore {
+            args.permits as usize
+        } else {
+            0
+        },
     });
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
     let volatile: Vec<bool> = (0..nodes).map(|i| i < args.volatile).collect();
@@ -192,8 +202,9 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
     checker.record(Op::Final {
         value: cluster.store.value(),
     });
-    // Keys of killed clients and of abandoned attempts expire within a TTL.
-    sleep(cluster.args.ttl + Duration::from_millis(200)).await;
+    // Keys of killed clients and of abandoned attempts expire within a TTL
+    // (a fair lock's queue entries within theirs).
+    sleep(cluster.args.ttl + queue_entry_ttl(&cluster.args) + Duration::from_millis(200)).await;
     let fence_key = baton_core::Keys::new(baton_core::name::DEFAULT_PREFIX, LOCK)
         .map_err(|e| e.to_string())?
         .fence;
@@ -224,9 +235,21 @@ pub async fn run(args: RunArgs) -> Result<Outcome, String> {
 
 /// How long after every fault has healed acquisitions must succeed again:
 /// a killed holder's key expires (a TTL), clients reconnect (node timeouts)
-/// and a waiter's fallback retry comes round (a TTL).
+/// and a waiter's fallback retry comes round (a TTL). A fair lock's killed
+/// or paused waiter at the head of the queue keeps its place until its
+/// entry lapses, and a lock handed to it lives as long again.
 pub fn settle(args: &RunArgs) -> Duration {
-    args.ttl * 3 + args.node_timeout * 2 + Duration::from_millis(200)
+    args.ttl * 3 + args.node_timeout * 2 + queue_entry_ttl(args) * 2 + Duration::from_millis(200)
+}
+
+/// How long a fair lock's queue entry outlives its waiter's last look (the
+/// library's: three retry intervals of at least `FAIR_RETRY_INTERVAL`); zero
+/// for the other primitives.
+fn queue_entry_ttl(args: &RunArgs) -> Duration {
+    match args.primitive {
+        Primitive::Fair => (args.ttl / 5).max(baton::FAIR_RETRY_INTERVAL) * 3,
+        _ => Duration::ZERO,
+    }
 }
 
 /// Merges every process's history file into `history.jsonl`, in time order.
@@ -284,6 +307,8 @@ impl Cluster {
                 &self.args.node_timeout.as_millis().to_string(),
             ])
             .args(["--min-replicas", &self.args.min_replicas.to_string()])
+            .args(["--primitive", self.args.primitive.name()])
+            .args(["--permits", &self.args.permits.to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::history::{Event, Op};
+use crate::history::{Event, Op, Primitive, Side};
 
 /// The run's parameters, from [`Op::Meta`].
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +13,8 @@ pub(super) struct Meta {
     pub(super) nodes: usize,
     pub(super) ttl_ns: u64,
     pub(super) settle_ns: u64,
+    pub(super) primitive: Primitive,
+    pub(super) permits: usize,
 }
 
 /// One lease, from its `AcquireOk` and the events of the same process and
@@ -21,8 +23,12 @@ pub(super) struct Meta {
 pub(super) struct Lease<'a> {
     pub(super) process: &'a str,
     pub(super) fence: u64,
+    pub(super) side: Side,
     /// The `AcquireInvoke` this `AcquireOk` answered.
     pub(super) invoked: Option<u64>,
+    /// The last `Queued` between that invocation and this `AcquireOk`: when
+    /// the waiter last joined a fair lock's queue.
+    pub(super) queued: Option<u64>,
     pub(super) acquired: u64,
     /// The latest `valid_until` given (acquire or renewals).
     valid_until: u64,
@@ -100,12 +106,16 @@ impl<'a> History<'a> {
                 nodes,
                 ttl_ms,
                 settle_ms,
+                primitive,
+                permits,
                 ..
             } => Some(Meta {
                 t: e.t,
                 nodes,
                 ttl_ns: ttl_ms.saturating_mul(1_000_000),
                 settle_ns: settle_ms.saturating_mul(1_000_000),
+                primitive,
+                permits,
             }),
             _ => None,
         });
@@ -131,6 +141,8 @@ impl<'a> History<'a> {
         let mut ids: HashMap<(&'a str, u64), usize> = HashMap::new();
         // Each process's `AcquireInvoke` not answered yet.
         let mut invoked: HashMap<&'a str, u64> = HashMap::new();
+        // Each waiting process's last `Queued` since its invocation.
+        let mut queued: HashMap<&'a str, u64> = HashMap::new();
 
         for e in events {
             let process = e.process.as_str();
@@ -150,12 +162,22 @@ impl<'a> History<'a> {
                 Op::Meta { .. } => {}
                 Op::AcquireInvoke => {
                     invoked.insert(process, t);
+                    queued.remove(process);
                 }
-                Op::AcquireOk { fence, valid_until } => {
+                Op::Queued => {
+                    queued.insert(process, t);
+                }
+                Op::AcquireOk {
+                    fence,
+                    valid_until,
+                    side,
+                } => {
                     ids.insert((process, *fence), h.leases.len());
                     h.leases.push(Lease {
                         process,
                         fence: *fence,
+                        side: *side,
+                        queued: queued.remove(process),
                         invoked: invoked.remove(process),
                         acquired: t,
                         valid_until: *valid_until,
@@ -166,6 +188,7 @@ impl<'a> History<'a> {
                 }
                 Op::AcquireFail { .. } | Op::AcquireInfo { .. } => {
                     invoked.remove(process);
+                    queued.remove(process);
                 }
                 Op::Renewing { fence } => {
                     if let Some(i) = lease_of(*fence, &mut h) {
@@ -252,6 +275,37 @@ impl<'a> History<'a> {
         h
     }
 
+    /// The quiet periods of `[meta.t, stop]`: the maximal intervals during
+    /// which no fault is active (a sweep of the fault events, counting the
+    /// open ones; an instant fault, starting and ending at once, splits a
+    /// period).
+    pub(super) fn quiet_periods(&self, meta: Meta, stop: u64) -> Vec<(u64, u64)> {
+        let mut open: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut active = 0usize;
+        let mut quiet_since = Some(meta.t);
+        let mut periods = Vec::new();
+        for &(t, start, fault, target) in self.fault_events.iter().filter(|f| f.0 <= stop) {
+            let count = open.entry((fault, target)).or_default();
+            if start {
+                *count += 1;
+                active += 1;
+                if let Some(since) = quiet_since.take() {
+                    periods.push((since.max(meta.t), t));
+                }
+            } else if *count > 0 {
+                *count -= 1;
+                active -= 1;
+                if active == 0 {
+                    quiet_since = Some(t);
+                }
+            }
+        }
+        if let Some(since) = quiet_since {
+            periods.push((since.max(meta.t), stop));
+        }
+        periods
+    }
+
     /// `t` as seconds since the origin: `12.345s`.
     pub(super) fn at(&self, t: u64) -> String {
         let (sign, d) = if t >= self.t0 {
@@ -284,6 +338,7 @@ fn op_kind(op: &Op) -> Option<&'static str> {
     Some(match op {
         Op::AcquireInvoke => "acquire_invoke",
         Op::AcquireOk { .. } => "acquire_ok",
+        Op::Queued => "queued",
         Op::AcquireFail { .. } => "acquire_fail",
         Op::AcquireInfo { .. } => "acquire_info",
         Op::Renewing { .. } => "renewing",

@@ -1,6 +1,8 @@
 //! Check 1, fences: the store accepts only increasing fences, and fences are
 //! issued in real-time order.
 
+use crate::history::Side;
+
 use super::digest::{History, StoreOp};
 use super::CheckResult;
 
@@ -47,7 +49,13 @@ pub(super) fn fences(h: &History) -> CheckResult {
             }
             next += 1;
         }
-        let Some(a) = greatest.filter(|&a| h.leases[a].fence >= h.leases[b].fence) else {
+        // A reader carries the last write's fence (readers share it): it
+        // may equal an earlier lease's, never be below it.
+        let shares = h.leases[b].side == Side::Read;
+        let Some(a) = greatest.filter(|&a| {
+            let (earlier, later) = (h.leases[a].fence, h.leases[b].fence);
+            earlier > later || (earlier == later && !shares)
+        }) else {
             continue;
         };
         // Fences can repeat only if a node lost its counter after A's fence

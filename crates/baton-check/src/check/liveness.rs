@@ -1,8 +1,6 @@
 //! Check 7, liveness: every long enough quiet period (no fault active) sees
 //! an acquisition.
 
-use std::collections::HashMap;
-
 use super::digest::History;
 use super::CheckResult;
 
@@ -15,30 +13,7 @@ pub(super) fn liveness(h: &History) -> CheckResult {
         return r;
     };
 
-    // The quiet periods: sweep the fault events, counting the open ones.
-    let mut open: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut active = 0usize;
-    let mut quiet_since = Some(meta.t);
-    let mut periods = Vec::new();
-    for &(t, start, fault, target) in h.fault_events.iter().filter(|f| f.0 <= stop) {
-        let count = open.entry((fault, target)).or_default();
-        if start {
-            *count += 1;
-            active += 1;
-            if let Some(since) = quiet_since.take() {
-                periods.push((since.max(meta.t), t));
-            }
-        } else if *count > 0 {
-            *count -= 1;
-            active -= 1;
-            if active == 0 {
-                quiet_since = Some(t);
-            }
-        }
-    }
-    if let Some(since) = quiet_since {
-        periods.push((since.max(meta.t), stop));
-    }
+    let mut periods = h.quiet_periods(meta, stop);
     periods.retain(|&(from, to)| to > from);
 
     let acquisitions: Vec<u64> = h.leases.iter().map(|l| l.acquired).collect();

@@ -2,7 +2,7 @@
 //! and to fail it.
 
 use super::*;
-use crate::history::Op;
+use crate::history::{Op, Primitive, Side};
 
 const MS: u64 = 1_000_000;
 const TTL: u64 = 1000;
@@ -16,6 +16,11 @@ struct H {
 
 impl H {
     fn new(volatile: usize) -> H {
+        H::of(volatile, Primitive::Lock, 0)
+    }
+
+    /// A history of `primitive`'s clients (`permits` for a semaphore).
+    fn of(volatile: usize, primitive: Primitive, permits: usize) -> H {
         let mut h = H { events: Vec::new() };
         h.at(
             0,
@@ -26,6 +31,8 @@ impl H {
                 ttl_ms: TTL,
                 settle_ms: SETTLE,
                 volatile,
+                primitive,
+                permits,
             },
         );
         h
@@ -49,6 +56,7 @@ impl H {
             Op::AcquireOk {
                 fence,
                 valid_until: (ok + TTL) * MS,
+                side: Side::Exclusive,
             },
         )
     }
@@ -132,6 +140,29 @@ impl H {
             self.at(end, "nemesis", Op::FaultEnd { fault, target });
         }
         self
+    }
+
+    /// `AcquireInvoke` at `invoke`, an `AcquireOk` of `side` at `ok` valid
+    /// until `until`, and its release at `release`.
+    fn hold(
+        &mut self,
+        p: &str,
+        fence: u64,
+        side: Side,
+        (invoke, ok, until): (u64, u64, u64),
+        release: u64,
+    ) -> &mut H {
+        self.at(invoke, p, Op::AcquireInvoke);
+        self.at(
+            ok,
+            p,
+            Op::AcquireOk {
+                fence,
+                valid_until: until * MS,
+                side,
+            },
+        );
+        self.release(release, p, fence)
     }
 
     /// `Stop`, `Final` and a clean scan of both nodes.
@@ -269,7 +300,8 @@ fn a_clean_history_passes_every_check() {
             "lease hygiene",
             "nothing left",
             "liveness",
-            "clients"
+            "clients",
+            "queue order"
         ]
     );
     assert_eq!(report.ops["acquire_ok"], 25);
@@ -441,6 +473,7 @@ fn windows_end_at_loss_release_or_the_last_validity() {
         Op::AcquireOk {
             fence: 3,
             valid_until: 2200 * MS,
+            side: Side::Exclusive,
         },
     );
     for (t, until) in [(2100, 2500), (2200, 2300)] {
@@ -483,6 +516,7 @@ fn a_lease_expired_on_arrival_overlaps_nothing() {
         Op::AcquireOk {
             fence: 2,
             valid_until: 150 * MS,
+            side: Side::Exclusive,
         },
     );
     let report = h.finish(600, 0).report();
@@ -858,4 +892,112 @@ fn a_long_history_is_checked_quickly() {
     let report = h.report();
     assert!(report.ok(), "{}", report.table());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn readers_may_overlap_each_other_and_share_a_fence_but_never_a_writer() {
+    let mut h = H::of(0, Primitive::Rwlock, 0);
+    h.hold("c0.0", 1, Side::Exclusive, (0, 10, 1010), 100);
+    // Two readers together, with the write's fence: fine.
+    h.hold("c1.0", 1, Side::Read, (150, 200, 1200), 400);
+    h.hold("c2.0", 1, Side::Read, (250, 300, 1300), 500);
+    assert!(h.clone().finish(1400, 0).report().ok());
+    // A writer while a reader holds.
+    h.hold("c0.1", 2, Side::Exclusive, (420, 450, 1450), 600);
+    // A reader below the last write's fence.
+    h.hold("c1.1", 1, Side::Read, (700, 800, 1800), 900);
+    let report = h.finish(1400, 0).report();
+    let r = result(&report, "exclusion");
+    assert_eq!(r.violations, 1, "{r:?}");
+    assert!(
+        r.examples[0].contains("c2.0 fence 1") && r.examples[0].contains("c0.1 fence 2"),
+        "{r:?}"
+    );
+    let r = result(&report, "fences");
+    assert_eq!(r.violations, 1, "{r:?}");
+    assert!(r.examples[0].starts_with("c1.1 fence 1"), "{r:?}");
+}
+
+#[test]
+fn no_more_permits_than_allowed_are_valid_at_once() {
+    let mut h = H::of(0, Primitive::Semaphore, 2);
+    h.hold("c0.0", 1, Side::Permit, (0, 10, 1010), 300);
+    h.hold("c1.0", 2, Side::Permit, (20, 30, 1030), 400);
+    // Starts as the first ends: touching, fine.
+    h.hold("c2.0", 3, Side::Permit, (200, 300, 1300), 500);
+    let ok = h.clone().finish(1400, 0).report();
+    assert!(ok.ok(), "{}", ok.table());
+    assert_eq!(
+        result(&ok, "exclusion").counted("most permits valid at once"),
+        Some(2)
+    );
+    h.hold("c0.1", 4, Side::Permit, (350, 360, 1360), 450);
+    let report = h.finish(1400, 0).report();
+    let r = result(&report, "exclusion");
+    assert_eq!(r.violations, 1, "{r:?}");
+    assert_eq!(r.examples, ["3 permits valid at 0.360s (at most 2)"]);
+}
+
+/// A fair lock's history: c0 holds, c1 queues at 100, c2 is invoked at
+/// 1200 (more than a TTL later) and queues; then one of them is served.
+fn fair_pair(second_served_first: bool) -> H {
+    let mut h = H::of(0, Primitive::Fair, 0);
+    h.hold("c0.0", 1, Side::Exclusive, (0, 10, 1010), 2000);
+    h.at(50, "c1.0", Op::AcquireInvoke);
+    h.at(100, "c1.0", Op::Queued);
+    h.at(1200, "c2.0", Op::AcquireInvoke);
+    h.at(1250, "c2.0", Op::Queued);
+    let (first, second) = if second_served_first {
+        ("c2.0", "c1.0")
+    } else {
+        ("c1.0", "c2.0")
+    };
+    for (p, fence, at) in [(first, 2, 2001), (second, 3, 2101)] {
+        h.at(
+            at,
+            p,
+            Op::AcquireOk {
+                fence,
+                valid_until: (at + TTL) * MS,
+                side: Side::Exclusive,
+            },
+        );
+        h.release(at + 50, p, fence);
+    }
+    h
+}
+
+#[test]
+fn a_fair_lock_serves_live_waiters_in_queue_order() {
+    let report = fair_pair(false).finish(5000, 0).report();
+    assert!(report.ok(), "{}", report.table());
+    let r = result(&report, "queue order");
+    assert_eq!(r.counted("pairs checked"), Some(1), "{r:?}");
+
+    let report = fair_pair(true).finish(5000, 0).report();
+    let r = result(&report, "queue order");
+    assert_eq!(r.violations, 1, "{r:?}");
+    assert!(r.examples[0].starts_with("c2.0 fence 2"), "{r:?}");
+
+    // A fault while c1 waits (it may have been paused past its entry):
+    // the pair is not checked.
+    let mut h = fair_pair(true);
+    h.fault(500, Some(600), "pause-client", "c1.0");
+    let report = h.finish(5000, 0).report();
+    let r = result(&report, "queue order");
+    assert_eq!(
+        (
+            r.violations,
+            r.counted("pairs under faults or past the stop (not checked)")
+        ),
+        (0, Some(1)),
+        "{r:?}"
+    );
+
+    // Not a fair lock: nothing is checked.
+    let mut plain = H::new(0);
+    plain
+        .events
+        .extend(fair_pair(true).events.into_iter().skip(1));
+    assert!(result(&plain.finish(5000, 0).report(), "queue order").ok());
 }
