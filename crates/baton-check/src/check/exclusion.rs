@@ -15,7 +15,7 @@ pub(super) fn exclusion(h: &History) -> CheckResult {
     let mut r = CheckResult::new("exclusion");
     let (mut any, mut exclusive): (Option<usize>, Option<usize>) = (None, None);
     let mut empty = 0;
-    let mut permits = Vec::new();
+    let (mut permits, mut reads) = (Vec::new(), Vec::new());
     for (b, lease) in h.leases.iter().enumerate() {
         if lease.empty() {
             empty += 1;
@@ -23,7 +23,10 @@ pub(super) fn exclusion(h: &History) -> CheckResult {
         }
         let against = match lease.side {
             Side::Exclusive => any,
-            Side::Read => exclusive,
+            Side::Read => {
+                reads.push((lease.acquired, lease.end()));
+                exclusive
+            }
             Side::Permit => {
                 permits.push((lease.acquired, lease.end()));
                 None
@@ -40,40 +43,42 @@ pub(super) fn exclusion(h: &History) -> CheckResult {
             exclusive = Some(b);
         }
     }
-    let most = too_many_permits(h, &mut r, &permits);
+    let allowed = h.meta.map_or(0, |m| m.permits);
+    let most = at_once(&permits, |valid, t| {
+        if valid > allowed {
+            r.violation(|| format!("{valid} permits valid at {} (at most {allowed})", h.at(t)));
+        }
+    });
     r.count("leases", h.leases.len());
     r.count("expired before acquisition was recorded", empty);
     if !permits.is_empty() {
         r.count("most permits valid at once", most);
     }
-    let readers = h.leases.iter().filter(|l| l.side == Side::Read).count();
-    if readers > 0 {
-        r.count("read leases", readers);
+    if !reads.is_empty() {
+        r.count("read leases", reads.len());
+        r.count("most readers at once", at_once(&reads, |_, _| {}));
     }
     r
 }
 
-/// Counts the permits valid at each moment (an end before a start at the
-/// same time: touching windows do not overlap); one violation per start
-/// that makes them more than `Meta.permits`. Returns the most seen.
-fn too_many_permits(h: &History, r: &mut CheckResult, windows: &[(u64, u64)]) -> usize {
-    let allowed = h.meta.map_or(0, |m| m.permits);
+/// Counts the windows open at each moment (an end before a start at the
+/// same time: touching windows do not overlap), calling `opened` with the
+/// count and time at each start. Returns the most open at once.
+fn at_once(windows: &[(u64, u64)], mut opened: impl FnMut(usize, u64)) -> usize {
     let mut edges: Vec<(u64, bool)> = windows
         .iter()
         .flat_map(|&(start, end)| [(start, true), (end, false)])
         .collect();
     edges.sort_by_key(|&(t, start)| (t, start));
-    let (mut valid, mut most) = (0usize, 0usize);
+    let (mut open, mut most) = (0usize, 0usize);
     for (t, start) in edges {
         if !start {
-            valid -= 1;
+            open -= 1;
             continue;
         }
-        valid += 1;
-        most = most.max(valid);
-        if valid > allowed {
-            r.violation(|| format!("{valid} permits valid at {} (at most {allowed})", h.at(t)));
-        }
+        open += 1;
+        most = most.max(open);
+        opened(open, t);
     }
     most
 }
