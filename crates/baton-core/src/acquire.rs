@@ -40,6 +40,11 @@ pub enum Reply {
     Busy {
         /// What the node said about the holder's expiry.
         holder: HolderTtl,
+        /// The node's fence counter as the reply found it, where the script
+        /// reports it (a fair lock's: a grant with a fence no higher comes
+        /// from a hand-off before this attempt landed, see
+        /// [`crate::lease::LeaseState::handed`]).
+        fence: Option<u64>,
     },
     /// The node errored or timed out: our SET may or may not have landed.
     Failed,
@@ -460,6 +465,18 @@ impl Attempt {
         SPLIT_SPREAD.max(now.saturating_duration_since(self.started) * 2)
     }
 
+    /// The highest fence counter a busy node reported (see
+    /// [`Reply::Busy`]), if any did.
+    pub fn busy_fence(&self) -> Option<u64> {
+        self.replies
+            .iter()
+            .filter_map(|r| match r {
+                Some(Reply::Busy { fence, .. }) => *fence,
+                _ => None,
+            })
+            .max()
+    }
+
     fn unanswered(&self) -> usize {
         self.replies.iter().filter(|r| r.is_none()).count()
     }
@@ -468,7 +485,7 @@ impl Attempt {
         self.replies
             .iter()
             .filter_map(|r| match r {
-                Some(Reply::Busy { holder }) => Some(*holder),
+                Some(Reply::Busy { holder, .. }) => Some(*holder),
                 _ => None,
             })
             .min_by_key(|h| match h {
@@ -528,6 +545,7 @@ mod tests {
         );
         let busy = Reply::Busy {
             holder: HolderTtl::Persistent,
+            fence: None,
         };
         assert!(
             !won.take_back_straggler(busy, true),
@@ -550,7 +568,14 @@ mod tests {
         let t0 = Instant::now();
         let mut busy = sent(1, MS(1000), t0);
         let holder = HolderTtl::Expires(MS(70));
-        busy.handle_reply(0, Reply::Busy { holder }, t0);
+        busy.handle_reply(
+            0,
+            Reply::Busy {
+                holder,
+                fence: None,
+            },
+            t0,
+        );
         assert_eq!(
             lost(&busy),
             (
@@ -597,7 +622,14 @@ mod tests {
         // 1 ours, 1 another's, 1 failed: no one can have a quorum.
         let mut split = sent(3, MS(10_000), t0);
         split.handle_reply(0, Reply::Acquired { fence: 1 }, t0);
-        split.handle_reply(1, Reply::Busy { holder }, t0);
+        split.handle_reply(
+            1,
+            Reply::Busy {
+                holder,
+                fence: None,
+            },
+            t0,
+        );
         split.handle_reply(2, Reply::Failed, t0 + MS(40));
         assert_eq!(
             lost(&split),
@@ -605,8 +637,22 @@ mod tests {
         );
         // Two another's: they may hold a quorum, so wait for them.
         let mut busy = sent(3, MS(10_000), t0);
-        busy.handle_reply(1, Reply::Busy { holder }, t0);
-        busy.handle_reply(2, Reply::Busy { holder }, t0);
+        busy.handle_reply(
+            1,
+            Reply::Busy {
+                holder,
+                fence: None,
+            },
+            t0,
+        );
+        busy.handle_reply(
+            2,
+            Reply::Busy {
+                holder,
+                fence: None,
+            },
+            t0,
+        );
         assert_eq!(
             lost(&busy),
             (
@@ -693,6 +739,7 @@ mod tests {
                         },
                         1 => Reply::Busy {
                             holder: HolderTtl::Expires(MS(50 + node as u64)),
+                            fence: None,
                         },
                         _ => Reply::Failed,
                     };
@@ -777,7 +824,7 @@ mod tests {
             for &node in order.iter().filter(|&&i| i < n) {
                 let reply = match outcomes[node] {
                     0 => { acquired += 1; Reply::Acquired { fence: 1 } }
-                    1 => { refused += 1; Reply::Busy { holder: HolderTtl::Persistent } }
+                    1 => { refused += 1; Reply::Busy { holder: HolderTtl::Persistent, fence: None } }
                     _ => { refused += 1; Reply::Failed }
                 };
                 attempt.handle_reply(node, reply, t0);

@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 use crate::quorum::{self, drift, Extension};
 use crate::seeded;
 
+/// A fair waiter's last queued attempt, as [`LeaseState::handed`] needs
+/// it: when it went out, and the fence counter its busy reply saw (`None`:
+/// the node did not say, and no grant can be shown fresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Queued {
+    /// When the attempt went out.
+    pub sent: Instant,
+    /// The counter its busy reply reported ([`crate::acquire::Reply::Busy`]).
+    pub fence: Option<u64>,
+}
+
 /// Where a lease is in its life. Once it is not [`State::Held`] it never is
 /// again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,35 +153,54 @@ impl LeaseState {
     }
 
     /// A fair lock handed to a waiter by the holder's release, which the
-    /// waiter learns from its grant: the release set the key to the
-    /// waiter's token with a short hand-off lease `hand_off`, at a moment
-    /// after the waiter's last queued attempt went out at `queued_at` (the
-    /// release can only hand the lock to an entry that attempt made or
-    /// refreshed). So the lease is valid until `queued_at + hand_off -
-    /// drift`, and its first renewal, which extends it to `ttl`, is due a
-    /// third of the way to that deadline (as a fresh lease renews at a
-    /// third of its TTL), so work that ends sooner costs no renewal. `None`
-    /// when that leaves nothing at `now`: the waiter then takes the lock
-    /// with an attempt instead.
+    /// waiter learns from its grant (the fence `granted`): the release set
+    /// the key to the waiter's token with a short hand-off lease `hand_off`.
+    ///
+    /// The grant counts only if it comes from a release after the waiter's
+    /// last queued attempt `queued` landed: one before it either made that
+    /// attempt win (the key held our token) or had lapsed when it landed —
+    /// and its notification may arrive late, on the waiter's pub/sub
+    /// connection, after that attempt's busy reply. The release draws the
+    /// fence it hands over, so a grant from after the attempt carries a
+    /// fence above the counter its busy reply saw (`queued.fence`); any
+    /// other is stale: `None`. A counted grant's hand-off began after the
+    /// attempt went out, so the lease is valid until `queued.sent +
+    /// hand_off - drift`, and its first renewal, which extends it to `ttl`,
+    /// is due a third of the way to that deadline (as a fresh lease renews
+    /// at a third of its TTL), so work that ends sooner costs no renewal.
+    /// `None` too when that leaves nothing at `now`. On `None` the waiter
+    /// takes the lock with an attempt instead, which finds it if it is ours.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use baton_core::lease::LeaseState;
+    /// use baton_core::lease::{LeaseState, Queued};
     /// let t0 = Instant::now();
     /// let (ttl, hand_off) = (Duration::from_secs(10), Duration::from_secs(3));
-    /// let lease = LeaseState::handed(ttl, hand_off, t0, t0 + Duration::from_secs(1)).unwrap();
+    /// let queued = Queued { sent: t0, fence: Some(7) };
+    /// let lease = LeaseState::handed(ttl, hand_off, queued, 8, t0 + Duration::from_secs(1)).unwrap();
     /// assert_eq!(lease.valid_until(), t0 + Duration::from_millis(2_968));
     /// let at = t0 + Duration::from_secs(1) + Duration::from_millis(1_968) / 3;
     /// assert_eq!(lease.next_renewal(), Some(at), "a third of the way to the deadline");
-    /// assert!(LeaseState::handed(ttl, hand_off, t0, t0 + Duration::from_secs(3)).is_none());
+    /// assert!(LeaseState::handed(ttl, hand_off, queued, 8, t0 + Duration::from_secs(3)).is_none());
+    /// assert!(LeaseState::handed(ttl, hand_off, queued, 7, t0).is_none(), "stale: from before the attempt");
     /// ```
     pub fn handed(
         ttl: Duration,
         hand_off: Duration,
-        queued_at: Instant,
+        queued: Queued,
+        granted: u64,
         now: Instant,
     ) -> Option<LeaseState> {
-        let left = quorum::validity(hand_off, now.saturating_duration_since(queued_at))?;
+        let sent = if seeded::defect(seeded::Defect::HandedFromGrant) {
+            now
+        } else {
+            queued.sent
+        };
+        let fresh = queued.fence.is_some_and(|seen| granted > seen);
+        if !fresh && !seeded::defect(seeded::Defect::StaleGrantTaken) {
+            return None;
+        }
+        let left = quorum::validity(hand_off, now.saturating_duration_since(sent))?;
         Some(LeaseState {
             ttl,
             valid_until: now + left,
@@ -384,7 +414,11 @@ mod tests {
     fn a_handed_lease_renews_within_its_hand_off_lease() {
         let t0 = Instant::now();
         let (ttl, hand_off) = (Duration::from_secs(30), Duration::from_secs(3));
-        let mut lease = LeaseState::handed(ttl, hand_off, t0, t0).unwrap();
+        let queued = Queued {
+            sent: t0,
+            fence: Some(1),
+        };
+        let mut lease = LeaseState::handed(ttl, hand_off, queued, 2, t0).unwrap();
         let next = lease.next_renewal().unwrap();
         assert!(next < lease.give_up_at() && lease.give_up_at() < lease.valid_until());
         assert_eq!(lease.give_up_at(), lease.valid_until() - hand_off / 10);

@@ -41,6 +41,9 @@
 //!   three servers, where a lost attempt leaves the counters unequal
 //!   (`--ignored`, with the three-server run).
 //!
+//! The fair lock's hand-off has a model of its own ([`fair`]), run the
+//! same way.
+//!
 //! Sizes: one server, two clients with two attempts each, renewals and lost
 //! releases, six ticks: 2.6 million states, in CI. Three servers, one
 //! attempt each, four ticks: 16.9 million states, `--ignored` (each test
@@ -57,6 +60,8 @@ use crate::backoff::HolderTtl;
 use crate::lease::{Applied, LeaseState, Operation};
 use crate::seeded::{self, Defect};
 use crate::vote::{Ballot, Vote};
+
+mod fair;
 
 /// One tick of the model's clock.
 const TICK: Duration = Duration::from_millis(10);
@@ -573,7 +578,14 @@ fn deliver(cfg: &Config, s: &mut State, msg: &Msg) {
         }
         (Msg::Busy { .. }, Phase::Acquiring { attempt, .. }) => {
             let holder = HolderTtl::Expires(cfg.ttl());
-            attempt.handle_reply(from, Reply::Busy { holder }, now);
+            attempt.handle_reply(
+                from,
+                Reply::Busy {
+                    holder,
+                    fence: None,
+                },
+                now,
+            );
             drive_attempt(s, c);
         }
         (Msg::Raised { ok, .. }, Phase::Acquiring { attempt, .. }) => {
@@ -613,20 +625,36 @@ fn exclusion(s: &State) -> Result<(), String> {
 /// Explored states beyond which a model is too big for a test.
 const MAX_STATES: usize = 30_000_000;
 
-/// Visits every reachable state (depth first, remembering 64-bit
-/// fingerprints of the states seen) with `defect` seeded into the
-/// machines; returns how many, or the first violation.
+/// Visits every reachable state of this model with `defect` seeded.
 fn explore(cfg: Config, defect: Option<Defect>) -> Result<usize, String> {
+    explore_with(
+        State::initial(&cfg),
+        |s| successors(&cfg, s),
+        exclusion,
+        defect,
+    )
+}
+
+/// Visits every state reachable from `initial` by `successors` (depth
+/// first, remembering 64-bit fingerprints of the states seen) with `defect`
+/// seeded into the machines, checking `invariant` in each; returns how
+/// many, or the first violation (a panic in a step, such as a fence
+/// assertion, is one too).
+fn explore_with<S: Hash + std::fmt::Debug + std::panic::RefUnwindSafe>(
+    initial: S,
+    successors: impl Fn(&S) -> Vec<S> + std::panic::RefUnwindSafe,
+    invariant: impl Fn(&S) -> Result<(), String>,
+    defect: Option<Defect>,
+) -> Result<usize, String> {
     seeded::seed(defect);
-    let initial = State::initial(&cfg);
     let mut seen = HashSet::from([fingerprint(&initial)]);
     let mut stack = vec![initial];
     let result = (|| {
         while let Some(s) = stack.pop() {
-            let steps = std::panic::catch_unwind(|| successors(&cfg, &s))
+            let steps = std::panic::catch_unwind(|| successors(&s))
                 .map_err(|e| format!("{}\nfrom state {s:?}", panic_text(&e)))?;
             for t in steps {
-                exclusion(&t).map_err(|e| format!("{e}\nin state {t:?}"))?;
+                invariant(&t).map_err(|e| format!("{e}\nin state {t:?}"))?;
                 if seen.insert(fingerprint(&t)) {
                     stack.push(t);
                 }
@@ -642,7 +670,7 @@ fn explore(cfg: Config, defect: Option<Defect>) -> Result<usize, String> {
     result
 }
 
-fn fingerprint(s: &State) -> u64 {
+fn fingerprint(s: &impl Hash) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut hasher);
     hasher.finish()

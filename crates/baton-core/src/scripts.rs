@@ -132,13 +132,15 @@ pub const PERMIT_EXTEND: Script = Script {
 /// `KEYS = [lock, fence, queue, entries, channels]`, `ARGV = [token,
 /// ttl_ms, entry_ttl_ms, grant channel or ""]`; replies `[1, fence]` when
 /// the lock is ours (free with no live waiter ahead, or handed to us by a
-/// release), `[0, ms]` when not, with the longest wait before looking again.
+/// release), `[0, ms, counter]` when not, with the longest wait before
+/// looking again and the fence counter then (a grant with a fence no
+/// higher comes from a hand-off before this call).
 /// A grant channel queues the caller (or refreshes its entry); without one
 /// (`try_acquire`) it never queues and never jumps the queue.
 pub const FAIR_ACQUIRE: Script = Script {
     name: "fair_acquire",
     source: include_str!("scripts/fair_acquire.lua"),
-    sha1: "8898dd068eeb00879c0367cf554875c12e4cbd42",
+    sha1: "7f24c72d7e060d4002db1284e44a8b3d24b4dcf2",
 };
 
 /// Takes a read lease of a read-write lock ([`crate::Kind::Read`]) while

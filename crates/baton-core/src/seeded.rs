@@ -15,6 +15,12 @@ pub(crate) enum Defect {
     /// lost (its deadline passed, or it was given up), however late it
     /// comes back.
     LateExtendRevives,
+    /// A fair lock's handed lease counts its validity from the grant's
+    /// arrival instead of from the waiter's last queued attempt.
+    HandedFromGrant,
+    /// A fair lock's grant is taken whatever its fence: also one from a
+    /// hand-off that lapsed before the waiter's last queued attempt landed.
+    StaleGrantTaken,
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::acquire::{Loss, Outcome};
-use baton_core::lease::LeaseState;
+use baton_core::lease::{LeaseState, Queued};
 use baton_core::quorum::quorum;
 use baton_core::waiting::{Next, Waiting};
 use baton_core::{Fence, Keys, Kind, Token};
@@ -268,9 +268,9 @@ impl Lock {
         // A fair waiter's own channel, once it has subscribed: its attempts
         // then queue it (named by a random value, not the token).
         let mut grant: Option<Arc<str>> = None;
-        // When the last attempt that queued this waiter went out: a grant
-        // came after it (see `LeaseState::handed`).
-        let mut queued_at = None;
+        // The last attempt that queued this waiter and came back busy: a
+        // grant counts only if it came after it (see `LeaseState::handed`).
+        let mut queued: Option<Queued> = None;
         // A fair waiter that leaves without the lock (an error, its wait run
         // out, its future dropped) leaves the queue, or passes on a lock
         // handed to it, rather than hold the queue up until its entry lapses.
@@ -295,18 +295,27 @@ impl Lock {
                     // the old token: leave it, and queue afresh on a
                     // channel of the new.
                     waiter = None;
+                    queued = None;
                     leaving.leave_now();
                 }
             }
-            if grant.is_some() {
-                queued_at = Some(now());
-            }
+            let sent = grant.is_some().then(now);
             let (next, error) = match self.attempt(&keys, ttl, &token, grant.as_ref()).await {
                 Ok(Attempt::Won(guard)) => {
                     leaving.token = None;
                     return Ok(guard);
                 }
-                Ok(Attempt::Lost { loss, take_back }) => {
+                Ok(Attempt::Lost {
+                    loss,
+                    take_back,
+                    busy_fence,
+                }) => {
+                    if let Some(sent) = sent {
+                        queued = Some(Queued {
+                            sent,
+                            fence: busy_fence,
+                        });
+                    }
                     let next =
                         waiting.handle_loss(&loss, take_back.is_some(), now(), random::jitter());
                     taking_back = take_back;
@@ -345,10 +354,10 @@ impl Lock {
                 }
                 (Next::AwaitRelease { at_most }, Some(waiter)) => {
                     let granted = waiter.wait(at_most).await;
-                    let handed = match (granted, queued_at, keys.kind) {
-                        (Some(fence), Some(queued_at), Kind::Fair { entry_ttl_ms }) => {
+                    let handed = match (granted, queued, keys.kind) {
+                        (Some(fence), Some(queued), Kind::Fair { entry_ttl_ms }) => {
                             let hand_off = Duration::from_millis(entry_ttl_ms.into());
-                            LeaseState::handed(ttl, hand_off, queued_at, now())
+                            LeaseState::handed(ttl, hand_off, queued, fence, now())
                                 .map(|state| (Fence(fence), state))
                         }
                         _ => None,
@@ -505,7 +514,11 @@ impl Lock {
             Loss::NoQuorum { acquired } => {
                 Err(nodes.no_quorum(&self.name, outcome.errors, outcome.busy, acquired))
             }
-            loss => Ok(Attempt::Lost { loss, take_back }),
+            loss => Ok(Attempt::Lost {
+                loss,
+                take_back,
+                busy_fence: outcome.attempt.busy_fence(),
+            }),
         }
     }
 
@@ -595,10 +608,12 @@ impl std::fmt::Debug for Lock {
 enum Attempt {
     Won(Guard),
     /// Not won, for `loss` (never [`Loss::NoQuorum`], which is an error).
-    /// `take_back`: the release of what the attempt may have left, running.
+    /// `take_back`: the release of what the attempt may have left, running;
+    /// `busy_fence`: the fence counter a busy node reported (a fair lock's).
     Lost {
         loss: Loss,
         take_back: Option<JoinHandle<bool>>,
+        busy_fence: Option<u64>,
     },
 }
 

@@ -220,6 +220,7 @@ impl Node for MemoryNode {
                             let pttl = at.map_or(-1, |at| (at - now).as_millis() as i64);
                             return Ok(Reply::Busy {
                                 holder: HolderTtl::from_pttl(pttl),
+                                fence: None,
                             });
                         }
                     }
@@ -235,6 +236,7 @@ impl Node for MemoryNode {
                             let soonest = held.values().min().copied().unwrap_or(now);
                             return Ok(Reply::Busy {
                                 holder: HolderTtl::Expires(soonest - now),
+                                fence: None,
                             });
                         }
                     }
@@ -526,6 +528,7 @@ fn multi_acquire(
                 let pttl = at.map_or(-1, |at| (at - now).as_millis() as i64);
                 return Ok(Reply::Busy {
                     holder: HolderTtl::from_pttl(pttl),
+                    fence: None,
                 });
             }
             None
@@ -645,6 +648,7 @@ fn fair_acquire(
     };
     Ok(Reply::Busy {
         holder: HolderTtl::from_pttl(wait_ms),
+        fence: Some(current_fence(map, &keys.fence).unwrap_or_default()),
     })
 }
 
@@ -751,6 +755,7 @@ fn rw_acquire(
     let rw = keys.rw();
     let busy = |ms: Duration| Reply::Busy {
         holder: HolderTtl::Expires(ms),
+        fence: None,
     };
     let soonest = |map: &mut HashMap<String, Entry>, key: &str| -> Result<Option<Instant>> {
         match live(map, key) {

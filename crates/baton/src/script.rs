@@ -62,6 +62,18 @@ struct Called<T> {
     confirmed: Option<Confirmation>,
 }
 
+impl Called<(i64, i64)> {
+    /// An acquire's `[ours, n]`, with no fence counter reported.
+    fn without_counter(self) -> Called<(i64, i64, Option<i64>)> {
+        let (ours, n) = self.value;
+        Called {
+            value: (ours, n, None),
+            retried: self.retried,
+            confirmed: self.confirmed,
+        }
+    }
+}
+
 impl<C: Link> RedisNode<C> {
     /// A node over `conn`, shown as `name`.
     pub(crate) fn new(
@@ -324,20 +336,23 @@ impl<C: Link> Node for RedisNode<C> {
                     let keys = [&*keys.lock, &keys.fence];
                     self.call_with::<(i64, i64)>(&scripts::ACQUIRE, &keys, &args, true)
                         .await
+                        .map(Called::without_counter)
                 }
                 Kind::Semaphore { permits } => {
                     let permits = permits.to_string();
                     let args = [token, &ttl, &permits];
                     let keys = [&*keys.lock, &keys.fence];
-                    self.call_with(&scripts::PERMIT_ACQUIRE, &keys, &args, true)
+                    self.call_with::<(i64, i64)>(&scripts::PERMIT_ACQUIRE, &keys, &args, true)
                         .await
+                        .map(Called::without_counter)
                 }
                 Kind::Read => {
                     let rw = keys.rw();
                     let args = [token, &ttl];
                     let keys = [&*keys.lock, &keys.fence, &rw.writer, &rw.waiting];
-                    self.call_with(&scripts::READ_ACQUIRE, &keys, &args, true)
+                    self.call_with::<(i64, i64)>(&scripts::READ_ACQUIRE, &keys, &args, true)
                         .await
+                        .map(Called::without_counter)
                 }
                 Kind::Write { entry_ttl_ms } => {
                     let rw = keys.rw();
@@ -348,8 +363,9 @@ impl<C: Link> Node for RedisNode<C> {
                     };
                     let args = [token, &ttl, &mark];
                     let keys = [&*keys.lock, &keys.fence, &rw.readers, &rw.waiting];
-                    self.call_with(&scripts::WRITE_ACQUIRE, &keys, &args, true)
+                    self.call_with::<(i64, i64)>(&scripts::WRITE_ACQUIRE, &keys, &args, true)
                         .await
+                        .map(Called::without_counter)
                 }
                 Kind::Fair { entry_ttl_ms } => {
                     let fair = keys.fair();
@@ -362,8 +378,18 @@ impl<C: Link> Node for RedisNode<C> {
                         &fair.entries,
                         &fair.channels,
                     ];
-                    self.call_with(&scripts::FAIR_ACQUIRE, &keys, &args, true)
+                    // A busy reply also carries the fence counter (three values).
+                    self.call_with::<Vec<i64>>(&scripts::FAIR_ACQUIRE, &keys, &args, true)
                         .await
+                        .map(|called| {
+                            let v = &called.value;
+                            let value = (v[0], v.get(1).copied().unwrap_or(-1), v.get(2).copied());
+                            Called {
+                                value,
+                                retried: called.retried,
+                                confirmed: called.confirmed,
+                            }
+                        })
                 }
                 Kind::Multi => {
                     if C::CLUSTER {
@@ -376,12 +402,13 @@ impl<C: Link> Node for RedisNode<C> {
                     }
                     let args = [token, &ttl];
                     let keys = locks_and_fences(keys);
-                    self.call_with(&scripts::MULTI_ACQUIRE, &keys, &args, true)
+                    self.call_with::<(i64, i64)>(&scripts::MULTI_ACQUIRE, &keys, &args, true)
                         .await
+                        .map(Called::without_counter)
                 }
             }
             .map_err(|e| wrong_kind(e, keys))?;
-            let (ours, n) = called.value;
+            let (ours, n, counter) = called.value;
             if ours == 1 {
                 if let Some(fewer) = self.unconfirmed(called.confirmed.as_ref()) {
                     // Not confirmed, so it does not count: take it back.
@@ -394,6 +421,7 @@ impl<C: Link> Node for RedisNode<C> {
             } else {
                 Reply::Busy {
                     holder: HolderTtl::from_pttl(n),
+                    fence: counter.map(|c| c.max(0) as u64),
                 }
             })
         })

@@ -1,4 +1,4 @@
--- fair_acquire(KEYS[1]=lock, KEYS[2]=fence, KEYS[3]=queue, KEYS[4]=entries, KEYS[5]=channels; ARGV[1]=token, ARGV[2]=ttl ms, ARGV[3]=entry ttl ms, ARGV[4]=the token's grant channel, or '' not to queue) -> {1, fence} if the lock is now ours, else {0, ms to wait at most}
+-- fair_acquire(KEYS[1]=lock, KEYS[2]=fence, KEYS[3]=queue, KEYS[4]=entries, KEYS[5]=channels; ARGV[1]=token, ARGV[2]=ttl ms, ARGV[3]=entry ttl ms, ARGV[4]=the token's grant channel, or '' not to queue) -> {1, fence} if the lock is now ours, else {0, ms to wait at most, the fence counter now (a grant with a fence no higher is from a hand-off before this call)}
 -- A fair lock is a hash (field 'holder') so that unfair use of its name fails with WRONGTYPE. Waiters queue in arrival order (KEYS[3], a list of tokens), each entry with a short lease of its own (KEYS[4], token -> expiry on this server's clock) and its grant channel (KEYS[5]).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -44,8 +44,9 @@ if ARGV[4] ~= '' then
   redis.call('PEXPIRE', KEYS[4], ARGV[3])
   redis.call('PEXPIRE', KEYS[5], ARGV[3])
 end
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 if holder then
-  return {0, redis.call('PTTL', KEYS[1])}
+  return {0, redis.call('PTTL', KEYS[1]), counter}
 end
 -- Free, but an earlier waiter is first: it takes the lock when it looks next, or its entry lapses.
-return {0, tonumber(redis.call('HGET', KEYS[4], head)) - now}
+return {0, tonumber(redis.call('HGET', KEYS[4], head)) - now, counter}
