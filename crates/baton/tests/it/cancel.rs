@@ -10,7 +10,7 @@ use baton_test_support::RedisServer;
 use crate::support::{eventually, within};
 
 const TTL: Duration = Duration::from_millis(300);
-const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
 /// Counts panics anywhere in the process from the moment it is installed
 /// (spawned tasks' panics are otherwise swallowed by tokio).
@@ -63,12 +63,15 @@ fn cut_futures_at_random(runtime: tokio::runtime::Runtime) {
             let cut = Duration::from_micros(cuts.next(span_us));
             // Every kind of lease: plain locks, a semaphore's permits, a
             // fair lock (whose cut waiters must leave its queue), a
-            // multi-lock over a plain lock's name.
-            let name = NAMES[cuts.next(5) as usize];
+            // multi-lock over a plain lock's name, a read-write lock's
+            // readers and writer.
+            let name = NAMES[cuts.next(6) as usize];
             let lock = match name {
                 "c" => client.semaphore(name, 2).into_lock(),
                 "d" => client.lock(name).fair(true),
                 "e" => client.multi_lock(&["e", "a"]),
+                "f" if cuts.next(2) == 0 => client.rw_lock(name).read(),
+                "f" => client.rw_lock(name).write(),
                 _ => client.lock(name),
             }
             .ttl(TTL);
@@ -114,8 +117,10 @@ fn cut_futures_at_random(runtime: tokio::runtime::Runtime) {
         drop(guards);
         // The client (and its renewal task) lives on: no lock key may
         // outlive its TTL, so nothing is renewing a dropped or cut lease.
+        // Companions too (readers' set, writers' marks, a fair queue):
+        // only fence counters stay.
         eventually("every lock key gone within its ttl", || {
-            server.keys().iter().all(|k| k.contains('\u{1f}'))
+            server.keys().iter().all(|k| k.ends_with("\u{1f}fence"))
         })
         .await;
         drop(client);
