@@ -481,13 +481,21 @@ async fn contended(
 ) -> Result<Run, String> {
     let name = format!("bench:{}:contended", std::process::id());
     let remaining = Arc::new(std::sync::atomic::AtomicIsize::new(acquisitions as isize));
-    let start = Instant::now();
-    let mut handles = Vec::new();
+    // Every worker's client connects first and all start together, so the
+    // run measures eight contenders from its first acquisition (not one
+    // while the others are still connecting).
+    let mut clients = Vec::new();
     for _ in 0..workers {
-        let client = Client::connect(url).await.map_err(|e| e.to_string())?;
+        clients.push(Client::connect(url).await.map_err(|e| e.to_string())?);
+    }
+    let go = Arc::new(tokio::sync::Barrier::new(workers + 1));
+    let mut handles = Vec::new();
+    for client in clients {
         let (name, remaining, done) = (name.clone(), remaining.clone(), done.counter());
+        let go = Arc::clone(&go);
         handles.push(tokio::spawn(async move {
             let lock = client.lock(&name).ttl(Duration::from_secs(10)).fair(fair);
+            go.wait().await;
             let mut waits = Vec::new();
             while remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
                 waits.push(take_turn(&lock).await?);
@@ -496,6 +504,8 @@ async fn contended(
             Ok::<_, String>(waits)
         }));
     }
+    go.wait().await;
+    let start = Instant::now();
     let mut waits = Vec::new();
     let mut counts = Vec::new();
     for handle in handles {

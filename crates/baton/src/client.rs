@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) nodes: Arc<Nodes>,
     pub(crate) renewer: Renewer,
     pub(crate) prefix: Arc<str>,
+    /// Fair waiters' grant channels kept subscribed for reuse.
+    pub(crate) idle_grants: crate::wait::IdleGrants,
 }
 
 impl Client {
@@ -183,6 +185,7 @@ impl Client {
                 renewer: Renewer::new(Arc::clone(&nodes)),
                 nodes,
                 prefix: prefix.into(),
+                idle_grants: Default::default(),
             }),
         }
     }

@@ -303,6 +303,7 @@ impl Lock {
             let (next, error) = match self.attempt(&keys, ttl, &token, grant.as_ref()).await {
                 Ok(Attempt::Won(guard)) => {
                     leaving.token = None;
+                    self.keep_grant_channel(&keys, grant, waiter);
                     return Ok(guard);
                 }
                 Ok(Attempt::Lost {
@@ -330,6 +331,13 @@ impl Lock {
                 // Before the retry that follows, so a release between the
                 // two is not missed.
                 (Next::Subscribe, _) | (Next::AwaitRelease { .. }, None) => {
+                    let idle = fair.then(|| self.client.inner.idle_grants.take(&keys.lock));
+                    if let Some((channel, idle)) = idle.flatten() {
+                        grant = Some(channel);
+                        leaving.token = Some(token.clone());
+                        waiter = Some(idle);
+                        continue;
+                    }
                     // A fair waiter's own channel; else the release channel
                     // of each lock the lease takes (a multi-lock's waiter is
                     // woken by whichever of its names is released).
@@ -352,8 +360,8 @@ impl Lock {
                     tracing::debug!(lock = %self.name, notified = w.is_notified(), "waiting");
                     waiter = Some(w);
                 }
-                (Next::AwaitRelease { at_most }, Some(waiter)) => {
-                    let granted = waiter.wait(at_most).await;
+                (Next::AwaitRelease { at_most }, Some(listening)) => {
+                    let granted = listening.wait(at_most).await;
                     let handed = match (granted, queued, keys.kind) {
                         (Some(fence), Some(queued), Kind::Fair { entry_ttl_ms }) => {
                             let hand_off = Duration::from_millis(entry_ttl_ms.into());
@@ -367,7 +375,9 @@ impl Lock {
                         // round trip (it renews to its full TTL soon after).
                         tracing::debug!(lock = %self.name, fence = %won.0, "handed the lock");
                         leaving.token = None;
-                        return Ok(self.guard(&keys, &token, won, Arc::default()));
+                        let guard = self.guard(&keys, &token, won, Arc::default());
+                        self.keep_grant_channel(&keys, grant, waiter.take());
+                        return Ok(guard);
                     }
                 }
                 (Next::Pause(pause), _) => {
@@ -519,6 +529,18 @@ impl Lock {
                 take_back,
                 busy_fence: outcome.attempt.busy_fence(),
             }),
+        }
+    }
+
+    /// After a won acquire, keeps a fair waiter's grant channel for the
+    /// client's next waiter of this lock (see [`crate::wait::IdleGrants`]):
+    /// its queue entry is gone, since winning takes it out.
+    fn keep_grant_channel(&self, keys: &Keys, grant: Option<Arc<str>>, waiter: Option<Waiter>) {
+        if let (Kind::Fair { .. }, Some(channel), Some(waiter)) = (keys.kind, grant, waiter) {
+            self.client
+                .inner
+                .idle_grants
+                .put(&keys.lock, channel, waiter);
         }
     }
 

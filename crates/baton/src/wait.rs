@@ -133,6 +133,14 @@ impl Subscription {
         self
     }
 
+    /// Counts every release seen so far as seen.
+    fn forget_past(&mut self) {
+        self.bumps.borrow_and_update();
+        for other in &mut self.also {
+            other.forget_past();
+        }
+    }
+
     /// Resolves at the first release seen since the last call (or since
     /// subscribing), with the fence it granted, if it was a grant.
     async fn released(&mut self) -> Option<u64> {
@@ -190,6 +198,14 @@ impl Waiter {
             subscriptions,
             late,
             quorum,
+        }
+    }
+
+    /// Counts every announcement so far as heard: a waiter taken from
+    /// [`IdleGrants`] starts from now.
+    fn forget_past(&mut self) {
+        for subscription in &mut self.subscriptions {
+            subscription.forget_past();
         }
     }
 
@@ -262,6 +278,59 @@ impl Waiter {
                     None => self.late = None,
                 },
             }
+        }
+    }
+}
+
+/// How many idle grant channels a client keeps per fair lock, and for how
+/// many locks: bounded, since each is a subscription on the server.
+const IDLE_PER_LOCK: usize = 16;
+const IDLE_LOCKS: usize = 64;
+
+/// A client's idle grant channels: a fair waiter's own channel with its
+/// subscription, kept after the acquire that used it won (its queue entry
+/// is gone then) for the next waiter of the same lock, so that a waiting
+/// acquire sends no `SUBSCRIBE` (a round trip on the client's one pub/sub
+/// connection, which every waiter of the client shares) and no
+/// `UNSUBSCRIBE` after. Reuse is safe because a grant counts only if its
+/// fence is above the counter the waiter's own queued attempt saw
+/// ([`baton_core::lease::LeaseState::handed`]): a late grant meant for the
+/// channel's earlier user is not. A channel whose acquire ended any other
+/// way (its entry may still be queued) is never reused.
+#[derive(Default)]
+pub(crate) struct IdleGrants {
+    idle: Mutex<HashMap<String, Vec<IdleGrant>>>,
+}
+
+/// A grant channel and the waiter subscribed to it.
+type IdleGrant = (Arc<str>, Waiter);
+
+impl IdleGrants {
+    /// An idle grant channel of the lock at `key`, its past announcements
+    /// counted as heard.
+    pub(crate) fn take(&self, key: &str) -> Option<IdleGrant> {
+        let mut idle = lock(&self.idle);
+        let list = idle.get_mut(key)?;
+        let mut taken = list.pop();
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        if let Some((_, waiter)) = &mut taken {
+            waiter.forget_past();
+        }
+        taken
+    }
+
+    /// Keeps `channel` (subscribed through `waiter`) for the lock at `key`,
+    /// unless as many are kept already (then it is dropped: unsubscribed).
+    pub(crate) fn put(&self, key: &str, channel: Arc<str>, waiter: Waiter) {
+        let mut idle = lock(&self.idle);
+        if !idle.contains_key(key) && idle.len() >= IDLE_LOCKS {
+            return;
+        }
+        let list = idle.entry(key.to_owned()).or_default();
+        if list.len() < IDLE_PER_LOCK {
+            list.push((channel, waiter));
         }
     }
 }

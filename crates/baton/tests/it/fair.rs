@@ -274,3 +274,64 @@ async fn a_handed_lock_is_renewed_to_the_waiters_ttl() {
     })
     .await
 }
+
+/// A waiter that won keeps its grant channel subscribed for its client's
+/// next waiter of the lock: later waits send no `SUBSCRIBE`, and each is
+/// still handed the lock by the release before it (a grant meant for an
+/// earlier user of the channel is not taken for a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_won_waiters_grant_channel_serves_the_next_waiter_without_a_subscribe() {
+    crate::support::within(async {
+        let server = RedisServer::start();
+        let (holder, waiter) = (
+            Client::connect(&server.url()).await.unwrap(),
+            Client::connect(&server.url()).await.unwrap(),
+        );
+        let queue = baton_core::Keys::new("baton:", "reuse")
+            .unwrap()
+            .fair()
+            .queue;
+        let mut subscribes = None;
+        let mut fences = Vec::new();
+        for round in 0..4 {
+            let held = holder
+                .lock("reuse")
+                .fair(true)
+                .try_acquire()
+                .await
+                .unwrap()
+                .expect("free");
+            let lock = waiter
+                .lock("reuse")
+                .fair(true)
+                .wait(Duration::from_secs(30));
+            let waiting = tokio::spawn(async move { lock.acquire().await });
+            eventually("the waiter queued", || {
+                server.cmd::<usize>(&["LLEN", &queue]) == 1
+            })
+            .await;
+            held.release().await.unwrap();
+            let got = waiting.await.unwrap().expect("handed over");
+            assert!(got.is_held());
+            assert!(
+                holder
+                    .lock("reuse")
+                    .fair(true)
+                    .try_acquire()
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "round {round}: the waiter holds it"
+            );
+            fences.push(got.fence().0);
+            got.release().await.unwrap();
+            let now = command_calls(&server, "subscribe");
+            match subscribes {
+                None => subscribes = Some(now),
+                Some(first) => assert_eq!(now, first, "round {round}: no SUBSCRIBE"),
+            }
+        }
+        assert!(fences.windows(2).all(|w| w[0] < w[1]), "{fences:?}");
+    })
+    .await
+}
