@@ -335,6 +335,7 @@ impl Lock {
                     if let Some((channel, idle)) = idle.flatten() {
                         grant = Some(channel);
                         leaving.token = Some(token.clone());
+                        tracing::debug!(lock = %self.name, notified = idle.is_notified(), "waiting");
                         waiter = Some(idle);
                         continue;
                     }
