@@ -148,8 +148,12 @@ pub struct ExecArgs {
     pub conflict_exit_code: u8,
 
     /// Take one of N permits of a semaphore of this name instead of the lock: at most N commands run at once (e.g. 3).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "also")]
     pub permits: Option<u32>,
+
+    /// Also take the lock of NAME, all or none with the first (a multi-lock; repeatable). On a Cluster every name needs the same hash tag, e.g. {job}a and {job}b.
+    #[arg(long, value_name = "NAME")]
+    pub also: Vec<String>,
 
     /// After the lease is lost, how long the command's process group gets between SIGTERM and SIGKILL (e.g. 5s).
     #[arg(long, default_value = "10s", value_parser = duration)]

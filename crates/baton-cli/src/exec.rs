@@ -40,7 +40,8 @@ pub async fn run(args: ExecArgs) -> Exit {
     let acquiring = async {
         let client = crate::connect(&args.backend).await?;
         let lock = match args.permits {
-            None => client.lock(&args.name),
+            None if args.also.is_empty() => client.lock(&args.name),
+            None => client.multi_lock(&names(&args)),
             Some(permits) => client.semaphore(&args.name, permits).into_lock(),
         }
         .ttl(args.ttl);
@@ -306,10 +307,21 @@ impl Signals {
     }
 }
 
+/// The names a multi-lock takes: the lock's and every `--also`.
+fn names(args: &ExecArgs) -> Vec<&str> {
+    std::iter::once(args.name.as_str())
+        .chain(args.also.iter().map(String::as_str))
+        .collect()
+}
+
 /// What a busy lock or semaphore is, for the line that says so.
 fn busy(args: &ExecArgs) -> String {
     match args.permits {
-        None => format!("lock {:?} is held by another", args.name),
+        None if args.also.is_empty() => format!("lock {:?} is held by another", args.name),
+        None => format!(
+            "one of the locks {:?} is held by another (all are taken or none)",
+            names(args)
+        ),
         Some(n) => format!("all {n} permits of semaphore {:?} are held", args.name),
     }
 }

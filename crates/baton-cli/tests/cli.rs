@@ -1146,6 +1146,53 @@ fn permits_let_n_commands_run_at_once() {
     one_line(&stderr);
 }
 
+/// `--also NAME`: the command runs under a multi-lock of every name, all
+/// or none: a held name refuses it (75) and takes nothing, and while it
+/// runs each of its names is held for a plain `baton exec`.
+#[test]
+fn also_takes_several_names_all_or_none() {
+    let server = RedisServer::start();
+    let (mut other, _o, _) = holder(&server, &["-n"]);
+    let (code, stdout, stderr) = run(
+        &server,
+        &["exec", "first", "--also", "job", "-n", "--", "echo", "ran"],
+    );
+    assert_eq!(code, 75, "{stderr}");
+    assert!(!stdout.contains("ran"));
+    one_line(&stderr);
+    assert!(stderr.contains("all are taken or none"), "{stderr}");
+    assert_eq!(
+        server.cmd::<i64>(&["EXISTS", "baton:first"]),
+        0,
+        "first was not taken"
+    );
+    other.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait(&mut other).code(), Some(0));
+
+    let mut args = vec!["exec", "first", "--also", "job", "-n"];
+    args.extend_from_slice(&[
+        "--",
+        "sh",
+        "-c",
+        "echo \"started $BATON_FENCE $$\"; read line; echo done",
+    ]);
+    let (mut both, _o, _) = started(&server, &args);
+    for name in ["job", "first"] {
+        let (code, _, stderr) = run(&server, &["exec", name, "-n", "--", "true"]);
+        assert_eq!(code, 75, "{name} is held with the other: {stderr}");
+    }
+    both.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait(&mut both).code(), Some(0));
+    for key in ["baton:job", "baton:first"] {
+        assert_eq!(server.cmd::<i64>(&["EXISTS", key]), 0, "{key} released");
+    }
+    let (code, _, stderr) = run(
+        &server,
+        &["exec", "job", "--also", "x", "--permits", "2", "--", "true"],
+    );
+    assert_eq!(code, 64, "--also with --permits is a usage error: {stderr}");
+}
+
 /// `--processes N`: the contended workload's workers are N processes of
 /// their own on one fair lock, each taking its turn (its counts are in the
 /// report), and nothing is left behind but what the run deletes itself.
