@@ -62,15 +62,21 @@ struct Called<T> {
     confirmed: Option<Confirmation>,
 }
 
-impl Called<(i64, i64)> {
-    /// An acquire's `[ours, n]`, with no fence counter reported.
-    fn without_counter(self) -> Called<(i64, i64, Option<i64>)> {
-        let (ours, n) = self.value;
+impl<T> Called<T> {
+    /// The same call with its value turned by `f`.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Called<U> {
         Called {
-            value: (ours, n, None),
+            value: f(self.value),
             retried: self.retried,
             confirmed: self.confirmed,
         }
+    }
+}
+
+impl Called<(i64, i64)> {
+    /// An acquire's `[ours, n]`, with no fence counter reported.
+    fn without_counter(self) -> Called<(i64, i64, Option<i64>)> {
+        self.map(|(ours, n)| (ours, n, None))
     }
 }
 
@@ -379,17 +385,21 @@ impl<C: Link> Node for RedisNode<C> {
                         &fair.channels,
                     ];
                     // A busy reply also carries the fence counter (three values).
-                    self.call_with::<Vec<i64>>(&scripts::FAIR_ACQUIRE, &keys, &args, true)
-                        .await
-                        .map(|called| {
-                            let v = &called.value;
-                            let value = (v[0], v.get(1).copied().unwrap_or(-1), v.get(2).copied());
-                            Called {
-                                value,
-                                retried: called.retried,
-                                confirmed: called.confirmed,
-                            }
-                        })
+                    let called = self
+                        .call_with::<Vec<i64>>(&scripts::FAIR_ACQUIRE, &keys, &args, true)
+                        .await;
+                    called.and_then(|called| match called.value[..] {
+                        [ours, n] => Ok(called.map(|_| (ours, n, None))),
+                        [ours, n, counter] => Ok(called.map(|_| (ours, n, Some(counter)))),
+                        _ => Err(redis_error(
+                            &self.name,
+                            RedisError::from((
+                                ErrorKind::Parse,
+                                "unexpected reply to the fair acquire script",
+                                format!("{:?}", called.value),
+                            )),
+                        )),
+                    })
                 }
                 Kind::Multi => {
                     if C::CLUSTER {
