@@ -283,7 +283,10 @@ impl<S: tracing::Subscriber> Layer<S> for RenewalEvents {
         }
         let Some(fence) = fields.fence else { return };
         let op = match (fields.message.as_deref(), fields.valid_for_us) {
-            (Some("renewing"), _) => Op::Renewing { fence },
+            (Some("renewing"), us) => Op::Renewing {
+                fence,
+                valid_for_ns: us.map(|us| us * 1000),
+            },
             // Zero: the new deadline had passed already (a pause): it
             // extends nothing.
             (Some("renewed"), Some(us)) if us > 0 => Op::Renewed {

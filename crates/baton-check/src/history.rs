@@ -70,8 +70,13 @@ pub enum Op {
     /// The acquire failed with an error: the lock was not granted to us, but
     /// a key may linger on some node until its TTL.
     AcquireInfo { error: String },
-    /// The library sent a renewal of the lease.
-    Renewing { fence: u64 },
+    /// The library sent a renewal of the lease, decided when it had
+    /// `valid_for_ns` of validity left (by its own clock).
+    Renewing {
+        fence: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_for_ns: Option<u64>,
+    },
     /// A renewal came back: the lease is now valid until `valid_until`.
     Renewed { fence: u64, valid_until: u64 },
     /// The lease was reported lost (`Lease::lost` resolved before release).

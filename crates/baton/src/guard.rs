@@ -108,7 +108,7 @@ impl Lease {
 
     /// How long the lease is still valid by the local clock (zero when lost).
     pub fn remaining(&self) -> Duration {
-        self.0.state.borrow().remaining(now())
+        self.0.remaining(now())
     }
 
     /// Resolves when the lease is lost: a renewal found the key gone or
@@ -169,6 +169,11 @@ impl LeaseCell {
         applied
     }
 
+    /// How long the lease is still valid at `now` (zero when lost).
+    pub(crate) fn remaining(&self, now: Instant) -> Duration {
+        self.state.borrow().remaining(now)
+    }
+
     /// The TTL renewals currently send.
     pub(crate) fn ttl(&self) -> Duration {
         self.state.borrow().ttl()
@@ -214,7 +219,7 @@ impl LeaseCell {
             tracing::trace!(
                 lock = %self.name,
                 fence = %self.fence,
-                valid_for_us = self.state.borrow().remaining(now()).as_micros() as u64,
+                valid_for_us = self.remaining(now()).as_micros() as u64,
                 "renewed"
             );
         }

@@ -276,7 +276,10 @@ impl Shared {
         for id in busy {
             queue.schedule(id, Some(now + BATCH_WINDOW));
         }
-        Step::Renew(batch)
+        Step::Renew {
+            batch,
+            decided: now,
+        }
     }
 
     /// Puts a renewed lease back in the queue, or drops it if it is lost or
@@ -286,15 +289,27 @@ impl Shared {
         self.lock().schedule(lease.0.id, next);
     }
 
-    async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>) {
+    /// Renews `batch`, found still held at `decided`.
+    async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>, decided: Instant) {
         if batch.is_empty() {
             return; // all lost or busy
         }
         let (batch, _turns): (Vec<Lease>, Vec<_>) = batch.into_iter().unzip();
+        // Validity is counted from the instant the leases were found held,
+        // which is before the requests leave: an earlier send time only
+        // shortens the deadline a verdict gives.
+        let sent = decided;
         for lease in &batch {
-            tracing::trace!(lock = %lease.0.name, fence = %lease.fence(), "renewing");
+            // What was left at the decision, so that a history can tell a
+            // renewal decided in time but delayed (the process stopped, say)
+            // from one decided after the deadline.
+            tracing::trace!(
+                lock = %lease.0.name,
+                fence = %lease.fence(),
+                valid_for_us = lease.0.remaining(sent).as_micros() as u64,
+                "renewing"
+            );
         }
-        let sent = now();
         let ttls: Vec<Duration> = batch.iter().map(|l| l.0.ttl()).collect();
         let renewals: Vec<_> = batch
             .iter()
@@ -351,7 +366,11 @@ impl Shared {
 
 enum Step {
     Sleep(Option<Instant>),
-    Renew(Vec<(Lease, OwnedMutexGuard<()>)>),
+    /// Renew these leases, found held at `decided`.
+    Renew {
+        batch: Vec<(Lease, OwnedMutexGuard<()>)>,
+        decided: Instant,
+    },
 }
 
 async fn run(shared: Arc<Shared>) {
@@ -369,7 +388,7 @@ async fn run(shared: Arc<Shared>) {
                     () = sleep => {}
                 }
             }
-            Step::Renew(batch) => shared.renew(batch).await,
+            Step::Renew { batch, decided } => shared.renew(batch, decided).await,
         }
     }
 }

@@ -78,8 +78,9 @@ pub(super) struct History<'a> {
     /// In `AcquireOk` order.
     pub(super) leases: Vec<Lease<'a>>,
     pub(super) store: Vec<StoreOp<'a>>,
-    /// `Renewing` events: time, lease, and its `valid_until` at that time.
-    pub(super) renewings: Vec<(u64, usize, u64)>,
+    /// `Renewing` events: time, lease, its `valid_until` at that time, and
+    /// the validity the library said it had left when it decided.
+    pub(super) renewings: Vec<(u64, usize, u64, Option<u64>)>,
     /// `ReleaseOk` / `ReleaseInfo`: time, process, fence, `renewing`.
     pub(super) releases: Vec<(u64, &'a str, u64, usize)>,
     /// Lease events (after `AcquireOk`) whose lease the history lacks.
@@ -190,10 +191,13 @@ impl<'a> History<'a> {
                     invoked.remove(process);
                     queued.remove(process);
                 }
-                Op::Renewing { fence } => {
+                Op::Renewing {
+                    fence,
+                    valid_for_ns,
+                } => {
                     if let Some(i) = lease_of(*fence, &mut h) {
                         let valid_until = h.leases[i].valid_until;
-                        h.renewings.push((t, i, valid_until));
+                        h.renewings.push((t, i, valid_until, *valid_for_ns));
                     }
                 }
                 Op::Renewed { fence, valid_until } => {

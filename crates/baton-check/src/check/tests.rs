@@ -246,7 +246,14 @@ fn clean() -> H {
         if k == 7 {
             // Lost before it could write.
             h.acquire(&p, fence, start, start + 1);
-            h.at(start + 2, &p, Op::Renewing { fence });
+            h.at(
+                start + 2,
+                &p,
+                Op::Renewing {
+                    fence,
+                    valid_for_ns: None,
+                },
+            );
             h.at(
                 start + 3,
                 &p,
@@ -664,20 +671,97 @@ fn releases_must_leave_nothing_renewing() {
     );
 }
 
+/// A renewal decided in time but recorded after a stop of its process
+/// across the deadline is the stop's doing, and counted; one decided with
+/// nothing left, or recorded late without a stop, is a violation.
+#[test]
+fn a_renewal_delayed_by_a_stop_of_its_process_is_not_late() {
+    let mut h = H::new(0);
+    let renewing = |fence: u64, left_ms: u64| Op::Renewing {
+        fence,
+        valid_for_ns: Some(left_ms * MS),
+    };
+    // Stopped from 500 (before the deadline at 1001) to 2200.
+    h.acquire("c0.0", 1, 0, 1);
+    h.fault(500, Some(2200), "pause-client", "c0.0");
+    h.at(2201, "c0.0", renewing(1, 300));
+    h.at(2202, "c0.0", Op::Lost { fence: 1 });
+    h.release(2300, "c0.0", 1);
+    // Late with no stop of its own process (another one's does not count).
+    h.acquire("c1.0", 2, 3000, 3001);
+    h.fault(3500, Some(4200), "pause-client", "c0.0");
+    h.at(4201, "c1.0", renewing(2, 300));
+    h.at(4202, "c1.0", Op::Lost { fence: 2 });
+    h.release(4300, "c1.0", 2);
+    // Decided with nothing left, however early it was recorded.
+    h.acquire("c2.0", 3, 5000, 5001);
+    h.at(5100, "c2.0", renewing(3, 0));
+    h.release(5200, "c2.0", 3);
+    let report = h.finish(6000, 0).report();
+    let r = result(&report, "lease hygiene");
+    assert_eq!(
+        r.examples,
+        [
+            "c1.0 fence 2 renewing at 4.201s, after it was past its deadline at 4.001s",
+            "c2.0 fence 3 renewing at 5.100s, after it was past its deadline by the library's clock at 6.001s"
+        ]
+    );
+    assert_eq!(
+        counts(r),
+        [
+            ("releases", 3),
+            ("renewals sent", 3),
+            ("renewals after loss, release or deadline", 2),
+            (
+                "renewals decided in time and sent after a stop of their process",
+                1
+            )
+        ]
+    );
+}
+
 #[test]
 fn no_renewal_after_loss_or_release() {
     let mut h = H::new(0);
     // Renewing before the loss: fine; twice after it: two violations.
     h.acquire("c0.0", 1, 0, 1);
-    h.at(100, "c0.0", Op::Renewing { fence: 1 });
+    h.at(
+        100,
+        "c0.0",
+        Op::Renewing {
+            fence: 1,
+            valid_for_ns: None,
+        },
+    );
     h.at(200, "c0.0", Op::Lost { fence: 1 });
-    h.at(300, "c0.0", Op::Renewing { fence: 1 });
-    h.at(400, "c0.0", Op::Renewing { fence: 1 });
+    h.at(
+        300,
+        "c0.0",
+        Op::Renewing {
+            fence: 1,
+            valid_for_ns: None,
+        },
+    );
+    h.at(
+        400,
+        "c0.0",
+        Op::Renewing {
+            fence: 1,
+            valid_for_ns: None,
+        },
+    );
     h.release(500, "c0.0", 1);
     // Renewing after the release began: one each.
     h.acquire("c1.0", 2, 1000, 1001);
     h.at(1100, "c1.0", Op::ReleaseInvoke { fence: 2 });
-    h.at(1101, "c1.0", Op::Renewing { fence: 2 });
+    h.at(
+        1101,
+        "c1.0",
+        Op::Renewing {
+            fence: 2,
+            valid_for_ns: None,
+        },
+    );
     h.at(
         1102,
         "c1.0",
@@ -687,14 +771,35 @@ fn no_renewal_after_loss_or_release() {
             renewing: 0,
         },
     );
-    h.at(1200, "c1.0", Op::Renewing { fence: 2 });
+    h.at(
+        1200,
+        "c1.0",
+        Op::Renewing {
+            fence: 2,
+            valid_for_ns: None,
+        },
+    );
     // Another lease of the same process renewing: fine.
     h.acquire("c1.0", 3, 1300, 1301);
-    h.at(1400, "c1.0", Op::Renewing { fence: 3 });
+    h.at(
+        1400,
+        "c1.0",
+        Op::Renewing {
+            fence: 3,
+            valid_for_ns: None,
+        },
+    );
     h.release(1500, "c1.0", 3);
     // Renewing after the deadline (beyond the drift allowance): one.
     h.acquire("c2.0", 4, 1600, 1601);
-    h.at(1601 + TTL + 50, "c2.0", Op::Renewing { fence: 4 });
+    h.at(
+        1601 + TTL + 50,
+        "c2.0",
+        Op::Renewing {
+            fence: 4,
+            valid_for_ns: None,
+        },
+    );
     h.release(1601 + TTL + 60, "c2.0", 4);
     let report = h.finish(3000, 0).report();
     only(&report, "lease hygiene", 5);
