@@ -20,6 +20,7 @@
 //!   yes-nodes are raised to it first (see [`quorum`] for why that keeps
 //!   fences increasing across holders).
 
+use crate::per_node::PerNode;
 use std::time::{Duration, Instant};
 
 use crate::backoff::{HolderTtl, SPLIT_SPREAD};
@@ -193,7 +194,7 @@ impl Loss {
 pub struct Attempt {
     ttl: Duration,
     started: Instant,
-    replies: Vec<Option<Reply>>,
+    replies: PerNode<Option<Reply>>,
     /// The next node to ask for an acquire (`n` once all were handed out).
     next_acquire: usize,
     phase: Phase,
@@ -232,7 +233,7 @@ impl Attempt {
         Attempt {
             ttl,
             started,
-            replies: vec![None; n],
+            replies: PerNode::filled(n, None),
             next_acquire: 0,
             phase: Phase::Voting,
         }

@@ -30,6 +30,7 @@ pub mod lease;
 #[cfg(test)]
 mod model;
 pub mod name;
+mod per_node;
 pub mod quorum;
 pub mod release;
 pub mod scripts;

@@ -9,6 +9,7 @@
 //! may have deleted the key, so "not held" from the second is
 //! [`Found::Unclear`].
 
+use crate::per_node::PerNode;
 use crate::quorum::Extension;
 use crate::vote::{Ballot, Found, Vote};
 
@@ -73,14 +74,14 @@ enum Node {
 pub struct Release {
     held: bool,
     vote: Vote,
-    nodes: Vec<Node>,
+    nodes: PerNode<Node>,
 }
 
 impl Release {
     /// A release on the nodes `which` of `n` configured. `held`: the lease
     /// was valid when the release was sent (see [`Found::ballot`]).
     pub fn new(n: usize, which: &[usize], held: bool) -> Release {
-        let mut nodes = vec![Node::Skipped; n];
+        let mut nodes = PerNode::filled(n, Node::Skipped);
         for &i in which {
             if let Some(node) = nodes.get_mut(i) {
                 *node = Node::ToSend { again: false };
@@ -90,6 +91,15 @@ impl Release {
             held,
             vote: Vote::new(n),
             nodes,
+        }
+    }
+
+    /// A release on every one of `n` configured nodes (a held lease's).
+    pub fn on_every_node(n: usize, held: bool) -> Release {
+        Release {
+            held,
+            vote: Vote::new(n),
+            nodes: PerNode::filled(n, Node::ToSend { again: false }),
         }
     }
 

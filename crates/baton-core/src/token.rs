@@ -15,24 +15,34 @@ use std::fmt;
 /// assert_eq!(token.as_str(), "abababababababababababababababab");
 /// assert_eq!(token.fingerprint(), "abababab");
 /// ```
+///
+/// The hex is kept inline, not on the heap: a token is cloned into every
+/// request of an acquire, a release and a renewal, and a clone is a copy.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Token(String);
+pub struct Token([u8; 32]);
 
 impl Token {
     /// A token from 16 random bytes.
     pub fn from_bytes(bytes: [u8; 16]) -> Token {
-        Token(hex(&bytes))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Token(hex)
     }
 
     /// The token as stored in Redis.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).expect("a token is ASCII hex")
     }
 
     /// The first 8 hex characters: enough to tell holders apart in logs and
     /// status output, not enough to act as the owner.
     pub fn fingerprint(&self) -> &str {
-        fingerprint(&self.0)
+        fingerprint(self.as_str())
     }
 }
 
@@ -48,16 +58,6 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({}…)", self.fingerprint())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 /// A fencing token: strictly increasing across successive holders of the

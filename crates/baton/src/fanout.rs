@@ -6,8 +6,10 @@
 //! work. This module decides nothing itself; it only asks and counts.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use baton_core::acquire::{Attempt, Reply, Request, Stragglers};
@@ -44,8 +46,9 @@ pub(crate) struct AttemptOutcome {
     /// The nodes where another holds the key.
     pub(crate) busy: Vec<usize>,
     /// Set once the lease of a won attempt is being released: a straggling
-    /// request that lands after that takes its node back itself.
-    pub(crate) ended: Arc<AtomicBool>,
+    /// request that lands after that takes its node back itself. `None`
+    /// when no request was left out (one server's case): nobody to tell.
+    pub(crate) ended: Option<Arc<AtomicBool>>,
 }
 
 /// A reply to one of an attempt's requests.
@@ -101,10 +104,10 @@ impl Nodes {
         let mut attempt = Attempt::new(self.len(), ttl, now());
         let mut errors = Vec::new();
         let mut busy = Vec::new();
-        let mut pending = FuturesUnordered::new();
+        let mut pending = InFlight::default();
         loop {
             while let Some(request) = attempt.poll_transmit() {
-                pending.push(self.send(keys, token, ttl_ms, grant, request));
+                pending.push(Box::pin(self.send(keys, token, ttl_ms, grant, request)));
             }
             if attempt.poll_outcome().is_some() {
                 break;
@@ -132,13 +135,15 @@ impl Nodes {
                 None => attempt.handle_timeout(at),
             }
         }
-        let ended = Arc::new(AtomicBool::new(false));
+        let mut ended = None;
         if attempt.poll_stragglers() == Some(Stragglers::Finish) && !pending.is_empty() {
+            let flag = Arc::new(AtomicBool::new(false));
+            ended = Some(Arc::clone(&flag));
             let (nodes, keys, token, ended, attempt) = (
                 Arc::clone(self),
                 Arc::clone(keys),
                 token.clone(),
-                Arc::clone(&ended),
+                flag,
                 attempt.clone(),
             );
             tokio::spawn(async move {
@@ -203,7 +208,8 @@ impl Nodes {
         token: &Token,
         held: bool,
     ) -> Result<bool> {
-        let mut releasing = Releasing::new(self, keys, token, &self.all(), held, true);
+        let release = Release::on_every_node(self.len(), held);
+        let mut releasing = Releasing::new(self, keys, token, release, true);
         let verdict = loop {
             if let Some(verdict) = releasing.release.poll_verdict() {
                 break verdict;
@@ -230,14 +236,10 @@ impl Nodes {
         token: &Token,
         which: &[usize],
     ) -> bool {
-        let mut releasing = Releasing::new(self, keys, token, which, false, false);
+        let release = Release::new(self.len(), which, false);
+        let mut releasing = Releasing::new(self, keys, token, release, false);
         while releasing.step().await {}
         releasing.release.all_answered()
-    }
-
-    /// Every node, for a release after a won round or a guard.
-    pub(crate) fn all(&self) -> Vec<usize> {
-        (0..self.len()).collect()
     }
 
     /// Extends each renewal on every node (one pipeline per node), each
@@ -441,7 +443,7 @@ struct Releasing {
     token: Token,
     announce: bool,
     release: Release,
-    pending: FuturesUnordered<BoxFuture<'static, (usize, bool, Result<Found>)>>,
+    pending: InFlight<BoxFuture<'static, (usize, bool, Result<Found>)>>,
     /// The nodes' final failures, in the order they came.
     errors: Vec<Error>,
 }
@@ -451,8 +453,7 @@ impl Releasing {
         nodes: &Arc<Nodes>,
         keys: &Arc<Keys>,
         token: &Token,
-        which: &[usize],
-        held: bool,
+        release: Release,
         announce: bool,
     ) -> Releasing {
         Releasing {
@@ -460,8 +461,8 @@ impl Releasing {
             keys: Arc::clone(keys),
             token: token.clone(),
             announce,
-            release: Release::new(nodes.len(), which, held),
-            pending: FuturesUnordered::new(),
+            release,
+            pending: InFlight::default(),
             errors: Vec::new(),
         }
     }
@@ -522,6 +523,65 @@ where
 {
     if !rest.is_empty() {
         tokio::spawn(async move { while rest.next().await.is_some() {} });
+    }
+}
+
+/// The requests of one operation still out, answered in any order.
+///
+/// The first is held on its own and only a second one makes a
+/// `FuturesUnordered`, whose queue costs two allocations to build and one
+/// per request: one server's operations (the common case) have one request
+/// out at a time.
+pub(crate) struct InFlight<F> {
+    one: Option<F>,
+    more: Option<FuturesUnordered<F>>,
+}
+
+impl<F> Default for InFlight<F> {
+    fn default() -> Self {
+        InFlight {
+            one: None,
+            more: None,
+        }
+    }
+}
+
+impl<F: Future + Unpin> InFlight<F> {
+    pub(crate) fn push(&mut self, request: F) {
+        if self.one.is_none() {
+            self.one = Some(request);
+        } else {
+            self.more
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(request);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.one.is_none() && self.more.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next answer, or `None` once nothing is out.
+    pub(crate) async fn next(&mut self) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            if let Some(request) = &mut self.one {
+                if let Poll::Ready(answer) = Pin::new(request).poll(cx) {
+                    self.one = None;
+                    return Poll::Ready(Some(answer));
+                }
+            }
+            if let Some(more) = &mut self.more {
+                if let Poll::Ready(Some(answer)) = more.poll_next_unpin(cx) {
+                    return Poll::Ready(Some(answer));
+                }
+            }
+            if self.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 

@@ -39,11 +39,29 @@ pub(crate) struct LeaseCell {
     state: watch::Sender<LeaseState>,
     /// Shared with the won attempt's straggling requests: set before the
     /// release is sent, so a late `SET` takes itself back.
-    ended: Arc<AtomicBool>,
-    /// Held while an extend or a renewal of this lease is in flight: two at
-    /// once could be applied by the server in one order and by us in the
-    /// other, leaving a local deadline later than the server's.
-    pub(crate) in_flight: Arc<tokio::sync::Mutex<()>>,
+    ended: Option<Arc<AtomicBool>>,
+    /// One permit, taken while an extend or a renewal of this lease is in
+    /// flight: two at once could be applied by the server in one order and
+    /// by us in the other, leaving a local deadline later than the server's.
+    /// A semaphore in the cell rather than a shared mutex, so a lease costs
+    /// no allocation of its own for it.
+    in_flight: tokio::sync::Semaphore,
+}
+
+/// A renewal's turn on its lease (see `LeaseCell::in_flight`), given back
+/// when dropped.
+pub(crate) struct RenewalTurn(Lease);
+
+impl RenewalTurn {
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.0
+    }
+}
+
+impl Drop for RenewalTurn {
+    fn drop(&mut self) {
+        self.0 .0.in_flight.add_permits(1);
+    }
 }
 
 /// A view of a held lease: its name, fence and whether it is still held.
@@ -72,7 +90,7 @@ impl Lease {
         keys: Arc<Keys>,
         token: Token,
         (fence, state): (Fence, LeaseState),
-        ended: Arc<AtomicBool>,
+        ended: Option<Arc<AtomicBool>>,
     ) -> Lease {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Lease(Arc::new(LeaseCell {
@@ -82,7 +100,7 @@ impl Lease {
             token,
             fence,
             state: watch::Sender::new(state),
-            in_flight: Arc::default(),
+            in_flight: tokio::sync::Semaphore::new(1),
             ended,
         }))
     }
@@ -167,6 +185,14 @@ impl LeaseCell {
             tracing::warn!(lock = %self.name, fence = %self.fence, why = because.describe(), "lease lost");
         }
         applied
+    }
+
+    /// The renewal's turn, unless an extend is in flight.
+    pub(crate) fn try_take_turn(lease: &Lease) -> Option<RenewalTurn> {
+        let permit = lease.0.in_flight.try_acquire().ok()?;
+        // Given back by the turn's drop instead.
+        permit.forget();
+        Some(RenewalTurn(lease.clone()))
     }
 
     /// How long the lease is still valid at `now` (zero when lost).
@@ -303,7 +329,11 @@ impl Guard {
     pub async fn extend(&mut self, ttl: Duration) -> Result<()> {
         let ttl = validate_ttl(ttl)?;
         let cell = Arc::clone(&self.lease.0);
-        let _turn = cell.in_flight.lock().await;
+        let _turn = cell
+            .in_flight
+            .acquire()
+            .await
+            .expect("a lease's semaphore is never closed");
         if !self.lease.is_held() {
             cell.lose(LostBecause::ExtendedAfterDeadline);
             return Err(self.lost_error());
@@ -367,7 +397,9 @@ impl LeaseCell {
     /// Releases the lease on every node. Straggling requests of its round
     /// are told first, so one that lands after this takes itself back.
     async fn release(&self, nodes: &Arc<crate::fanout::Nodes>) -> Result<bool> {
-        self.ended.store(true, Ordering::SeqCst);
+        if let Some(ended) = &self.ended {
+            ended.store(true, Ordering::SeqCst);
+        }
         let held = self.state.borrow().is_held(now());
         nodes.release(&self.keys, &self.token, held).await
     }

@@ -376,7 +376,7 @@ impl Lock {
                         // round trip (it renews to its full TTL soon after).
                         tracing::debug!(lock = %self.name, fence = %won.0, "handed the lock");
                         leaving.token = None;
-                        let guard = self.guard(&keys, &token, won, Arc::default());
+                        let guard = self.guard(&keys, &token, won, None);
                         self.keep_grant_channel(&keys, grant, waiter.take());
                         return Ok(guard);
                     }
@@ -552,7 +552,7 @@ impl Lock {
         keys: &Arc<Keys>,
         token: &Token,
         won: (Fence, LeaseState),
-        ended: Arc<AtomicBool>,
+        ended: Option<Arc<AtomicBool>>,
     ) -> Guard {
         let lease = Lease::new(
             Arc::clone(&self.name),

@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use baton_core::lease::{Applied, LostBecause, Operation};
@@ -30,7 +30,7 @@ use baton_core::lease::{Applied, LostBecause, Operation};
 use baton_core::quorum::Extension;
 
 use crate::fanout::{now, Nodes};
-use crate::guard::Lease;
+use crate::guard::{Lease, LeaseCell, RenewalTurn};
 
 /// Leases due this soon after the earliest are renewed in the same batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
@@ -266,11 +266,11 @@ impl Shared {
                 queue.leases.remove(&id);
                 continue;
             }
-            match Arc::clone(&slot.lease.0.in_flight).try_lock_owned() {
-                Ok(turn) => batch.push((slot.lease.clone(), turn)),
+            match LeaseCell::try_take_turn(&slot.lease) {
+                Some(turn) => batch.push(turn),
                 // An extend is in flight: it reschedules the lease when it
                 // completes; look again shortly in case it does not.
-                Err(_) => busy.push(id),
+                None => busy.push(id),
             }
         }
         for id in busy {
@@ -290,11 +290,11 @@ impl Shared {
     }
 
     /// Renews `batch`, found still held at `decided`.
-    async fn renew(&self, batch: Vec<(Lease, OwnedMutexGuard<()>)>, decided: Instant) {
-        if batch.is_empty() {
+    async fn renew(&self, turns: Vec<RenewalTurn>, decided: Instant) {
+        if turns.is_empty() {
             return; // all lost or busy
         }
-        let (batch, _turns): (Vec<Lease>, Vec<_>) = batch.into_iter().unzip();
+        let batch: Vec<Lease> = turns.iter().map(|turn| turn.lease().clone()).collect();
         // Validity is counted from the instant the leases were found held,
         // which is before the requests leave: an earlier send time only
         // shortens the deadline a verdict gives.
@@ -368,7 +368,7 @@ enum Step {
     Sleep(Option<Instant>),
     /// Renew these leases, found held at `decided`.
     Renew {
-        batch: Vec<(Lease, OwnedMutexGuard<()>)>,
+        batch: Vec<RenewalTurn>,
         decided: Instant,
     },
 }

@@ -287,8 +287,8 @@ impl<C: Link> RedisNode<C> {
             }
             Kind::Fair { entry_ttl_ms } => {
                 let fair = keys.fair();
-                let hand_off = entry_ttl_ms.to_string();
-                let args = [token, channel, sharded, "fair", &hand_off];
+                let hand_off = Decimal::new(entry_ttl_ms.into());
+                let args = [token, channel, sharded, "fair", hand_off.as_str()];
                 let keys = [
                     &*keys.lock,
                     &keys.fence,
@@ -334,19 +334,20 @@ impl<C: Link> Node for RedisNode<C> {
         grant: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
-            let ttl = ttl_ms.to_string();
+            let ttl = Decimal::new(ttl_ms);
+            let ttl = ttl.as_str();
             let token = token.as_str();
             let called = match keys.kind {
                 Kind::Lock => {
-                    let args = [token, &ttl];
+                    let args = [token, ttl];
                     let keys = [&*keys.lock, &keys.fence];
                     self.call_with::<(i64, i64)>(&scripts::ACQUIRE, &keys, &args, true)
                         .await
                         .map(Called::without_counter)
                 }
                 Kind::Semaphore { permits } => {
-                    let permits = permits.to_string();
-                    let args = [token, &ttl, &permits];
+                    let permits = Decimal::new(u64::from(permits));
+                    let args = [token, ttl, permits.as_str()];
                     let keys = [&*keys.lock, &keys.fence];
                     self.call_with::<(i64, i64)>(&scripts::PERMIT_ACQUIRE, &keys, &args, true)
                         .await
@@ -354,7 +355,7 @@ impl<C: Link> Node for RedisNode<C> {
                 }
                 Kind::Read => {
                     let rw = keys.rw();
-                    let args = [token, &ttl];
+                    let args = [token, ttl];
                     let keys = [&*keys.lock, &keys.fence, &rw.writer, &rw.waiting];
                     self.call_with::<(i64, i64)>(&scripts::READ_ACQUIRE, &keys, &args, true)
                         .await
@@ -362,12 +363,12 @@ impl<C: Link> Node for RedisNode<C> {
                 }
                 Kind::Write { entry_ttl_ms } => {
                     let rw = keys.rw();
-                    let mark = if grant.is_some() {
-                        entry_ttl_ms.to_string()
+                    let mark = Decimal::new(if grant.is_some() {
+                        entry_ttl_ms.into()
                     } else {
-                        "0".to_owned()
-                    };
-                    let args = [token, &ttl, &mark];
+                        0
+                    });
+                    let args = [token, ttl, mark.as_str()];
                     let keys = [&*keys.lock, &keys.fence, &rw.readers, &rw.waiting];
                     self.call_with::<(i64, i64)>(&scripts::WRITE_ACQUIRE, &keys, &args, true)
                         .await
@@ -375,8 +376,8 @@ impl<C: Link> Node for RedisNode<C> {
                 }
                 Kind::Fair { entry_ttl_ms } => {
                     let fair = keys.fair();
-                    let entry_ttl = entry_ttl_ms.to_string();
-                    let args = [token, &ttl, &entry_ttl, grant.unwrap_or("")];
+                    let entry_ttl = Decimal::new(entry_ttl_ms.into());
+                    let args = [token, ttl, entry_ttl.as_str(), grant.unwrap_or("")];
                     let keys = [
                         &*keys.lock,
                         &keys.fence,
@@ -410,7 +411,7 @@ impl<C: Link> Node for RedisNode<C> {
                             });
                         }
                     }
-                    let args = [token, &ttl];
+                    let args = [token, ttl];
                     let keys = locks_and_fences(keys);
                     self.call_with::<(i64, i64)>(&scripts::MULTI_ACQUIRE, &keys, &args, true)
                         .await
@@ -469,12 +470,12 @@ impl<C: Link> Node for RedisNode<C> {
         fence: u64,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let fence = fence.to_string();
+            let fence = Decimal::new(fence);
             let called = self
                 .call_with::<i64>(
                     &scripts::RAISE,
                     &locks_and_fences(keys),
-                    &[token.as_str(), &fence],
+                    &[token.as_str(), fence.as_str()],
                     true,
                 )
                 .await?;
@@ -580,17 +581,48 @@ fn locks_and_fences(keys: &Keys) -> Vec<&str> {
 /// The release script's reply when the key was deleted but `PUBLISH` was refused.
 const RELEASED_UNANNOUNCED: i64 = 2;
 
+/// A number's decimal digits, on the stack: script arguments are strings,
+/// and formatting each into a `String` would cost an allocation per call.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut n: u64) -> Decimal {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { digits, start }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[self.start..]).expect("ASCII digits")
+    }
+}
+
 fn invocation(script: &Script, use_sha: bool, keys: &[&str], args: &[&str]) -> redis::Cmd {
-    let mut cmd = if use_sha {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.sha1);
-        cmd
+    let (name, body) = if use_sha {
+        ("EVALSHA", script.sha1)
     } else {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(script.source);
-        cmd
+        ("EVAL", script.source)
     };
-    cmd.arg(keys.len()).arg(keys).arg(args);
+    // Sized up front: growing the command's buffers argument by argument
+    // costs an allocation each time they double, on every lock operation.
+    const KEY_COUNT_DIGITS: usize = 20;
+    let data = name.len()
+        + body.len()
+        + KEY_COUNT_DIGITS
+        + keys.iter().chain(args).map(|a| a.len()).sum::<usize>();
+    let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args.len(), data);
+    cmd.arg(name).arg(body).arg(keys.len()).arg(keys).arg(args);
     cmd
 }
 
@@ -644,5 +676,17 @@ pub(crate) fn redis_error(node: &str, e: impl std::error::Error + Send + Sync + 
     Error::Redis {
         node: node.to_owned(),
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    #[test]
+    fn decimals_read_as_the_numbers_they_are() {
+        for n in [0, 7, 10, 400, 30_000, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(Decimal::new(n).as_str(), n.to_string());
+        }
     }
 }
