@@ -33,6 +33,7 @@ async fn main() -> Result<(), String> {
         wait_aof: false,
         fair: false,
         processes: None,
+        held: Default::default(),
     };
     let mut runs = Vec::new();
     for workload in ["sequential", "concurrent", "contended"] {

@@ -11,6 +11,12 @@
 //! - `baseline`: raw `SET NX PX` + `DEL` through one redis-rs multiplexed
 //!   connection, sequential and at C (default 64) — the ceiling to compare with.
 //!
+//! `sequential` and `concurrent` also run the raw client on the same shape
+//! of work just before, and report the ratio (`vs_raw`): a ratio in one run
+//! does not depend on the machine's speed. Every run reports the client's
+//! CPU per cycle (`cpu_us_per_op`, user + system from `getrusage`) beside
+//! its wall time.
+//!
 //! Every key a run creates (fence counters included) is deleted afterwards.
 
 use std::io::Write as _;
@@ -43,11 +49,39 @@ pub struct Options {
     pub wait_aof: bool,
     /// `contended` on a fair lock ([`baton::Lock::fair`]).
     pub fair: bool,
+    /// `held`: how many leases, their TTL and how long they are held
+    /// (default 100,000 for 60 s at a 30 s TTL; 3 s with `quick`).
+    pub held: Held,
     /// `contended` with its workers in separate processes: how many, and
     /// the `baton` executable to start them with (each runs
     /// [`worker`] through `baton bench --worker`).
     pub processes: Option<(usize, std::path::PathBuf)>,
 }
+
+/// The `held` workload's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    /// Leases held at once on one client.
+    pub leases: usize,
+    /// Their TTL (renewed at a third of it).
+    pub ttl: Duration,
+    /// How long they are held after all are acquired (`None`: 60 s, or 3 s
+    /// with `quick`).
+    pub hold: Option<Duration>,
+}
+
+impl Default for Held {
+    fn default() -> Held {
+        Held {
+            leases: 100_000,
+            ttl: Duration::from_secs(30),
+            hold: None,
+        }
+    }
+}
+
+/// The most leases `held` may hold.
+pub const MAX_HELD: usize = 2_000_000;
 
 /// How long each process of a multi-process `contended` run takes locks
 /// (a twentieth with `quick`).
@@ -92,7 +126,7 @@ async fn contended_processes(
     fair: bool,
 ) -> Result<Run, String> {
     let name = format!("bench:{}:contended-processes", std::process::id());
-    let start = Instant::now();
+    let start = Clock::start();
     let mut children = Vec::new();
     for _ in 0..processes {
         let mut cmd = tokio::process::Command::new(exe);
@@ -148,7 +182,8 @@ fn fairness(counts: &[usize], waits: &[Duration], fair: bool) -> String {
 }
 
 /// The workload names `Options::workload` accepts.
-pub const WORKLOADS: [&str; 6] = [
+pub const WORKLOADS: [&str; 7] = [
+    "held",
     "sequential",
     "concurrent",
     "contended",
@@ -197,6 +232,17 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     if o.workload == "redlock" && o.urls.len() < 2 {
         return Err("redlock needs several servers: give --url more than once".into());
     }
+    if o.workload == "held" {
+        if !(1..=MAX_HELD).contains(&o.held.leases) {
+            return Err(format!("the leases must be from 1 to {MAX_HELD}"));
+        }
+        let hold = o.held.hold.unwrap_or(if o.quick {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(60)
+        });
+        runs.push(held(&url, o.held.leases, o.held.ttl, hold).await?);
+    }
     if wants("sequential") {
         let done = Progress::show(o.progress, "sequential", scale(5_000));
         let mut builder = Client::builder().node(&url);
@@ -204,7 +250,8 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
             builder = builder.min_replicas(replicas, timeout);
         }
         let client = check(builder.wait_aof(o.wait_aof).build().await)?;
-        let mut run = sequential(client, scale(5_000), &done).await?;
+        let raw = baseline(&url, scale(5_000), 1, &Progress::show(false, "", 0)).await?;
+        let mut run = sequential(client, scale(5_000), &done).await?.versus(&raw);
         if let Some((replicas, _)) = o.min_replicas {
             run.extra = format!(",\"min_replicas\":{replicas}");
         }
@@ -216,7 +263,13 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     if wants("concurrent") {
         let done = Progress::show(o.progress, "concurrent", scale(20_000));
         let client = check(Client::connect(&url).await)?;
-        runs.push(concurrent(client, scale(20_000), o.concurrency.unwrap_or(64), &done).await?);
+        let tasks = o.concurrency.unwrap_or(64);
+        let raw = baseline(&url, scale(20_000), tasks, &Progress::show(false, "", 0)).await?;
+        runs.push(
+            concurrent(client, scale(20_000), tasks, &done)
+                .await?
+                .versus(&raw),
+        );
     }
     if wants("contended") {
         let done = Progress::show(o.progress, "contended", scale(400));
@@ -294,30 +347,80 @@ impl Drop for Progress {
     }
 }
 
-/// One workload's result: latencies and how long it took.
+/// Wall time and this process's CPU time (user + system, from
+/// `getrusage`) at the start of a run.
+#[derive(Clone, Copy)]
+struct Clock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+}
+
+/// The CPU this process has used so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
+        let micros = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        };
+        micros(usage.user_time()) + micros(usage.system_time())
+    })
+}
+
+/// One workload's result: latencies, how long it took, and the CPU it
+/// cost this process.
 pub struct Run {
     workload: &'static str,
     lib: &'static str,
     secs: f64,
+    cpu: Duration,
     latencies: Vec<Duration>,
     extra: String,
+    /// The raw client's rate and CPU per cycle on the same shape of work,
+    /// measured in the same run.
+    raw: Option<(f64, f64)>,
 }
 
 impl Run {
     fn new(
         workload: &'static str,
         lib: &'static str,
-        start: Instant,
+        start: Clock,
         latencies: Vec<Duration>,
         extra: String,
     ) -> Run {
         Run {
             workload,
             lib,
-            secs: start.elapsed().as_secs_f64(),
+            secs: start.wall.elapsed().as_secs_f64(),
+            cpu: cpu_time().saturating_sub(start.cpu),
             latencies,
             extra,
+            raw: None,
         }
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.secs
+    }
+
+    /// Client CPU per cycle, in µs.
+    fn cpu_per_op_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.latencies.len().max(1) as f64
+    }
+
+    /// Records the raw client's run of the same work beside this one.
+    fn versus(mut self, raw: &Run) -> Run {
+        self.raw = Some((raw.rate(), raw.cpu_per_op_us()));
+        self
     }
 
     /// Prints it: one JSON line, or one aligned line for people.
@@ -325,15 +428,27 @@ impl Run {
         self.latencies.sort();
         let n = self.latencies.len();
         let pct = |p: f64| self.latencies[((n as f64 * p) as usize).min(n - 1)].as_micros();
-        let rate = n as f64 / self.secs;
+        let (rate, cpu) = (self.rate(), self.cpu_per_op_us());
         if json {
+            let raw = self.raw.map_or(String::new(), |(raw_rate, raw_cpu)| {
+                format!(
+                    ",\"raw_ops_per_s\":{raw_rate:.0},\"vs_raw\":{:.2},\"raw_cpu_us_per_op\":{raw_cpu:.1}",
+                    rate / raw_rate
+                )
+            });
             crate::out!(
-                "{{\"lib\":\"{}\",\"workload\":\"{}\",\"n\":{n},\"secs\":{:.3},\"ops_per_s\":{rate:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}{}}}",
+                "{{\"lib\":\"{}\",\"workload\":\"{}\",\"n\":{n},\"secs\":{:.3},\"ops_per_s\":{rate:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"cpu_us_per_op\":{cpu:.1}{raw}{}}}",
                 self.lib, self.workload, self.secs, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(), self.extra
             );
         } else {
+            let raw = self.raw.map_or(String::new(), |(raw_rate, raw_cpu)| {
+                format!(
+                    "  {:.2}× raw ({raw_rate:.0}/s, cpu {raw_cpu:.1} µs/op)",
+                    rate / raw_rate
+                )
+            });
             crate::out!(
-                "{:<8} {:<22} {n:>7} cycles  {rate:>9.0}/s  p50 {:>6} µs  p99 {:>7} µs  max {:>7} µs{}",
+                "{:<8} {:<22} {n:>7} cycles  {rate:>9.0}/s  p50 {:>6} µs  p99 {:>7} µs  max {:>7} µs  cpu {cpu:>5.1} µs/op{raw}{}",
                 self.lib, self.workload, pct(0.50), pct(0.99), self.latencies[n - 1].as_micros(),
                 if self.extra.is_empty() { String::new() } else { format!("  {}", self.extra.trim_start_matches(',')) }
             );
@@ -381,7 +496,7 @@ async fn raw(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
 }
 
 async fn sequential(client: Client, ops: usize, done: &Progress) -> Result<Run, String> {
-    let start = Instant::now();
+    let start = Clock::start();
     let latencies = cycles(client, 0, ops, done.counter()).await?;
     Ok(Run::new(
         "sequential",
@@ -393,7 +508,7 @@ async fn sequential(client: Client, ops: usize, done: &Progress) -> Result<Run, 
 }
 
 async fn redlock(client: Client, nodes: usize, ops: usize, done: &Progress) -> Result<Run, String> {
-    let start = Instant::now();
+    let start = Clock::start();
     let latencies = cycles(client, 0, ops, done.counter()).await?;
     Ok(Run::new(
         "redlock",
@@ -410,7 +525,7 @@ async fn concurrent(
     tasks: usize,
     done: &Progress,
 ) -> Result<Run, String> {
-    let start = Instant::now();
+    let start = Clock::start();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             tokio::spawn(cycles(
@@ -505,7 +620,7 @@ async fn contended(
         }));
     }
     go.wait().await;
-    let start = Instant::now();
+    let start = Clock::start();
     let mut waits = Vec::new();
     let mut counts = Vec::new();
     for handle in handles {
@@ -517,11 +632,151 @@ async fn contended(
     Ok(Run::new("contended", "baton", start, waits, extra))
 }
 
+/// `held`: `leases` leases with auto-renew on one client, held for `hold`.
+/// The run's rate and latencies are the acquisitions'; the rest goes in
+/// its extra fields: the client's CPU share while only renewing, memory
+/// per lease (resident set growth), what the renewal task sent (batches,
+/// renewals, the largest batch), the server's µs per renewal, and the
+/// lowest PTTL seen in samples of the keys (none may lapse) and leases lost.
+async fn held(url: &str, leases: usize, ttl: Duration, hold: Duration) -> Result<Run, String> {
+    const TASKS: usize = 256;
+    let client = Client::connect(url).await.map_err(|e| e.to_string())?;
+    let mut server = raw(url).await?;
+    let name = |i: usize| format!("bench:{}:held:{i}", std::process::id());
+    let rss_before = resident_bytes();
+    let start = Clock::start();
+    let handles: Vec<_> = (0..TASKS.min(leases))
+        .map(|t| {
+            let client = client.clone();
+            let mine: Vec<usize> = (t..leases).step_by(TASKS).collect();
+            tokio::spawn(async move {
+                let mut held = Vec::with_capacity(mine.len());
+                for i in mine {
+                    let lock = client.lock(&name(i)).ttl(ttl);
+                    let t0 = Instant::now();
+                    let guard = lock
+                        .try_acquire()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or("a fresh key was busy")?;
+                    held.push((t0.elapsed(), guard));
+                }
+                Ok::<_, String>(held)
+            })
+        })
+        .collect();
+    let (mut latencies, mut guards) = (Vec::with_capacity(leases), Vec::with_capacity(leases));
+    for handle in handles {
+        for (latency, guard) in handle.await.map_err(|e| e.to_string())?? {
+            latencies.push(latency);
+            guards.push(guard);
+        }
+    }
+    let mut run = Run::new("held", "baton", start, latencies, String::new());
+    let per_lease = resident_bytes().saturating_sub(rss_before) as f64 / leases as f64;
+    // Only renewals reach the server from here on.
+    let (calls_before, usec_before) = renewal_commands(&mut server).await?;
+    let stats_before = client.renewal_stats();
+    let holding = Clock::start();
+    let deadline = Instant::now() + hold;
+    let sampled: Vec<String> = (0..64)
+        .map(|k| format!("baton:{}", name(k * leases / 64)))
+        .collect();
+    let (mut lowest_pttl, mut lapsed) = (i64::MAX, 0usize);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500).min(deadline - Instant::now())).await;
+        let mut pipe = redis::pipe();
+        for key in &sampled {
+            pipe.cmd("PTTL").arg(key);
+        }
+        let pttls: Vec<i64> = pipe
+            .query_async(&mut server)
+            .await
+            .map_err(|e| e.to_string())?;
+        lapsed += pttls.iter().filter(|&&p| p < 0).count();
+        lowest_pttl = pttls.into_iter().fold(lowest_pttl, i64::min);
+    }
+    let wall = holding.wall.elapsed().as_secs_f64();
+    let cpu = cpu_time().saturating_sub(holding.cpu).as_secs_f64();
+    let stats = client.renewal_stats();
+    let (calls, usec) = renewal_commands(&mut server).await?;
+    let lost = guards.iter().filter(|g| !g.is_held()).count();
+    let renewals = stats.renewals - stats_before.renewals;
+    let batches = stats.batches - stats_before.batches;
+    let server_calls = calls.saturating_sub(calls_before).max(1);
+    run.extra = format!(
+        ",\"leases\":{leases},\"ttl_ms\":{},\"hold_s\":{wall:.1},\"renewals\":{renewals},\"renewals_per_s\":{:.0},\"renew_cpu_share\":{:.3},\"cpu_us_per_renewal\":{:.2},\"bytes_per_lease\":{per_lease:.0},\"batches\":{batches},\"mean_batch\":{:.0},\"largest_batch\":{},\"server_us_per_renewal\":{:.2},\"lowest_pttl_ms\":{},\"samples_lapsed\":{lapsed},\"lost\":{lost}",
+        ttl.as_millis(),
+        renewals as f64 / wall,
+        cpu / wall,
+        cpu * 1e6 / renewals.max(1) as f64,
+        renewals as f64 / batches.max(1) as f64,
+        stats.largest_batch,
+        usec.saturating_sub(usec_before) as f64 / server_calls as f64,
+        if lowest_pttl == i64::MAX { -1 } else { lowest_pttl },
+    );
+    let mut releases = Vec::new();
+    let mut guards = guards.into_iter();
+    for _ in 0..TASKS {
+        let chunk: Vec<_> = guards.by_ref().take(leases.div_ceil(TASKS)).collect();
+        releases.push(tokio::spawn(async move {
+            for guard in chunk {
+                guard.release().await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for release in releases {
+        release.await.map_err(|e| e.to_string())??;
+    }
+    Ok(run)
+}
+
+/// This process's resident set, from `/proc/self/status` (0 where there is none).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The server's calls and µs so far of the commands a renewal is: the
+/// extend script (`EVALSHA`) or, on servers that have it, `SET … IFEQ`.
+async fn renewal_commands(
+    server: &mut redis::aio::MultiplexedConnection,
+) -> Result<(u64, u64), String> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut calls, mut usec) = (0, 0);
+    for line in info.lines() {
+        let Some(fields) = line
+            .strip_prefix("cmdstat_evalsha:")
+            .or_else(|| line.strip_prefix("cmdstat_set:"))
+        else {
+            continue;
+        };
+        for field in fields.split(',') {
+            match field.split_once('=') {
+                Some(("calls", n)) => calls += n.parse::<u64>().unwrap_or(0),
+                Some(("usec", n)) => usec += n.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    Ok((calls, usec))
+}
+
 /// The same server, no lock library: `SET key v NX PX 10000` then `DEL key`
 /// through one multiplexed redis-rs connection.
 async fn baseline(url: &str, ops: usize, tasks: usize, done: &Progress) -> Result<Run, String> {
     let conn = raw(url).await?;
-    let start = Instant::now();
+    let start = Clock::start();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let (mut conn, done) = (conn.clone(), done.counter());
@@ -591,6 +846,7 @@ mod tests {
                     wait_aof: false,
                     fair: false,
                     processes: None,
+                    held: Default::default(),
                 };
                 match run(&options).await {
                     Err(e) => assert!(e.contains(what), "{workload}: {e}"),

@@ -200,7 +200,8 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub backend: Backend,
 
-    /// Which workload: sequential, concurrent, contended, redlock, baseline or all.
+    /// Which workload: sequential, concurrent, contended, redlock, baseline or all;
+    /// or held (--leases leases renewed on one client for --hold; not part of all).
     #[arg(long, default_value = "all")]
     pub workload: String,
 
@@ -224,6 +225,18 @@ pub struct BenchArgs {
     /// The contended workload with each worker a process of its own, for 2 s (e.g. 8).
     #[arg(long, value_parser = count(64))]
     pub processes: Option<usize>,
+
+    /// The held workload's leases, on one client (from 1 to 2000000).
+    #[arg(long, default_value_t = 100_000, value_parser = count(baton_cli::bench::MAX_HELD))]
+    pub leases: usize,
+
+    /// The held workload's lease TTL (e.g. 3s; renewed at a third of it).
+    #[arg(long, default_value = "30s", value_parser = ttl)]
+    pub ttl: Duration,
+
+    /// How long the held workload holds its leases (default 60s, 3s with --quick).
+    #[arg(long, value_parser = duration)]
+    pub hold: Option<Duration>,
 
     /// (Internal: one worker process of --processes, on this lock name.)
     #[arg(long, hide = true)]

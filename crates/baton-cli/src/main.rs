@@ -92,6 +92,11 @@ async fn bench(args: cli::BenchArgs) -> Exit {
         wait_aof: args.backend.wait_aof,
         fair: args.fair,
         processes,
+        held: baton_cli::bench::Held {
+            leases: args.leases,
+            ttl: args.ttl,
+            hold: args.hold,
+        },
     };
     if !baton_cli::bench::WORKLOADS.contains(&options.workload.as_str()) {
         return Exit::with(

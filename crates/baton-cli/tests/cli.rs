@@ -713,6 +713,47 @@ fn a_failed_release_with_stderr_closed_keeps_the_commands_status() {
 /// `bench --concurrency 0` (no task would record a latency), `--ops 0` and
 /// counts past the bounds are usage errors for every workload, found before
 /// anything runs.
+/// `held` keeps every lease alive past several TTLs on one client's one
+/// renewal task (none lost, no sampled key lapsed), reports what the
+/// renewals cost, and leaves nothing behind; `--leases 0` is a usage error.
+#[test]
+fn bench_held_keeps_every_lease_and_reports_its_cost() {
+    let server = RedisServer::start();
+    let args = [
+        "bench",
+        "--workload",
+        "held",
+        "--leases",
+        "300",
+        "--ttl",
+        "300ms",
+        "--hold",
+        "1s",
+        "--json",
+    ];
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let field = |name: &str| -> f64 {
+        let at = stdout
+            .find(&format!("\"{name}\":"))
+            .unwrap_or_else(|| panic!("{name} in {stdout}"));
+        let rest = &stdout[at + name.len() + 3..];
+        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+    };
+    assert_eq!(field("n"), 300.0, "{stdout}");
+    assert_eq!(field("lost"), 0.0, "{stdout}");
+    assert_eq!(field("samples_lapsed"), 0.0, "{stdout}");
+    // Held a second at a 300 ms TTL: every lease renewed at least twice.
+    assert!(field("renewals") >= 600.0, "{stdout}");
+    // (Memory per lease is the resident set's growth: it can be 0 for a few leases.)
+    for cost in ["cpu_us_per_renewal", "server_us_per_renewal", "mean_batch"] {
+        assert!(field(cost) > 0.0, "{cost}: {stdout}");
+    }
+    assert!(server.keys().is_empty(), "the bench leaves nothing behind");
+    let (code, _, stderr) = run(&server, &["bench", "--workload", "held", "--leases", "0"]);
+    assert_eq!(code, 64, "{stderr}");
+}
+
 #[test]
 fn bench_rejects_zero_and_huge_counts_as_usage_errors() {
     let server = RedisServer::start();

@@ -174,6 +174,22 @@ impl Client {
         self.inner.renewer.len()
     }
 
+    /// What this client's renewal task has sent so far: batches, the
+    /// renewals in them and the largest batch. For benchmarks and
+    /// dashboards; two relaxed counters per batch.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), baton::Error> {
+    /// let client = baton::Client::in_memory();
+    /// let stats = client.renewal_stats();
+    /// assert!(stats.renewals >= stats.batches);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn renewal_stats(&self) -> crate::RenewalStats {
+        self.inner.renewer.stats()
+    }
+
     pub(crate) fn from_nodes(nodes: Vec<Arc<dyn Node>>) -> Client {
         Client::assemble(nodes, DEFAULT_PREFIX, DEFAULT_NODE_TIMEOUT)
     }

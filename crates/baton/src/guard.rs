@@ -173,13 +173,17 @@ impl LeaseCell {
         self.apply(|s| s.lose(because));
     }
 
-    /// Applies one input to the lease's machine, telling the watchers if
-    /// it changed anything and warning once if it lost the lease.
+    /// Applies one input to the lease's machine, waking the watchers on a loss
+    /// or a shortened deadline, and warning once if it lost the lease.
     fn apply(&self, input: impl FnOnce(&mut LeaseState) -> Applied) -> Applied {
         let mut applied = Applied::Over;
         self.state.send_if_modified(|s| {
             applied = input(s);
-            applied != Applied::Over
+            // Watchers (`Lease::lost`) sleep until the deadline and re-read
+            // it then, so only a loss or a deadline that may have moved
+            // earlier wakes them: a renewal, which only moves it later,
+            // would wake every watcher of every lease for nothing.
+            matches!(applied, Applied::Lost(_) | Applied::Unknown)
         });
         if let Applied::Lost(because) = applied {
             tracing::warn!(lock = %self.name, fence = %self.fence, why = because.describe(), "lease lost");

@@ -123,6 +123,7 @@ pub use guard::{Guard, Lease, Released};
 pub use lock::{Lock, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, FAIR_RETRY_INTERVAL, MAX_TTL, MIN_TTL};
 pub use memory::MemoryStore;
 pub use node::Connection;
+pub use renew::RenewalStats;
 pub use rwlock::RwLock;
 pub use semaphore::{Permit, Semaphore};
 

@@ -19,6 +19,7 @@
 //! key that still holds our token, and the release deletes that key.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,26 @@ struct Shared {
     nodes: Arc<Nodes>,
     queue: Mutex<Queue>,
     wake: Notify,
+    counts: Counts,
+}
+
+/// What the renewal task has sent so far.
+#[derive(Default)]
+struct Counts {
+    batches: AtomicU64,
+    renewals: AtomicU64,
+    largest_batch: AtomicUsize,
+}
+
+/// What a client's renewal task has sent so far ([`Client::renewal_stats`](crate::Client::renewal_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenewalStats {
+    /// Batches sent: each is one pipeline per server.
+    pub batches: u64,
+    /// Renewals in them, one per lease per batch.
+    pub renewals: u64,
+    /// The most renewals one batch held (at most 512).
+    pub largest_batch: usize,
 }
 
 #[derive(Default)]
@@ -145,6 +166,7 @@ impl Renewer {
                 nodes,
                 queue: Mutex::default(),
                 wake: Notify::new(),
+                counts: Counts::default(),
             }),
         }
     }
@@ -195,6 +217,15 @@ impl Renewer {
         drop(queue);
         if wake {
             self.shared.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> RenewalStats {
+        let counts = &self.shared.counts;
+        RenewalStats {
+            batches: counts.batches.load(Ordering::Relaxed),
+            renewals: counts.renewals.load(Ordering::Relaxed),
+            largest_batch: counts.largest_batch.load(Ordering::Relaxed),
         }
     }
 
@@ -295,6 +326,14 @@ impl Shared {
             return; // all lost or busy
         }
         let batch: Vec<Lease> = turns.iter().map(|turn| turn.lease().clone()).collect();
+        let counts = &self.counts;
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts
+            .renewals
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counts
+            .largest_batch
+            .fetch_max(batch.len(), Ordering::Relaxed);
         // Validity is counted from the instant the leases were found held,
         // which is before the requests leave: an earlier send time only
         // shortens the deadline a verdict gives.
