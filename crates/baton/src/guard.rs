@@ -2,14 +2,14 @@
 //! that work can carry around).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use baton_core::lease::{Applied, LeaseState, LostBecause, Operation, State};
 use baton_core::quorum::Extension;
 use baton_core::{Fence, Keys, Token};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -36,7 +36,12 @@ pub(crate) struct LeaseCell {
     fence: Fence,
     /// Written only through the core's machine, so every rule about the
     /// deadline, renewals and loss is `baton_core::lease`'s.
-    state: watch::Sender<LeaseState>,
+    state: Mutex<LeaseState>,
+    /// Wakes [`Lease::lost`]'s watchers on a loss, a release, or a deadline
+    /// that may have moved earlier. A mutex and one `Notify` rather than a
+    /// watch channel: a held lease is read far more often than it changes,
+    /// and a million of them should not cost a watch channel's memory each.
+    changed: Notify,
     /// Shared with the won attempt's straggling requests: set before the
     /// release is sent, so a late `SET` takes itself back.
     ended: Option<Arc<AtomicBool>>,
@@ -99,7 +104,8 @@ impl Lease {
             keys,
             token,
             fence,
-            state: watch::Sender::new(state),
+            state: Mutex::new(state),
+            changed: Notify::new(),
             in_flight: tokio::sync::Semaphore::new(1),
             ended,
         }))
@@ -134,17 +140,18 @@ impl Lease {
     /// deadline passed, or the lease was released. Meant for `select!`
     /// against the work the lease protects.
     pub async fn lost(&self) {
-        let mut state = self.0.state.subscribe();
         loop {
-            let (held, until) = {
-                let s = state.borrow_and_update();
-                (s.state() == State::Held, s.valid_until())
-            };
+            // Registered before the state is read, so a change in between
+            // still wakes this watcher.
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (held, until) = self.0.read(|s| (s.state() == State::Held, s.valid_until()));
             if !held {
                 return;
             }
             tokio::select! {
-                changed = state.changed() => if changed.is_err() { return },
+                () = &mut changed => {}
                 () = tokio::time::sleep_until(until.into()) => {
                     // Re-read: a renewal may have moved the deadline meanwhile.
                     if self.0.lose_if_expired(now()) {
@@ -176,19 +183,28 @@ impl LeaseCell {
     /// Applies one input to the lease's machine, waking the watchers on a loss
     /// or a shortened deadline, and warning once if it lost the lease.
     fn apply(&self, input: impl FnOnce(&mut LeaseState) -> Applied) -> Applied {
-        let mut applied = Applied::Over;
-        self.state.send_if_modified(|s| {
-            applied = input(s);
-            // Watchers (`Lease::lost`) sleep until the deadline and re-read
-            // it then, so only a loss or a deadline that may have moved
-            // earlier wakes them: a renewal, which only moves it later,
-            // would wake every watcher of every lease for nothing.
-            matches!(applied, Applied::Lost(_) | Applied::Unknown)
-        });
+        let applied = input(&mut self.lock_state());
+        // Watchers (`Lease::lost`) sleep until the deadline and re-read it
+        // then, so only a loss or a deadline that may have moved earlier
+        // wakes them: a renewal, which only moves it later, would wake every
+        // watcher of every lease for nothing.
+        if matches!(applied, Applied::Lost(_) | Applied::Unknown) {
+            self.changed.notify_waiters();
+        }
         if let Applied::Lost(because) = applied {
             tracing::warn!(lock = %self.name, fence = %self.fence, why = because.describe(), "lease lost");
         }
         applied
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, LeaseState> {
+        // Every input leaves the machine consistent; poison is moot.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the lease's machine.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&LeaseState) -> T) -> T {
+        f(&self.lock_state())
     }
 
     /// The renewal's turn, unless an extend is in flight.
@@ -201,17 +217,17 @@ impl LeaseCell {
 
     /// How long the lease is still valid at `now` (zero when lost).
     pub(crate) fn remaining(&self, now: Instant) -> Duration {
-        self.state.borrow().remaining(now)
+        self.read(|s| s.remaining(now))
     }
 
     /// The TTL renewals currently send.
     pub(crate) fn ttl(&self) -> Duration {
-        self.state.borrow().ttl()
+        self.read(LeaseState::ttl)
     }
 
     /// When the next renewal is due, or `None` once not held.
     pub(crate) fn next_renewal(&self) -> Option<Instant> {
-        self.state.borrow().next_renewal()
+        self.read(LeaseState::next_renewal)
     }
 
     /// Loses the lease if its deadline has passed at `now`; returns whether
@@ -231,7 +247,7 @@ impl LeaseCell {
 
     /// When renewals should stop retrying.
     pub(crate) fn give_up_at(&self) -> Instant {
-        self.state.borrow().give_up_at()
+        self.read(LeaseState::give_up_at)
     }
 
     /// Applies the verdict of `operation`, sent at `sent`, that came back
@@ -404,17 +420,21 @@ impl LeaseCell {
         if let Some(ended) = &self.ended {
             ended.store(true, Ordering::SeqCst);
         }
-        let held = self.state.borrow().is_held(now());
+        let held = self.read(|s| s.is_held(now()));
         nodes.release(&self.keys, &self.token, held).await
     }
 
     /// After a release: no longer held, without the warning of a loss.
     fn mark_ended(&self) {
-        self.state.send_if_modified(|s| {
+        let was_held = {
+            let mut s = self.lock_state();
             let was_held = s.state() == State::Held;
             s.release();
             was_held
-        });
+        };
+        if was_held {
+            self.changed.notify_waiters();
+        }
     }
 }
 
