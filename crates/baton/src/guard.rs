@@ -245,6 +245,28 @@ impl LeaseCell {
         !held
     }
 
+    /// Just before a renewal is sent at `now`: loses the lease if its
+    /// deadline passed unseen (the process was paused, say), or its give-up
+    /// point did while it waited in a backlog (a renewal sent now could only
+    /// be trusted after the point where its holder was to be told). Whether
+    /// it is still to be renewed. One look at the machine.
+    pub(crate) fn still_to_renew(&self, now: Instant) -> bool {
+        let mut renew = false;
+        self.apply(|s| {
+            let was_held = s.state() == State::Held;
+            s.handle_timeout(now);
+            if s.state() == State::Held && s.give_up_at() <= now {
+                s.lose(LostBecause::GiveUpPointPassed);
+            }
+            renew = s.next_renewal().is_some();
+            match s.state() {
+                State::Lost(because) if was_held => Applied::Lost(because),
+                _ => Applied::Over,
+            }
+        });
+        renew
+    }
+
     /// When renewals should stop retrying.
     pub(crate) fn give_up_at(&self) -> Instant {
         self.read(LeaseState::give_up_at)

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use baton_core::lease::{Applied, LostBecause, Operation};
+use baton_core::lease::{Applied, Operation};
 
 use baton_core::quorum::Extension;
 
@@ -283,15 +283,7 @@ impl Shared {
                 continue;
             };
             slot.place = Place::InFlight;
-            // A deadline passed unseen (the process was paused, say) is a
-            // loss, said now; so is a give-up point passed while the lease
-            // waited in a backlog: a renewal sent now could only be trusted
-            // after the point where its holder was to be told.
-            slot.lease.0.lose_if_expired(now);
-            if slot.lease.0.give_up_at() <= now {
-                slot.lease.0.lose(LostBecause::GiveUpPointPassed);
-            }
-            if slot.lease.0.next_renewal().is_none() {
+            if !slot.lease.0.still_to_renew(now) {
                 // Lost: renewing it now could keep a key alive that nobody
                 // trusts any more.
                 queue.leases.remove(&id);
