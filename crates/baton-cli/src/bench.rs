@@ -562,6 +562,14 @@ async fn join(
     Ok(all)
 }
 
+/// Takes a lock on a key nothing else uses: busy is an error.
+async fn take_fresh(lock: &baton::Lock) -> Result<baton::Guard, String> {
+    lock.try_acquire()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "a fresh key was busy".to_owned())
+}
+
 /// Acquire+release cycles on distinct keys, each timed.
 async fn cycles(
     client: Client,
@@ -575,11 +583,7 @@ async fn cycles(
             .lock(&format!("bench:{}:{task}:{i}", std::process::id()))
             .ttl(Duration::from_secs(10));
         let t = Instant::now();
-        let guard = lock
-            .try_acquire()
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("a fresh key was busy")?;
+        let guard = take_fresh(&lock).await?;
         guard.release().await.map_err(|e| e.to_string())?;
         latencies.push(t.elapsed());
         done.fetch_add(1, Ordering::Relaxed);
@@ -654,11 +658,7 @@ async fn held(url: &str, leases: usize, ttl: Duration, hold: Duration) -> Result
                 for i in mine {
                     let lock = client.lock(&name(i)).ttl(ttl);
                     let t0 = Instant::now();
-                    let guard = lock
-                        .try_acquire()
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .ok_or("a fresh key was busy")?;
+                    let guard = take_fresh(&lock).await?;
                     held.push((t0.elapsed(), guard));
                 }
                 Ok::<_, String>(held)
