@@ -1,6 +1,7 @@
 //! The project's benchmark on private servers: starts five `redis-server`
 //! processes, then runs `baton bench`'s workloads — single-server ones on the
-//! first (contended on an unfair and on a fair lock), Redlock over 3 and over 5, and sequential again with a replica of
+//! first (contended on an unfair and on a fair lock; held: 100,000 leases at a 3 s TTL for 60 s),
+//! Redlock over 3 and over 5, and sequential again with a replica of
 //! the first and replica acknowledgement on — and stops the servers.
 //!
 //! ```text
@@ -45,6 +46,14 @@ async fn main() -> Result<(), String> {
     runs.extend(run(&options("redlock", &urls[..3])).await?);
     runs.extend(run(&options("redlock", &urls)).await?);
     runs.extend(run(&options("baseline", &urls[..1])).await?);
+    // Many leases on one client's renewal task (a twentieth, 3 s, with --quick).
+    let mut held = options("held", &urls[..1]);
+    held.held = baton_cli::bench::Held {
+        leases: if quick { 5_000 } else { 100_000 },
+        ttl: std::time::Duration::from_secs(3),
+        hold: None,
+    };
+    runs.extend(run(&held).await?);
     // The cost of confirming every lease on a replica (WAIT in the same
     // round trip): the replica lives on the same machine.
     let replica = baton_test_support::RedisServer::start_with(
