@@ -11,7 +11,7 @@
 //! - `baseline`: raw `SET NX PX` + `DEL` through one redis-rs multiplexed
 //!   connection, sequential and at C (default 64) — the ceiling to compare with.
 //!
-//! `sequential` and `concurrent` also run the raw client on the same shape
+//! `sequential`, `concurrent` and `redlock` also run the raw client on the same shape
 //! of work just before, and report the ratio (`vs_raw`): a ratio in one run
 //! does not depend on the machine's speed. Every run reports the client's
 //! CPU per cycle (`cpu_us_per_op`, user + system from `getrusage`) beside
@@ -289,7 +289,12 @@ pub async fn run(o: &Options) -> Result<Vec<Run>, String> {
     if wants("redlock") && o.urls.len() >= 2 {
         let done = Progress::show(o.progress, "redlock", scale(2_000));
         let client = check(Client::connect(&o.urls.join(",")).await)?;
-        runs.push(redlock(client, o.urls.len(), scale(2_000), &done).await?);
+        let raw = raw_redlock(&o.urls, scale(2_000)).await?;
+        runs.push(
+            redlock(client, o.urls.len(), scale(2_000), &done)
+                .await?
+                .versus(&raw),
+        );
     }
     if wants("baseline") {
         let done = Progress::show(o.progress, "baseline", scale(5_000));
@@ -770,6 +775,59 @@ async fn renewal_commands(
         }
     }
     Ok((calls, usec))
+}
+
+/// Redlock's raw equivalent: `SET key v NX PX 10000` on every server at
+/// once, then `DEL key` on every server at once, each phase waiting for all
+/// of them (a plain parallel redis-rs loop, no quorum logic, no fences).
+async fn raw_redlock(urls: &[String], ops: usize) -> Result<Run, String> {
+    let mut conns = Vec::new();
+    for url in urls {
+        conns.push(raw(url).await?);
+    }
+    let start = Clock::start();
+    let mut latencies = Vec::with_capacity(ops);
+    for i in 0..ops {
+        let key = format!("bench:{}:raw-redlock:{i}", std::process::id());
+        let t0 = Instant::now();
+        let sets = conns.iter().map(|conn| {
+            let (mut conn, key) = (conn.clone(), key.as_str());
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg("v")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(10_000)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map(drop)
+            }
+        });
+        for set in futures_util::future::join_all(sets).await {
+            set.map_err(|e| e.to_string())?;
+        }
+        let dels = conns.iter().map(|conn| {
+            let (mut conn, key) = (conn.clone(), key.as_str());
+            async move {
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            }
+        });
+        for del in futures_util::future::join_all(dels).await {
+            del.map_err(|e| e.to_string())?;
+        }
+        latencies.push(t0.elapsed());
+    }
+    Ok(Run::new(
+        "redlock",
+        "redis-rs",
+        start,
+        latencies,
+        format!(",\"nodes\":{}", urls.len()),
+    ))
 }
 
 /// The same server, no lock library: `SET key v NX PX 10000` then `DEL key`
