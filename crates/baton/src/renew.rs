@@ -337,7 +337,8 @@ impl Shared {
             tracing::trace!(
                 lock = %lease.0.name,
                 fence = %lease.fence(),
-                valid_for_us = lease.0.remaining(sent).as_micros() as u64,
+                // Rounded up: a lease found held has more than nothing left.
+                valid_for_us = (lease.0.remaining(sent).as_nanos() as u64).div_ceil(1000),
                 "renewing"
             );
         }
