@@ -14,7 +14,7 @@ use std::sync::Arc;
 use baton_core::{scripts, Kind};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-use super::{invocation, on_lock_keys, redis_error, RedisNode};
+use super::{invocation, on_lock_keys, redis_error, Decimal, RedisNode};
 use crate::acknowledge::{confirmation, wait_command, Confirmation};
 use crate::error::Result;
 use crate::node::{Link, Renewal};
@@ -61,7 +61,7 @@ impl<C: Link> RedisNode<C> {
     /// script. A cluster's renewals stay scripts: its redirect handling
     /// resends scripts only.
     async fn extend_batch(&self, renewals: &[Renewal<'_>]) -> Vec<Result<bool>> {
-        let ttls: Vec<String> = renewals.iter().map(|r| r.2.to_string()).collect();
+        let ttls: Vec<Decimal> = renewals.iter().map(|r| Decimal::new(r.2)).collect();
         let native = !C::CLUSTER && !self.native_extend_refused.load(Ordering::Relaxed);
         let build = |form: ExtendForm, which: &[usize]| {
             let mut pipe = redis::pipe();
@@ -69,11 +69,12 @@ impl<C: Link> RedisNode<C> {
             for &i in which {
                 let (keys, token, _) = renewals[i];
                 let (script, fair) = extend_script(keys.kind);
-                let all = [token.as_str(), ttls[i].as_str(), "fair"];
+                let ttl = ttls[i].as_str();
+                let all = [token.as_str(), ttl, "fair"];
                 let args = &all[..if fair { 3 } else { 2 }];
                 pipe.add_command(match (form, keys.kind) {
                     (ExtendForm::Native, Kind::Lock) => {
-                        native_extend(&keys.lock, token.as_str(), &ttls[i])
+                        native_extend(&keys.lock, token.as_str(), ttl)
                     }
                     // Permits and fair locks have no native form: their
                     // script, by SHA first.
@@ -246,8 +247,11 @@ enum ExtendForm {
 /// The native extend: sets the key to the token it already holds, with a
 /// new expiry, only if it holds that token.
 fn native_extend(key: &str, token: &str, ttl_ms: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key)
+    // Sized up front, as `invocation` is: one renewal, one allocation pair.
+    let data = "SETIFEQPX".len() + key.len() + 2 * token.len() + ttl_ms.len();
+    let mut cmd = redis::Cmd::with_capacity(7, data);
+    cmd.arg("SET")
+        .arg(key)
         .arg(token)
         .arg("IFEQ")
         .arg(token)
