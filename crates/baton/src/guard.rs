@@ -1,7 +1,7 @@
 //! [`Guard`] (a held lock, released on drop) and [`Lease`] (the view of it
 //! that work can carry around).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,6 @@ pub enum Released {
 /// The shared state of one held lease: read by its guard and leases,
 /// written by the renewal task and by extends.
 pub(crate) struct LeaseCell {
-    pub(crate) id: u64,
     pub(crate) name: Arc<str>,
     pub(crate) keys: Arc<Keys>,
     pub(crate) token: Token,
@@ -51,6 +50,9 @@ pub(crate) struct LeaseCell {
     /// A semaphore in the cell rather than a shared mutex, so a lease costs
     /// no allocation of its own for it.
     in_flight: tokio::sync::Semaphore,
+    /// Where the client's renewer keeps this lease (`usize::MAX`: not
+    /// registered); read and written only under the renewer's lock.
+    pub(crate) renewal_slot: AtomicUsize,
 }
 
 /// A renewal's turn on its lease (see `LeaseCell::in_flight`), given back
@@ -97,9 +99,7 @@ impl Lease {
         (fence, state): (Fence, LeaseState),
         ended: Option<Arc<AtomicBool>>,
     ) -> Lease {
-        static IDS: AtomicU64 = AtomicU64::new(0);
         Lease(Arc::new(LeaseCell {
-            id: IDS.fetch_add(1, Ordering::Relaxed),
             name,
             keys,
             token,
@@ -107,6 +107,7 @@ impl Lease {
             state: Mutex::new(state),
             changed: Notify::new(),
             in_flight: tokio::sync::Semaphore::new(1),
+            renewal_slot: AtomicUsize::new(usize::MAX),
             ended,
         }))
     }
@@ -423,7 +424,7 @@ impl Guard {
 
     fn stop_renewing(&mut self) {
         if self.renewing {
-            self.client.inner.renewer.unregister(self.lease.0.id);
+            self.client.inner.renewer.unregister(&self.lease);
             self.renewing = false;
         }
     }

@@ -18,7 +18,7 @@
 //! a release is sent cannot keep the key alive: it only resets the TTL of a
 //! key that still holds our token, and the release deletes that key.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,11 +74,16 @@ pub struct RenewalStats {
 
 #[derive(Default)]
 struct Queue {
-    /// Leases by when their next renewal is due.
-    due: BTreeSet<(Instant, u64)>,
+    /// Leases (by slot) by when their next renewal is due.
+    due: BTreeSet<(Instant, usize)>,
     /// Leases already due, by their give-up points: the most urgent first.
-    ready: BTreeSet<(Instant, u64)>,
-    leases: HashMap<u64, Slot>,
+    ready: BTreeSet<(Instant, usize)>,
+    /// The registered leases, each in the slot its cell names
+    /// (`LeaseCell::renewal_slot`): an index, not a hash lookup, since a
+    /// million of them are looked up at every renewal.
+    slots: Vec<Option<Slot>>,
+    /// Free slots, reused before the vector grows.
+    free: Vec<usize>,
     task: Option<JoinHandle<()>>,
     /// When the task will look at the queue next.
     looks_at: Look,
@@ -88,8 +93,8 @@ impl Queue {
     /// Queues lease `id` (registered) for its renewal at `at`, wherever it
     /// was before; `None` (lost) drops it. Returns whether the task must be
     /// woken for it.
-    fn schedule(&mut self, id: u64, at: Option<Instant>) -> bool {
-        let Some(slot) = self.leases.get_mut(&id) else {
+    fn schedule(&mut self, id: usize, at: Option<Instant>) -> bool {
+        let Some(slot) = self.slots.get_mut(id).and_then(Option::as_mut) else {
             return false;
         };
         match std::mem::replace(&mut slot.place, Place::InFlight) {
@@ -98,12 +103,33 @@ impl Queue {
             Place::InFlight => false,
         };
         let Some(at) = at else {
-            self.leases.remove(&id);
+            self.free_slot(id);
             return false;
         };
         slot.place = Place::Due(at);
         self.due.insert((at, id));
         self.needs_wake(at)
+    }
+
+    /// The slot of `lease`, if it is registered.
+    fn slot_of(&self, lease: &Lease) -> Option<usize> {
+        let id = lease.0.renewal_slot.load(Ordering::Relaxed);
+        self.slots
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| Arc::ptr_eq(&slot.lease.0, &lease.0))
+            .then_some(id)
+    }
+
+    /// Empties slot `id` (out of both queues already) for reuse.
+    fn free_slot(&mut self, id: usize) {
+        if let Some(slot) = self.slots.get_mut(id).and_then(Option::take) {
+            slot.lease
+                .0
+                .renewal_slot
+                .store(usize::MAX, Ordering::Relaxed);
+            self.free.push(id);
+        }
     }
 
     /// Moves the leases due by `horizon` to `ready`.
@@ -113,7 +139,7 @@ impl Queue {
                 break;
             }
             self.due.pop_first();
-            if let Some(slot) = self.leases.get_mut(&id) {
+            if let Some(slot) = self.slots.get_mut(id).and_then(Option::as_mut) {
                 let give_up = slot.lease.0.give_up_at();
                 slot.place = Place::Ready(give_up);
                 self.ready.insert((give_up, id));
@@ -174,14 +200,27 @@ impl Renewer {
     /// Starts renewing `lease`. Must be called on a tokio runtime.
     pub(crate) fn register(&self, lease: &Lease) {
         let mut queue = self.shared.lock();
-        let id = lease.0.id;
-        queue.leases.insert(
-            id,
-            Slot {
-                lease: lease.clone(),
-                place: Place::InFlight,
-            },
-        );
+        let id = match queue.slot_of(lease) {
+            Some(id) => id,
+            None => {
+                let slot = Some(Slot {
+                    lease: lease.clone(),
+                    place: Place::InFlight,
+                });
+                let id = match queue.free.pop() {
+                    Some(id) => {
+                        queue.slots[id] = slot;
+                        id
+                    }
+                    None => {
+                        queue.slots.push(slot);
+                        queue.slots.len() - 1
+                    }
+                };
+                lease.0.renewal_slot.store(id, Ordering::Relaxed);
+                id
+            }
+        };
         let wake = queue.schedule(id, lease.0.next_renewal());
         // (Re)start the task if there is none, or if the runtime it was
         // spawned on has gone.
@@ -195,20 +234,24 @@ impl Renewer {
         }
     }
 
-    /// Stops renewing the lease `id` (a no-op if it is not registered).
-    /// The task is not woken: at its next look it finds nothing due.
-    pub(crate) fn unregister(&self, id: u64) {
-        self.shared.lock().schedule(id, None);
+    /// Stops renewing `lease` (a no-op if it is not registered). The task
+    /// is not woken: at its next look it finds nothing due.
+    pub(crate) fn unregister(&self, lease: &Lease) {
+        let mut queue = self.shared.lock();
+        if let Some(id) = queue.slot_of(lease) {
+            queue.schedule(id, None);
+        }
     }
 
     /// Re-reads the lease's next renewal time after an extend.
     pub(crate) fn reschedule(&self, lease: &Lease) {
         let mut queue = self.shared.lock();
-        let id = lease.0.id;
+        let Some(id) = queue.slot_of(lease) else {
+            return;
+        };
         // In flight: the batch requeues it from the fresh schedule.
-        if queue
-            .leases
-            .get(&id)
+        if queue.slots[id]
+            .as_ref()
             .is_none_or(|slot| matches!(slot.place, Place::InFlight))
         {
             return;
@@ -233,8 +276,9 @@ impl Renewer {
     pub(crate) fn len(&self) -> usize {
         let queue = self.shared.lock();
         queue
-            .leases
-            .values()
+            .slots
+            .iter()
+            .flatten()
             .filter(|slot| slot.lease.0.next_renewal().is_some())
             .count()
     }
@@ -279,14 +323,14 @@ impl Shared {
             let Some((_, id)) = queue.ready.pop_first() else {
                 break;
             };
-            let Some(slot) = queue.leases.get_mut(&id) else {
+            let Some(slot) = queue.slots.get_mut(id).and_then(Option::as_mut) else {
                 continue;
             };
             slot.place = Place::InFlight;
             if !slot.lease.0.still_to_renew(now) {
                 // Lost: renewing it now could keep a key alive that nobody
                 // trusts any more.
-                queue.leases.remove(&id);
+                queue.free_slot(id);
                 continue;
             }
             match LeaseCell::try_take_turn(&slot.lease) {
@@ -309,7 +353,10 @@ impl Shared {
     /// was unregistered meanwhile.
     fn requeue(&self, lease: &Lease, held: bool) {
         let next = lease.0.next_renewal().filter(|_| held);
-        self.lock().schedule(lease.0.id, next);
+        let mut queue = self.lock();
+        if let Some(id) = queue.slot_of(lease) {
+            queue.schedule(id, next);
+        }
     }
 
     /// Renews `batch`, found still held at `decided`.
@@ -507,6 +554,36 @@ mod tests {
             Duration::from_secs(5),
         );
         (server, client)
+    }
+
+    /// Slots are reused after a release, and a lease that no longer owns
+    /// its slot (a late requeue of a released one) cannot move the lease
+    /// that took the slot over.
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_slot_belongs_to_its_new_lease_only() {
+        let (_server, client) = slow_server();
+        let first = client.lock("a").ttl(TTL).acquire().await.unwrap();
+        let stale = first.lease().clone();
+        first.release().await.unwrap();
+        let second = client.lock("b").ttl(TTL).acquire().await.unwrap();
+        let renewer = &client.inner.renewer;
+        {
+            let queue = renewer.shared.lock();
+            assert_eq!(queue.slots.len(), 1, "the slot is reused");
+            assert_eq!(queue.slot_of(&stale), None, "the released lease has none");
+            assert_eq!(queue.slot_of(second.lease()), Some(0));
+        }
+        // A late requeue of the released lease changes nothing.
+        renewer.shared.requeue(&stale, false);
+        renewer.unregister(&stale);
+        assert_eq!(client.renewing(), 1);
+        // The new lease is still renewed, well past its TTL.
+        tokio::time::sleep(TTL * 4).await;
+        assert!(second.is_held());
+        assert!(client.renewal_stats().renewals >= 4);
+        second.release().await.unwrap();
+        assert_eq!(client.renewing(), 0);
+        assert!(renewer.shared.lock().free.contains(&0));
     }
 
     /// 2,000 leases (TTL 2 s) taken over 400 ms; their second renewals are
