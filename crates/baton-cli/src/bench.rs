@@ -710,13 +710,16 @@ async fn held(url: &str, leases: usize, ttl: Duration, hold: Duration) -> Result
     let batches = stats.batches - stats_before.batches;
     let server_calls = calls.saturating_sub(calls_before).max(1);
     run.extra = format!(
-        ",\"leases\":{leases},\"ttl_ms\":{},\"hold_s\":{wall:.1},\"renewals\":{renewals},\"renewals_per_s\":{:.0},\"renew_cpu_share\":{:.3},\"cpu_us_per_renewal\":{:.2},\"bytes_per_lease\":{per_lease:.0},\"batches\":{batches},\"mean_batch\":{:.0},\"largest_batch\":{},\"server_us_per_renewal\":{:.2},\"lowest_pttl_ms\":{},\"samples_lapsed\":{lapsed},\"lost\":{lost}",
+        ",\"leases\":{leases},\"ttl_ms\":{},\"hold_s\":{wall:.1},\"renewals\":{renewals},\"renewals_per_s\":{:.0},\"renew_cpu_share\":{:.3},\"cpu_us_per_renewal\":{:.2},\"bytes_per_lease\":{per_lease:.0},\"batches\":{batches},\"mean_batch\":{:.0},\"largest_batch\":{},\"longest_renewer_poll_us\":{},\"renewer_polls\":{},\"renewer_polls_over_1ms\":{},\"server_us_per_renewal\":{:.2},\"lowest_pttl_ms\":{},\"samples_lapsed\":{lapsed},\"lost\":{lost}",
         ttl.as_millis(),
         renewals as f64 / wall,
         cpu / wall,
         cpu * 1e6 / renewals.max(1) as f64,
         renewals as f64 / batches.max(1) as f64,
         stats.largest_batch,
+        stats.longest_poll.as_micros(),
+        stats.polls,
+        stats.polls_over_1ms,
         usec.saturating_sub(usec_before) as f64 / server_calls as f64,
         if lowest_pttl == i64::MAX { -1 } else { lowest_pttl },
     );
