@@ -21,20 +21,7 @@ fn main() {
                 .await
                 .expect("connect");
             for _ in 0..n {
-                let _: Option<String> = redis::cmd("SET")
-                    .arg("cycles")
-                    .arg("token")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(10_000)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("SET");
-                let _: i64 = redis::cmd("DEL")
-                    .arg("cycles")
-                    .query_async(&mut conn)
-                    .await
-                    .expect("DEL");
+                baton_test_support::raw_lock_cycle(&mut conn, "cycles").await;
             }
             return;
         }

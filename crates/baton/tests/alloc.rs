@@ -64,18 +64,7 @@ fn a_cycle_allocates_within_budget_beyond_the_raw_client() {
             .unwrap();
         let raw_cost = per_cycle(|_| {
             let mut conn = raw.clone();
-            async move {
-                let _: Option<String> = redis::cmd("SET")
-                    .arg("raw")
-                    .arg("token")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(10_000)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let _: i64 = redis::cmd("DEL").arg("raw").query_async(&mut conn).await.unwrap();
-            }
+            async move { baton_test_support::raw_lock_cycle(&mut conn, "raw").await }
         })
         .await;
         let client = baton::Client::connect(&server.url()).await.unwrap();
