@@ -158,6 +158,11 @@ async fn an_extend_without_a_verdict_shortens_the_deadline() {
             .unwrap()
             .expect("free");
         guard.extend(Duration::from_secs(10)).await.unwrap(); // loads the script, so the next EVALSHA lands
+
+        // A watcher already asleep until the 10 s deadline is woken by the
+        // shortened one, not left to sleep past it.
+        let lease = guard.lease().clone();
+        let watcher = tokio::spawn(async move { lease.lost().await });
         proxy.set_mode(Mode::DropReplies);
         let err = guard.extend(Duration::from_millis(100)).await.unwrap_err();
         assert!(err.is_backend(), "{err:?}");
@@ -167,6 +172,10 @@ async fn an_extend_without_a_verdict_shortens_the_deadline() {
             guard.lease().remaining()
         );
         proxy.set_mode(Mode::Pass);
+        tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the watcher saw the shortened deadline, long before the old one")
+            .unwrap();
         guard.lost().await;
         let pttl: i64 = server.cmd(&["PTTL", "baton:job"]);
         assert!(pttl <= 100, "the server applied the short TTL: {pttl}");
