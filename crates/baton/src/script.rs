@@ -614,15 +614,22 @@ fn invocation(script: &Script, use_sha: bool, keys: &[&str], args: &[&str]) -> r
     } else {
         ("EVAL", script.source)
     };
-    // Sized up front: growing the command's buffers argument by argument
-    // costs an allocation each time they double, on every lock operation.
-    const KEY_COUNT_DIGITS: usize = 20;
-    let data = name.len()
-        + body.len()
-        + KEY_COUNT_DIGITS
-        + keys.iter().chain(args).map(|a| a.len()).sum::<usize>();
-    let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args.len(), data);
-    cmd.arg(name).arg(body).arg(keys.len()).arg(keys).arg(args);
+    let key_count = Decimal::new(keys.len() as u64);
+    let head = [name, body, key_count.as_str()];
+    sized_command(head.iter().chain(keys).chain(args).copied())
+}
+
+/// A command of `args`, its buffers sized before any is written: growing
+/// them argument by argument costs an allocation each time they double, on
+/// every lock operation and renewal.
+fn sized_command<'a>(args: impl Iterator<Item = &'a str> + Clone) -> redis::Cmd {
+    let (count, bytes) = args
+        .clone()
+        .fold((0, 0), |(count, bytes), arg| (count + 1, bytes + arg.len()));
+    let mut cmd = redis::Cmd::with_capacity(count, bytes);
+    for arg in args {
+        cmd.arg(arg);
+    }
     cmd
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use baton_core::{scripts, Kind};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-use super::{invocation, on_lock_keys, redis_error, Decimal, RedisNode};
+use super::{invocation, on_lock_keys, redis_error, sized_command, Decimal, RedisNode};
 use crate::acknowledge::{confirmation, wait_command, Confirmation};
 use crate::error::Result;
 use crate::node::{Link, Renewal};
@@ -247,17 +247,7 @@ enum ExtendForm {
 /// The native extend: sets the key to the token it already holds, with a
 /// new expiry, only if it holds that token.
 fn native_extend(key: &str, token: &str, ttl_ms: &str) -> redis::Cmd {
-    // Sized up front, as `invocation` is: one renewal, one allocation pair.
-    let data = "SETIFEQPX".len() + key.len() + 2 * token.len() + ttl_ms.len();
-    let mut cmd = redis::Cmd::with_capacity(7, data);
-    cmd.arg("SET")
-        .arg(key)
-        .arg(token)
-        .arg("IFEQ")
-        .arg(token)
-        .arg("PX")
-        .arg(ttl_ms);
-    cmd
+    sized_command(["SET", key, token, "IFEQ", token, "PX", ttl_ms].into_iter())
 }
 
 /// Whether a server refused `SET … IFEQ` for want of the option: a
