@@ -60,6 +60,14 @@ pub(crate) struct LeaseCell {
 pub(crate) struct RenewalTurn(Lease);
 
 impl RenewalTurn {
+    /// The renewal's turn on `lease`, unless an extend is in flight.
+    pub(crate) fn take(lease: &Lease) -> Option<RenewalTurn> {
+        let permit = lease.0.in_flight.try_acquire().ok()?;
+        // Given back by the turn's drop instead.
+        permit.forget();
+        Some(RenewalTurn(lease.clone()))
+    }
+
     pub(crate) fn lease(&self) -> &Lease {
         &self.0
     }
@@ -208,14 +216,6 @@ impl LeaseCell {
         f(&self.lock_state())
     }
 
-    /// The renewal's turn, unless an extend is in flight.
-    pub(crate) fn try_take_turn(lease: &Lease) -> Option<RenewalTurn> {
-        let permit = lease.0.in_flight.try_acquire().ok()?;
-        // Given back by the turn's drop instead.
-        permit.forget();
-        Some(RenewalTurn(lease.clone()))
-    }
-
     /// How long the lease is still valid at `now` (zero when lost).
     pub(crate) fn remaining(&self, now: Instant) -> Duration {
         self.read(|s| s.remaining(now))
@@ -234,16 +234,7 @@ impl LeaseCell {
     /// Loses the lease if its deadline has passed at `now`; returns whether
     /// it is no longer held.
     pub(crate) fn lose_if_expired(&self, now: Instant) -> bool {
-        let mut held = true;
-        self.apply(|s| {
-            let was_held = s.state() == State::Held;
-            held = s.handle_timeout(now);
-            match s.state() {
-                State::Lost(because) if was_held => Applied::Lost(because),
-                _ => Applied::Over,
-            }
-        });
-        !held
+        !self.apply_losing(|s| s.handle_timeout(now))
     }
 
     /// Just before a renewal is sent at `now`: loses the lease if its
@@ -252,20 +243,27 @@ impl LeaseCell {
     /// be trusted after the point where its holder was to be told). Whether
     /// it is still to be renewed. One look at the machine.
     pub(crate) fn still_to_renew(&self, now: Instant) -> bool {
-        let mut renew = false;
-        self.apply(|s| {
-            let was_held = s.state() == State::Held;
+        self.apply_losing(|s| {
             s.handle_timeout(now);
             if s.state() == State::Held && s.give_up_at() <= now {
                 s.lose(LostBecause::GiveUpPointPassed);
             }
-            renew = s.next_renewal().is_some();
+            s.next_renewal().is_some()
+        })
+    }
+
+    /// Applies `input`, reporting a loss (once) if it ended a held lease.
+    fn apply_losing<T>(&self, input: impl FnOnce(&mut LeaseState) -> T) -> T {
+        let mut out = None;
+        self.apply(|s| {
+            let was_held = s.state() == State::Held;
+            out = Some(input(s));
             match s.state() {
                 State::Lost(because) if was_held => Applied::Lost(because),
                 _ => Applied::Over,
             }
         });
-        renew
+        out.expect("apply runs its input")
     }
 
     /// When renewals should stop retrying.

@@ -31,7 +31,7 @@ use baton_core::lease::{Applied, Operation};
 use baton_core::quorum::Extension;
 
 use crate::fanout::{now, Nodes};
-use crate::guard::{Lease, LeaseCell, RenewalTurn};
+use crate::guard::{Lease, RenewalTurn};
 
 /// Leases due this soon after the earliest are renewed in the same batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
@@ -368,7 +368,7 @@ impl Shared {
                 queue.free_slot(id);
                 continue;
             }
-            match LeaseCell::try_take_turn(&slot.lease) {
+            match RenewalTurn::take(&slot.lease) {
                 Some(turn) => batch.push(turn),
                 // An extend is in flight: it reschedules the lease when it
                 // completes; look again shortly in case it does not.
@@ -449,13 +449,16 @@ impl Shared {
             }
         };
         let at = now();
-        let verdicts = verdicts
+        let mut verdicts = verdicts
             .into_iter()
             .flatten()
             .map(Some)
             .chain(std::iter::repeat_with(|| None));
-        let mut verdicts = verdicts;
-        for chunk in batch.chunks(VERDICTS_PER_POLL) {
+        for (i, chunk) in batch.chunks(VERDICTS_PER_POLL).enumerate() {
+            if i > 0 {
+                // The run loop yields after the last chunk.
+                tokio::task::yield_now().await;
+            }
             let next: Vec<Option<Instant>> = chunk
                 .iter()
                 .zip(verdicts.by_ref())
@@ -478,7 +481,6 @@ impl Shared {
                     queue.requeue(lease, next);
                 }
             }
-            tokio::task::yield_now().await;
         }
     }
 }
