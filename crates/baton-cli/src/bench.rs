@@ -795,29 +795,14 @@ async fn raw_redlock(urls: &[String], ops: usize) -> Result<Run, String> {
         let t0 = Instant::now();
         let sets = conns.iter().map(|conn| {
             let (mut conn, key) = (conn.clone(), key.as_str());
-            async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg("v")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(10_000)
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
-                    .map(drop)
-            }
+            async move { raw_take(key).query_async::<Option<String>>(&mut conn).await }
         });
         for set in futures_util::future::join_all(sets).await {
             set.map_err(|e| e.to_string())?;
         }
         let dels = conns.iter().map(|conn| {
             let (mut conn, key) = (conn.clone(), key.as_str());
-            async move {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            }
+            async move { raw_give_back(key).query_async::<i64>(&mut conn).await }
         });
         for del in futures_util::future::join_all(dels).await {
             del.map_err(|e| e.to_string())?;
@@ -831,6 +816,20 @@ async fn raw_redlock(urls: &[String], ops: usize) -> Result<Run, String> {
         latencies,
         format!(",\"nodes\":{}", urls.len()),
     ))
+}
+
+/// The raw client's lock: `SET key v NX PX 10000`.
+fn raw_take(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg("v").arg("NX").arg("PX").arg(10_000);
+    cmd
+}
+
+/// The raw client's unlock: `DEL key`.
+fn raw_give_back(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(key);
+    cmd
 }
 
 /// The same server, no lock library: `SET key v NX PX 10000` then `DEL key`
@@ -847,17 +846,11 @@ async fn baseline(url: &str, ops: usize, tasks: usize, done: &Progress) -> Resul
                 for i in 0..n {
                     let key = format!("bench:{}:raw:{t}:{i}", std::process::id());
                     let t0 = Instant::now();
-                    let _: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg("v")
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(10_000)
+                    let _: Option<String> = raw_take(&key)
                         .query_async(&mut conn)
                         .await
                         .map_err(|e| e.to_string())?;
-                    let _: i64 = redis::cmd("DEL")
-                        .arg(&key)
+                    let _: i64 = raw_give_back(&key)
                         .query_async(&mut conn)
                         .await
                         .map_err(|e| e.to_string())?;
